@@ -1,0 +1,130 @@
+//! `cmm-agent plan`: render every release of a fleet offline with the real chart and say what
+//! each would create, per object kind. Changes nothing anywhere.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use cmm_installer::fleet::{Fleet, Role};
+use cmm_installer::helm::Release;
+use cmm_installer::render::Rendered;
+use cmm_installer::values;
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, Output, PlanArgs};
+use crate::exit::{installer_class, Classify, ExitCode};
+use crate::settings::ChartSettings;
+
+#[derive(Debug, Serialize)]
+struct FleetPlan {
+    chart: cmm_installer::chart::ChartSource,
+    helm_version: String,
+    members: Vec<MemberPlan>,
+}
+
+#[derive(Debug, Serialize)]
+struct MemberPlan {
+    role: Role,
+    release: String,
+    namespace: String,
+    values: Vec<String>,
+    sets: Vec<String>,
+    objects: usize,
+    kinds: BTreeMap<String, usize>,
+}
+
+pub async fn run(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<()> {
+    let settings = ChartSettings::resolve(&args.chart)?;
+    let fleet = match &args.fleet {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .classify(ExitCode::Usage)
+                .with_context(|| {
+                    format!(
+                        "reading fleet file {} (--fleet / CMM_FLEET)",
+                        path.display()
+                    )
+                })?;
+            Fleet::parse(&text, &path.display().to_string()).classify(ExitCode::Usage)?
+        }
+        None => Fleet::example(),
+    };
+    let helm_version = settings.helm.version().await.classify(ExitCode::Tool)?;
+    if let Some(v) = settings.chart.local_version() {
+        if v != cmm_installer::chart::CHART_VERSION {
+            tracing::warn!(
+                found = %v,
+                tested = cmm_installer::chart::CHART_VERSION,
+                "the chart's version differs from the one CMM's values are tested with"
+            );
+        }
+    }
+
+    let mut members = Vec::new();
+    for m in fleet.members() {
+        let files = values::materialize(m.values.iter().map(|(n, t)| (*n, t.clone())))
+            .classify(ExitCode::Internal)?;
+        let release = Release {
+            name: &m.release,
+            namespace: &m.namespace,
+            chart: &settings.chart,
+            values_files: &files.paths,
+            sets: &m.sets,
+        };
+        tracing::info!(release = %m.release, role = ?m.role, "rendering");
+        let stream = settings
+            .helm
+            .template(&release)
+            .await
+            .classify_by(installer_class)?;
+        let rendered = Rendered::parse(&stream).classify(ExitCode::Chart)?;
+        members.push(MemberPlan {
+            role: m.role,
+            release: m.release.clone(),
+            namespace: m.namespace.clone(),
+            values: m.values.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            sets: m.sets.clone(),
+            objects: rendered.objects.len(),
+            kinds: rendered.kinds(),
+        });
+    }
+    let plan = FleetPlan {
+        chart: settings.chart,
+        helm_version,
+        members,
+    };
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Human => print_human(&plan),
+    }
+    Ok(())
+}
+
+fn print_human(plan: &FleetPlan) {
+    let chart = match &plan.chart {
+        cmm_installer::chart::ChartSource::Directory { path }
+        | cmm_installer::chart::ChartSource::Archive { path } => path.display().to_string(),
+        cmm_installer::chart::ChartSource::Repo { url, name, version } => {
+            format!("{name} {version} from {url}")
+        }
+    };
+    println!("Fleet plan: chart {chart}, helm {}", plan.helm_version);
+    for m in &plan.members {
+        let role = match m.role {
+            Role::Central => "central Grafana",
+            Role::Cluster => "monitored cluster",
+        };
+        println!();
+        println!(
+            "{} (release {}, namespace {}): {} objects",
+            role, m.release, m.namespace, m.objects
+        );
+        println!("  values: {}", m.values.join(", "));
+        for s in &m.sets {
+            println!("  --set {s}");
+        }
+        let width = m.kinds.keys().map(String::len).max().unwrap_or(0);
+        for (kind, n) in &m.kinds {
+            println!("  {kind:<width$}  {n:>3}");
+        }
+    }
+}

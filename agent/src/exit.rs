@@ -1,0 +1,115 @@
+//! Exit codes, one per failure class a script may want to tell apart. Documented in
+//! docs/exit-codes.md; the numbers are a contract and never change meaning.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Ok = 0,
+    /// Unexpected failure inside the agent.
+    Internal = 1,
+    /// Bad flags, bad config, bad values: nothing was changed.
+    Usage = 2,
+    /// A tool the agent runs (helm) is missing, too old, or failed.
+    Tool = 3,
+    /// The chart could not be found or rendered.
+    Chart = 4,
+}
+
+impl ExitCode {
+    /// The code attached to an error chain, or `Internal` when none was attached.
+    pub fn of(err: &anyhow::Error) -> Self {
+        err.chain()
+            .find_map(|e| e.downcast_ref::<Classified>().map(|c| c.code))
+            .unwrap_or(ExitCode::Internal)
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code as u8)
+    }
+}
+
+/// An error tagged with its exit class. It displays as the error it wraps, so messages are
+/// unchanged; `main` finds the tag anywhere in the chain.
+#[derive(Debug)]
+pub struct Classified {
+    pub code: ExitCode,
+    inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl fmt::Display for Classified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+/// Attach an exit class to a result: `thing().classify(ExitCode::Tool)?`.
+pub trait Classify<T, E> {
+    fn classify(self, code: ExitCode) -> anyhow::Result<T>;
+    /// The class chosen from the error itself.
+    fn classify_by(self, class: impl FnOnce(&E) -> ExitCode) -> anyhow::Result<T>;
+}
+
+impl<T, E> Classify<T, E> for Result<T, E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn classify(self, code: ExitCode) -> anyhow::Result<T> {
+        self.classify_by(|_| code)
+    }
+
+    fn classify_by(self, class: impl FnOnce(&E) -> ExitCode) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            anyhow::Error::new(Classified {
+                code: class(&e),
+                inner: Box::new(e),
+            })
+        })
+    }
+}
+
+/// Exit class of an installer error.
+pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
+    use cmm_installer::Error as E;
+    match e {
+        E::ChartMissing(_) | E::NotAChart { .. } | E::BadChartRef(_) => ExitCode::Usage,
+        E::Fleet { .. } | E::ClusterName { .. } => ExitCode::Usage,
+        E::HelmMissing { .. } | E::HelmTooOld { .. } | E::HelmSpawn { .. } => ExitCode::Tool,
+        E::HelmFailed { .. } | E::RenderParse { .. } => ExitCode::Chart,
+        E::Io { .. } => ExitCode::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("helm is missing")]
+    struct Missing;
+
+    #[test]
+    fn the_class_survives_context_and_the_message_is_unchanged() {
+        let err = Err::<(), _>(Missing)
+            .classify(ExitCode::Tool)
+            .map_err(|e| e.context("planning kr-mum"))
+            .unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::Tool);
+        let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+        assert_eq!(chain, ["planning kr-mum", "helm is missing"]);
+    }
+
+    #[test]
+    fn unclassified_errors_are_internal() {
+        assert_eq!(ExitCode::of(&anyhow::anyhow!("boom")), ExitCode::Internal);
+    }
+}

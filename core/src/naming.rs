@@ -1,0 +1,175 @@
+//! Names CMM pins across every cluster and the central Grafana.
+
+use std::fmt;
+
+/// The label every series and every Prometheus external label carries; its value is the
+/// cluster's name, which is also the helm release name.
+pub const CLUSTER_LABEL: &str = "cluster";
+
+/// `fullnameOverride` used in `values/each_cluster.yaml`: object names (and so the self-monitoring
+/// `job` labels) are identical in every cluster whatever the release name.
+pub const FULLNAME: &str = "cmm";
+
+/// Objects the values files name; kept here because the agent looks them up by name.
+pub const PROMETHEUS_SERVICE: &str = "cmm-prometheus";
+pub const NODE_EXPORTER_DAEMONSET: &str = "cmm-node-exporter";
+pub const OPERATOR_DEPLOYMENT: &str = "cmm-operator";
+
+/// `job` label of node-exporter series (from the chart's `jobLabel`), the same in every cluster.
+pub const NODE_EXPORTER_JOB: &str = "node-exporter";
+
+/// NodePort the cluster's Prometheus is published on (values/each_cluster.yaml).
+pub const PROMETHEUS_NODE_PORT: u16 = 30090;
+
+/// Prometheus' scrape interval in values/each_cluster.yaml; Grafana's datasources are told the
+/// same so `$__rate_interval` covers at least four scrapes.
+pub const SCRAPE_INTERVAL: &str = "30s";
+
+/// Namespace CMM installs into unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "monitor";
+
+/// Prefix of the Grafana datasource uid CMM owns: `cmm-<cluster>`.
+pub const DATASOURCE_UID_PREFIX: &str = "cmm-";
+
+/// Grafana refuses uids longer than 40 characters (`MaxUIDLength` in its shortid generator).
+pub const GRAFANA_MAX_UID_LEN: usize = 40;
+
+/// Helm refuses release names longer than 53 characters.
+pub const HELM_MAX_RELEASE_LEN: usize = 53;
+
+/// The longest cluster name whose datasource uid `cmm-<name>` still fits Grafana's uid limit.
+/// This, not helm's 53, is the binding limit.
+pub const MAX_CLUSTER_NAME_LEN: usize = GRAFANA_MAX_UID_LEN - DATASOURCE_UID_PREFIX.len();
+
+/// A validated cluster name: a DNS-1123 label short enough to be a helm release name and to
+/// make a Grafana datasource uid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct ClusterName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("cluster name is empty: give the cluster's name, e.g. --cluster kr-mum")]
+    Empty,
+    #[error(
+        "cluster name {name:?} is {len} characters; the limit is {max} (the Grafana datasource uid \
+         \"cmm-<name>\" must fit Grafana's 40-character uid limit): choose a shorter name"
+    )]
+    TooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "cluster name {name:?} is not a DNS-1123 label: use lower-case letters, digits and '-', \
+         starting and ending with a letter or digit (e.g. kr-mum)"
+    )]
+    NotDns1123 { name: String },
+}
+
+impl ClusterName {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > MAX_CLUSTER_NAME_LEN {
+            return Err(NameError::TooLong {
+                name: raw.to_owned(),
+                len: raw.len(),
+                max: MAX_CLUSTER_NAME_LEN,
+            });
+        }
+        let bytes = raw.as_bytes();
+        let inner_ok = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        let edge_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if !inner_ok || !edge_ok(bytes[0]) || !edge_ok(bytes[bytes.len() - 1]) {
+            return Err(NameError::NotDns1123 {
+                name: raw.to_owned(),
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The helm release name: the cluster's name, so `{{ .Release.Name }}` in the values files
+    /// yields the `cluster` label without a per-cluster edit.
+    pub fn release(&self) -> &str {
+        &self.0
+    }
+
+    /// uid of the cluster's datasource in the central Grafana.
+    pub fn datasource_uid(&self) -> String {
+        format!("{DATASOURCE_UID_PREFIX}{}", self.0)
+    }
+
+    /// Display name of the cluster's datasource in the central Grafana.
+    pub fn datasource_name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ClusterName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_seed_cluster_names() {
+        for n in ["kr-mum", "wai-eks", "a", "c0", "monitor"] {
+            assert_eq!(ClusterName::parse(n).unwrap().as_str(), n);
+        }
+    }
+
+    #[test]
+    fn rejects_what_helm_or_grafana_would_reject() {
+        assert_eq!(ClusterName::parse(""), Err(NameError::Empty));
+        for bad in ["Kr-mum", "-a", "a-", "a_b", "a.b", "kr mum", "ü"] {
+            assert!(
+                matches!(ClusterName::parse(bad), Err(NameError::NotDns1123 { .. })),
+                "{bad}"
+            );
+        }
+        let long = "a".repeat(MAX_CLUSTER_NAME_LEN + 1);
+        assert!(matches!(
+            ClusterName::parse(&long),
+            Err(NameError::TooLong {
+                len: 37,
+                max: 36,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_longest_allowed_name_makes_a_valid_grafana_uid_and_release() {
+        let name = ClusterName::parse(&"x".repeat(MAX_CLUSTER_NAME_LEN)).unwrap();
+        assert_eq!(name.datasource_uid().len(), GRAFANA_MAX_UID_LEN);
+        assert!(name.release().len() <= HELM_MAX_RELEASE_LEN);
+    }
+
+    #[test]
+    fn errors_name_the_fix() {
+        let msg = ClusterName::parse("Bad_Name").unwrap_err().to_string();
+        assert!(
+            msg.contains("DNS-1123") && msg.contains("lower-case"),
+            "{msg}"
+        );
+    }
+}

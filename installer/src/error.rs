@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("chart {0:?} does not exist: give a chart directory, a .tgz from `helm pull prometheus-community/kube-prometheus-stack --version 66.1.0`, or REPO_URL#CHART")]
+    ChartMissing(PathBuf),
+    #[error("chart {path:?} is not a helm chart (no Chart.yaml): point --chart / CMM_CHART at the kube-prometheus-stack directory")]
+    NotAChart { path: PathBuf },
+    #[error("chart reference {0:?} is not understood: use a directory, a .tgz file, or REPO_URL#CHART[@VERSION]")]
+    BadChartRef(String),
+    #[error(
+        "helm ({bin:?}) was not found: install helm >= {min} or point --helm / CMM_HELM at it"
+    )]
+    HelmMissing { bin: PathBuf, min: &'static str },
+    #[error("helm {found} is too old: CMM needs helm >= {min}; upgrade helm or point --helm / CMM_HELM at a newer one")]
+    HelmTooOld { found: String, min: &'static str },
+    #[error("`helm {args}` failed (exit {status}): {stderr}")]
+    HelmFailed {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run `helm {args}`: {source}")]
+    HelmSpawn {
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("helm rendered output that is not YAML (document {index}): {source}")]
+    RenderParse {
+        index: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("fleet file {path:?}: {message}")]
+    Fleet { path: String, message: String },
+    #[error("invalid cluster name in {field}: {source}")]
+    ClusterName {
+        field: String,
+        #[source]
+        source: cmm_core::NameError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}

@@ -1,0 +1,206 @@
+//! A fleet: the central Grafana and the clusters it watches, and the helm releases that make
+//! it. `cmm-agent plan` renders a whole fleet offline; bootstrap renders one member.
+
+use std::collections::BTreeMap;
+
+use cmm_core::datasource::prometheus_datasource;
+use cmm_core::naming::DEFAULT_NAMESPACE;
+use cmm_core::ClusterName;
+use serde::{Deserialize, Serialize};
+
+use crate::envsubst::envsubst;
+use crate::values::{Overlay, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
+use crate::{Error, Result};
+
+/// The fleet `cmm-agent plan` uses when given none.
+pub const EXAMPLE: &str = include_str!("../../examples/fleet.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    pub central: Central,
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Central {
+    #[serde(default = "default_central_release")]
+    pub release: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    /// Where the central Grafana reaches this cluster's Prometheus.
+    pub prometheus_url: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub overlays: Vec<Overlay>,
+    /// Extra `--set` assignments, as a user would pass them to helm.
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+fn default_central_release() -> String {
+    "monitor".to_owned()
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Central,
+    Cluster,
+}
+
+/// One helm release of the fleet, ready to render: values as (file name, text) in order.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub role: Role,
+    pub release: String,
+    pub namespace: String,
+    pub values: Vec<(&'static str, String)>,
+    pub sets: Vec<String>,
+}
+
+impl Fleet {
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let fleet: Fleet = toml::from_str(text).map_err(|e| Error::Fleet {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut seen = BTreeMap::new();
+        for (i, c) in fleet.clusters.iter().enumerate() {
+            ClusterName::parse(&c.name).map_err(|source| Error::ClusterName {
+                field: format!("{origin}: clusters[{i}].name"),
+                source,
+            })?;
+            if let Some(prev) = seen.insert(c.name.clone(), i) {
+                return Err(Error::Fleet {
+                    path: origin.to_owned(),
+                    message: format!(
+                        "clusters[{prev}] and clusters[{i}] are both named {:?}: every cluster needs its own name",
+                        c.name
+                    ),
+                });
+            }
+        }
+        Ok(fleet)
+    }
+
+    pub fn example() -> Self {
+        Self::parse(EXAMPLE, "<embedded example fleet>").expect("the embedded example fleet parses")
+    }
+
+    /// The central release's values: `central_monitor.yaml` through envsubst with the fleet's
+    /// datasources, exactly as the seed's `envsubst < central_monitor.yaml | helm -f -`.
+    pub fn central_values(&self) -> String {
+        let datasources: Vec<_> = self
+            .clusters
+            .iter()
+            .map(|c| {
+                let name = ClusterName::parse(&c.name).expect("validated in parse");
+                prometheus_datasource(&name, &c.prometheus_url)
+            })
+            .collect();
+        let mut vars = BTreeMap::new();
+        // JSON is YAML flow syntax, so the list drops into the file as one line.
+        vars.insert(
+            DATASOURCES_VAR.to_owned(),
+            serde_json::to_string(&datasources).expect("datasources serialise"),
+        );
+        envsubst(CENTRAL_MONITOR.text, &vars)
+    }
+
+    /// Every release of the fleet: central first, then clusters in file order.
+    pub fn members(&self) -> Vec<Member> {
+        let mut out = vec![Member {
+            role: Role::Central,
+            release: self.central.release.clone(),
+            namespace: self.central.namespace.clone(),
+            values: vec![(CENTRAL_MONITOR.name, self.central_values())],
+            sets: Vec::new(),
+        }];
+        for c in &self.clusters {
+            let mut values = vec![(EACH_CLUSTER.name, EACH_CLUSTER.text.to_owned())];
+            for o in &c.overlays {
+                let f = o.file();
+                values.push((f.name, f.text.to_owned()));
+            }
+            out.push(Member {
+                role: Role::Cluster,
+                release: c.name.clone(),
+                namespace: c.namespace.clone(),
+                values,
+                sets: c.set.clone(),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_fleet_is_central_plus_two_clusters() {
+        let members = Fleet::example().members();
+        let roles: Vec<_> = members
+            .iter()
+            .map(|m| (m.role, m.release.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                (Role::Central, "monitor"),
+                (Role::Cluster, "kr-mum"),
+                (Role::Cluster, "wai-eks")
+            ]
+        );
+        assert_eq!(
+            members[2].values[1].0,
+            "overlays/managed-control-plane.yaml"
+        );
+    }
+
+    #[test]
+    fn central_values_carry_one_datasource_per_cluster() {
+        let text = Fleet::example().central_values();
+        assert!(!text.contains("${"), "envsubst left a reference:\n{text}");
+        assert!(
+            text.contains("\"uid\":\"cmm-kr-mum\"") && text.contains("\"uid\":\"cmm-wai-eks\"")
+        );
+    }
+
+    #[test]
+    fn bad_fleets_name_the_field() {
+        let err = Fleet::parse(
+            "[central]\n[[clusters]]\nname = \"Bad_Name\"\nprometheus_url = \"http://x\"\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("clusters[0].name"), "{err}");
+        let err = Fleet::parse(
+            "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"u\"\n[[clusters]]\nname = \"a\"\nprometheus_url = \"u\"\n",
+            "f.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both named"), "{err}");
+        let err = Fleet::parse("[central]\nrelese = \"x\"\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("relese"), "{err}");
+    }
+}

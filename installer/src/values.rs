@@ -1,0 +1,90 @@
+//! CMM's values files, shipped inside the binary so an offline admin host needs nothing but
+//! the agent and the chart. The same files are the product for plain `helm` users.
+
+use std::path::PathBuf;
+
+use crate::{Error, Result};
+
+/// A values file: its name (as shipped under `values/`) and its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValuesFile {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+pub const EACH_CLUSTER: ValuesFile = ValuesFile {
+    name: "each_cluster.yaml",
+    text: include_str!("../../values/each_cluster.yaml"),
+};
+
+pub const CENTRAL_MONITOR: ValuesFile = ValuesFile {
+    name: "central_monitor.yaml",
+    text: include_str!("../../values/central_monitor.yaml"),
+};
+
+/// Environment variable the central file takes its cluster datasources from (envsubst route).
+pub const DATASOURCES_VAR: &str = "CMM_DATASOURCES";
+
+/// Overlays applied on top of `each_cluster.yaml` for an environment's quirks.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlay {
+    /// WSL2 / Docker Desktop: node-exporter's root mount fails there.
+    Wsl,
+    /// kube-state-metrics and the Kubernetes component ServiceMonitors.
+    KubeMetrics,
+    /// EKS/GKE/AKS: control-plane components cannot be scraped.
+    ManagedControlPlane,
+}
+
+impl Overlay {
+    pub const ALL: [Overlay; 3] = [
+        Overlay::Wsl,
+        Overlay::KubeMetrics,
+        Overlay::ManagedControlPlane,
+    ];
+
+    pub fn file(self) -> ValuesFile {
+        match self {
+            Overlay::Wsl => ValuesFile {
+                name: "overlays/wsl.yaml",
+                text: include_str!("../../values/overlays/wsl.yaml"),
+            },
+            Overlay::KubeMetrics => ValuesFile {
+                name: "overlays/kube-metrics.yaml",
+                text: include_str!("../../values/overlays/kube-metrics.yaml"),
+            },
+            Overlay::ManagedControlPlane => ValuesFile {
+                name: "overlays/managed-control-plane.yaml",
+                text: include_str!("../../values/overlays/managed-control-plane.yaml"),
+            },
+        }
+    }
+}
+
+/// Values written to a private temporary directory for helm's `--values`; removed on drop.
+/// Files, not `--set`, so nothing from them shows on a command line.
+pub struct Materialized {
+    _dir: tempfile::TempDir,
+    pub paths: Vec<PathBuf>,
+}
+
+/// Write `(file name, text)` pairs, in order, for helm to read.
+pub fn materialize<'a>(files: impl IntoIterator<Item = (&'a str, String)>) -> Result<Materialized> {
+    let dir = tempfile::Builder::new()
+        .prefix("cmm-values-")
+        .tempdir()
+        .map_err(Error::io("creating a temporary directory for values files"))?;
+    let mut paths = Vec::new();
+    for (i, (name, text)) in files.into_iter().enumerate() {
+        // Index first: the same overlay name may appear for two releases in one plan.
+        let path = dir
+            .path()
+            .join(format!("{i:02}-{}", name.replace('/', "_")));
+        std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+        paths.push(path);
+    }
+    Ok(Materialized { _dir: dir, paths })
+}
