@@ -15,6 +15,20 @@ pub enum ExitCode {
     Tool = 3,
     /// The chart could not be found or rendered.
     Chart = 4,
+    /// The Kubernetes API could not be reached, or refused our credentials.
+    KubeUnreachable = 5,
+    /// Preflight found something missing (e.g. RBAC permissions); nothing was changed.
+    Preflight = 6,
+    /// `helm upgrade --install` failed or the workloads did not become ready.
+    Install = 7,
+    /// Grafana did not answer (down, 5xx, timeout) after the retries.
+    GrafanaUnreachable = 8,
+    /// Grafana refused the credentials (401) or the permission (403).
+    GrafanaAuth = 9,
+    /// A Grafana object CMM would write belongs to someone else (use --force to take it over).
+    GrafanaConflict = 10,
+    /// The cluster's Prometheus endpoint did not answer, or its series lack the cluster label.
+    PrometheusCheck = 11,
 }
 
 impl ExitCode {

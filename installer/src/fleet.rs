@@ -113,11 +113,7 @@ impl Fleet {
             })
             .collect();
         let mut vars = BTreeMap::new();
-        // JSON is YAML flow syntax, so the list drops into the file as one line.
-        vars.insert(
-            DATASOURCES_VAR.to_owned(),
-            serde_json::to_string(&datasources).expect("datasources serialise"),
-        );
+        vars.insert(DATASOURCES_VAR.to_owned(), datasources_block(&datasources));
         envsubst(CENTRAL_MONITOR.text, &vars)
     }
 
@@ -146,6 +142,19 @@ impl Fleet {
         }
         out
     }
+}
+
+/// The value of `CMM_DATASOURCES`: a newline, then one block-sequence item per datasource in
+/// JSON (which is YAML flow syntax). central_monitor.yaml keeps the reference in a comment after
+/// `additionalDataSources:`, so plain helm sees no datasources, and envsubst's newline turns the
+/// items into the list.
+pub fn datasources_block(datasources: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for ds in datasources {
+        out.push_str("\n    - ");
+        out.push_str(&serde_json::to_string(ds).expect("datasources serialise"));
+    }
+    out
 }
 
 #[cfg(test)]

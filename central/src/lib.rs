@@ -1,0 +1,1 @@
+//! The central Grafana as CMM sees it (filled in by the central Grafana work).

@@ -1,0 +1,1 @@
+//! Fake Grafana HTTP API (filled in by the central Grafana work).

@@ -1,0 +1,1 @@
+//! Fake Kubernetes API server (filled in by the bootstrap work).
