@@ -1,0 +1,132 @@
+//! Errors of the Grafana side. Each variant says what failed and what to do about it; the agent
+//! maps [`ErrorClass`] to its exit codes.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The failure classes a caller (a script, the bootstrap) wants to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Bad input; nothing was changed.
+    Usage,
+    /// Grafana did not answer (down, 5xx, timeout) after the retries.
+    GrafanaUnreachable,
+    /// Grafana refused the credentials (401) or the permission (403).
+    GrafanaAuth,
+    /// An object CMM would write belongs to someone else.
+    GrafanaConflict,
+    /// The cluster's Prometheus did not answer or its series lack the cluster label.
+    PrometheusCheck,
+    /// Grafana answered something its API does not document; a bug on one side.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+
+    #[error("reading {what} from {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("writing {what} to {}: {source}", path.display())]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "Grafana at {url} did not answer {method} {path} after {attempts} attempt(s): {last}; \
+         check that Grafana is running and reachable from here (--grafana-url)"
+    )]
+    GrafanaUnreachable {
+        url: String,
+        method: String,
+        path: String,
+        attempts: u32,
+        last: String,
+    },
+
+    #[error(
+        "Grafana rejected the credentials (401 Unauthorized) on {method} {path}: {message}. \
+         The token is wrong, expired, revoked or from another org: issue a new one with \
+         `cmm-agent central token` and pass it with --grafana-token-file or CMM_GRAFANA_TOKEN"
+    )]
+    GrafanaUnauthorized {
+        method: String,
+        path: String,
+        message: String,
+    },
+
+    #[error(
+        "Grafana accepted the credentials but denied the permission (403 Forbidden) on {method} \
+         {path}: {message}. Give the service account the role Admin (the least built-in role \
+         holding datasources:create and alert.provisioning:write)"
+    )]
+    GrafanaForbidden {
+        method: String,
+        path: String,
+        message: String,
+        /// The permissions Grafana named, from "Permissions needed: …".
+        permissions: Option<String>,
+    },
+
+    #[error("{what}: {fix}")]
+    GrafanaConflict { what: String, fix: String },
+
+    #[error("Grafana answered {status} to {method} {path}: {message}")]
+    GrafanaStatus {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+
+    #[error("Grafana's answer to {method} {path} does not have the documented shape: {detail}")]
+    GrafanaProtocol {
+        method: String,
+        path: String,
+        detail: String,
+    },
+
+    #[error("Prometheus at {url}: {problem}")]
+    Prometheus { url: String, problem: String },
+
+    #[error("no Prometheus endpoint for the cluster: {problem}")]
+    Discovery { problem: String },
+}
+
+impl Error {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Invalid { .. } | Error::Read { .. } | Error::Discovery { .. } => {
+                ErrorClass::Usage
+            }
+            Error::Write { .. } => ErrorClass::Internal,
+            Error::GrafanaUnreachable { .. } => ErrorClass::GrafanaUnreachable,
+            Error::GrafanaUnauthorized { .. } | Error::GrafanaForbidden { .. } => {
+                ErrorClass::GrafanaAuth
+            }
+            Error::GrafanaConflict { .. } => ErrorClass::GrafanaConflict,
+            Error::Prometheus { .. } => ErrorClass::PrometheusCheck,
+            Error::GrafanaStatus { status, .. } if *status >= 500 => ErrorClass::GrafanaUnreachable,
+            Error::GrafanaStatus { .. } | Error::GrafanaProtocol { .. } => ErrorClass::Internal,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The one client for the central Grafana's HTTP API (see ../shared/contracts/GRAFANA-CONTRACT.md
+//! for the status codes and bodies it relies on).
+//!
+//! Every call goes through [`GrafanaClient::send`], which owns authentication, retries of
+//! outages, and the mapping of 401/403 to errors that say which of the two it was.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+use crate::secret::Credentials;
+
+/// Header that makes provisioned alert rules editable in Grafana's UI; only its presence
+/// counts (contract §5.2).
+pub const DISABLE_PROVENANCE: &str = "X-Disable-Provenance";
+
+#[derive(Clone)]
+pub struct GrafanaClient {
+    http: reqwest::Client,
+    base: Url,
+    credentials: Credentials,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for GrafanaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrafanaClient")
+            .field("base", &self.base.as_str())
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// A non-error answer: the status and the raw body, for callers that branch on 404/409.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// Grafana's `message` field, or the body as text.
+    pub fn message(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().to_owned())
+    }
+}
+
+/// The fields of Grafana's `dtos.DataSource` CMM reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSource {
+    #[serde(default)]
+    pub id: i64,
+    pub uid: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub access: String,
+    #[serde(default)]
+    pub basic_auth: bool,
+    #[serde(default)]
+    pub basic_auth_user: String,
+    #[serde(default)]
+    pub json_data: Value,
+    #[serde(default)]
+    pub secure_json_fields: Value,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub version: i64,
+}
+
+/// Grafana's verdict on a datasource (`GET /api/datasources/uid/{uid}/health`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasourceHealth {
+    pub ok: bool,
+    /// `OK` or `ERROR` as Grafana says it.
+    pub status: String,
+    pub message: String,
+}
+
+impl GrafanaClient {
+    /// `base` is Grafana's root URL (a sub-path such as `https://ops.example/grafana/` works).
+    pub fn new(base: &str, credentials: Credentials, retry: RetryPolicy) -> Result<Self> {
+        let mut base = Url::parse(base).map_err(|e| {
+            Error::invalid(
+                "--grafana-url",
+                format!("{base:?} is not a URL ({e}): give e.g. http://grafana.example:3000"),
+            )
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::invalid(
+                "--grafana-url",
+                format!("{base} must be an http:// or https:// URL"),
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .connect_timeout(retry.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| {
+                Error::invalid("--grafana-url", format!("cannot build an HTTP client: {e}"))
+            })?;
+        Ok(Self {
+            http,
+            base,
+            credentials,
+            retry,
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("checked in new()");
+            path.pop_if_empty();
+            path.push("api");
+            path.extend(segments);
+        }
+        url
+    }
+
+    /// One call, retried on transport errors, timeouts and 5xx. 401 and 403 become errors here so
+    /// every caller reports them the same way; other statuses are returned for the caller.
+    pub async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
+        self.send_query(method, segments, &[], body, headers).await
+    }
+
+    /// [`send`](Self::send) with query parameters.
+    pub async fn send_query(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
+        let mut url = self.url(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let path = url.path().to_owned();
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts.max(1) {
+            if attempt > 1 {
+                let delay = self.retry.delay(attempt - 1, RetryPolicy::jitter());
+                tracing::warn!(%method, %path, attempt, delay_ms = delay.as_millis() as u64, problem = %last, "retrying Grafana");
+                tokio::time::sleep(delay).await;
+            }
+            let mut req = self.http.request(method.clone(), url.clone());
+            req = match &self.credentials {
+                Credentials::Token(t) => req.bearer_auth(t.expose()),
+                Credentials::Basic { user, password } => {
+                    req.basic_auth(user, Some(password.expose()))
+                }
+            };
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            tracing::debug!(%method, %path, attempt, "grafana request");
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = describe_transport(&e);
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let bytes = match resp.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    last = describe_transport(&e);
+                    continue;
+                }
+            };
+            let answer = Answer {
+                status,
+                body: bytes,
+            };
+            if status.is_server_error() {
+                last = format!("{} {}", status.as_u16(), answer.message());
+                continue;
+            }
+            return match status {
+                StatusCode::UNAUTHORIZED => Err(Error::GrafanaUnauthorized {
+                    method: method.to_string(),
+                    path,
+                    message: answer.message(),
+                }),
+                StatusCode::FORBIDDEN => {
+                    let message = answer.message();
+                    Err(Error::GrafanaForbidden {
+                        method: method.to_string(),
+                        permissions: permissions_needed(&message),
+                        path,
+                        message,
+                    })
+                }
+                _ => Ok(answer),
+            };
+        }
+        Err(Error::GrafanaUnreachable {
+            url: self.base.to_string(),
+            method: method.to_string(),
+            path,
+            attempts: self.retry.attempts.max(1),
+            last,
+        })
+    }
+
+    pub(crate) fn unexpected(&self, method: &Method, segments: &[&str], a: &Answer) -> Error {
+        Error::GrafanaStatus {
+            method: method.to_string(),
+            path: self.url(segments).path().to_owned(),
+            status: a.status.as_u16(),
+            message: a.message(),
+        }
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        a: &Answer,
+    ) -> Result<T> {
+        serde_json::from_slice(&a.body).map_err(|e| Error::GrafanaProtocol {
+            method: method.to_string(),
+            path: self.url(segments).path().to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /api/health` (unauthenticated): Grafana's version once its database answers.
+    pub async fn health(&self) -> Result<String> {
+        let seg = ["health"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        if !a.status.is_success() {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        let v: Value = self.decode(&Method::GET, &seg, &a)?;
+        if v["database"] != "ok" {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        Ok(v["version"].as_str().unwrap_or("unknown").to_owned())
+    }
+
+    /// Poll `/api/health` until Grafana answers or `deadline` passes; for a freshly installed
+    /// central Grafana.
+    pub async fn wait_healthy(&self, deadline: Duration) -> Result<String> {
+        let start = tokio::time::Instant::now();
+        loop {
+            match self.health().await {
+                Ok(v) => return Ok(v),
+                Err(e) if start.elapsed() >= deadline => return Err(e),
+                Err(Error::GrafanaUnreachable { .. } | Error::GrafanaStatus { .. }) => {
+                    tokio::time::sleep(self.retry.max_delay).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get_datasource(&self, segments: &[&str]) -> Result<Option<DataSource>> {
+        let a = self.send(Method::GET, segments, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => self.decode(&Method::GET, segments, &a).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.unexpected(&Method::GET, segments, &a)),
+        }
+    }
+
+    pub async fn datasource_by_uid(&self, uid: &str) -> Result<Option<DataSource>> {
+        self.get_datasource(&["datasources", "uid", uid]).await
+    }
+
+    pub async fn datasource_by_name(&self, name: &str) -> Result<Option<DataSource>> {
+        self.get_datasource(&["datasources", "name", name]).await
+    }
+
+    /// `POST /api/datasources`. `Ok(None)` when Grafana answers 409 (a datasource with that
+    /// name or uid appeared meanwhile): the caller re-reads and decides.
+    pub async fn create_datasource(&self, body: &Value) -> Result<Option<DataSource>> {
+        let seg = ["datasources"];
+        let a = self.send(Method::POST, &seg, Some(body), &[]).await?;
+        match a.status {
+            StatusCode::OK => {
+                let v: Value = self.decode(&Method::POST, &seg, &a)?;
+                serde_json::from_value(v["datasource"].clone())
+                    .map(Some)
+                    .map_err(|e| Error::GrafanaProtocol {
+                        method: "POST".into(),
+                        path: self.url(&seg).path().to_owned(),
+                        detail: e.to_string(),
+                    })
+            }
+            StatusCode::CONFLICT => Ok(None),
+            _ => Err(self.unexpected(&Method::POST, &seg, &a)),
+        }
+    }
+
+    /// `PUT /api/datasources/uid/{uid}`: a full replace of the datasource.
+    pub async fn update_datasource(&self, uid: &str, body: &Value) -> Result<()> {
+        let seg = ["datasources", "uid", uid];
+        let a = self.send(Method::PUT, &seg, Some(body), &[]).await?;
+        match a.status {
+            StatusCode::OK => Ok(()),
+            StatusCode::CONFLICT => Err(Error::GrafanaConflict {
+                what: format!(
+                    "Grafana refused to update datasource {uid}: {}",
+                    a.message()
+                ),
+                fix: "another datasource holds that name, or someone edited it meanwhile; \
+                      re-run, or use --force to take the name over"
+                    .into(),
+            }),
+            _ => Err(self.unexpected(&Method::PUT, &seg, &a)),
+        }
+    }
+
+    /// `DELETE /api/datasources/uid/{uid}`; `false` when it did not exist.
+    pub async fn delete_datasource(&self, uid: &str) -> Result<bool> {
+        let seg = ["datasources", "uid", uid];
+        let a = self.send(Method::DELETE, &seg, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.unexpected(&Method::DELETE, &seg, &a)),
+        }
+    }
+
+    /// `GET /api/datasources/uid/{uid}/health`: Grafana's own query through the datasource, so
+    /// a success proves the central Grafana reaches the cluster's Prometheus.
+    pub async fn datasource_health(&self, uid: &str) -> Result<DatasourceHealth> {
+        let seg = ["datasources", "uid", uid, "health"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        match a.status {
+            StatusCode::OK | StatusCode::BAD_REQUEST => {
+                let v: Value = self.decode(&Method::GET, &seg, &a)?;
+                let status = v["status"].as_str().unwrap_or("").to_owned();
+                Ok(DatasourceHealth {
+                    ok: a.status == StatusCode::OK && status == "OK",
+                    status,
+                    message: v["message"].as_str().unwrap_or("").to_owned(),
+                })
+            }
+            _ => Err(self.unexpected(&Method::GET, &seg, &a)),
+        }
+    }
+
+    /// Create the folder unless it exists; folders are addressed by uid so the title may be
+    /// renamed in the UI without CMM noticing.
+    pub async fn ensure_folder(&self, uid: &str, title: &str) -> Result<bool> {
+        let get = ["folders", uid];
+        let a = self.send(Method::GET, &get, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => return Ok(false),
+            StatusCode::NOT_FOUND => {}
+            _ => return Err(self.unexpected(&Method::GET, &get, &a)),
+        }
+        let seg = ["folders"];
+        let body = serde_json::json!({"uid": uid, "title": title});
+        let a = self.send(Method::POST, &seg, Some(&body), &[]).await?;
+        match a.status {
+            StatusCode::OK => Ok(true),
+            // 11.3 may answer either to a duplicate uid (contract §4.1): someone made it meanwhile.
+            StatusCode::CONFLICT | StatusCode::BAD_REQUEST
+                if a.message().to_lowercase().contains("same uid") =>
+            {
+                Ok(false)
+            }
+            _ => Err(self.unexpected(&Method::POST, &seg, &a)),
+        }
+    }
+
+    /// `DELETE /api/folders/{uid}`; `false` when it did not exist.
+    pub async fn delete_folder(&self, uid: &str) -> Result<bool> {
+        let seg = ["folders", uid];
+        let a = self.send(Method::DELETE, &seg, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.unexpected(&Method::DELETE, &seg, &a)),
+        }
+    }
+
+    /// `GET …/rule-groups/{group}`; `None` when the group is empty or missing.
+    pub async fn rule_group(&self, folder: &str, group: &str) -> Result<Option<Value>> {
+        let seg = ["v1", "provisioning", "folder", folder, "rule-groups", group];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => self.decode(&Method::GET, &seg, &a).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.unexpected(&Method::GET, &seg, &a)),
+        }
+    }
+
+    /// `PUT …/rule-groups/{group}`: replaces the group (rules not listed are deleted).
+    pub async fn put_rule_group(
+        &self,
+        folder: &str,
+        group: &str,
+        body: &Value,
+        editable: bool,
+    ) -> Result<()> {
+        let seg = ["v1", "provisioning", "folder", folder, "rule-groups", group];
+        let headers: &[(&str, &str)] = if editable {
+            &[(DISABLE_PROVENANCE, "true")]
+        } else {
+            &[]
+        };
+        let a = self.send(Method::PUT, &seg, Some(body), headers).await?;
+        match a.status {
+            StatusCode::OK => Ok(()),
+            StatusCode::CONFLICT => Err(Error::GrafanaConflict {
+                what: format!(
+                    "Grafana refused to replace rule group {folder}/{group}: {}",
+                    a.message()
+                ),
+                fix: "the rules were provisioned with the other editability setting or by another \
+                      tool; re-run with the same --rules-editable choice as before"
+                    .into(),
+            }),
+            _ => Err(self.unexpected(&Method::PUT, &seg, &a)),
+        }
+    }
+
+    /// `DELETE …/rule-groups/{group}`; the header must match how the rules were stored.
+    pub async fn delete_rule_group(&self, folder: &str, group: &str, editable: bool) -> Result<()> {
+        let seg = ["v1", "provisioning", "folder", folder, "rule-groups", group];
+        let headers: &[(&str, &str)] = if editable {
+            &[(DISABLE_PROVENANCE, "true")]
+        } else {
+            &[]
+        };
+        let a = self.send(Method::DELETE, &seg, None, headers).await?;
+        match a.status {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.unexpected(&Method::DELETE, &seg, &a)),
+        }
+    }
+}
+
+/// "You'll need additional permissions … Permissions needed: datasources:create" → the list.
+pub fn permissions_needed(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("Permissions needed:")?;
+    let rest = rest.trim();
+    (!rest.is_empty()).then(|| rest.to_owned())
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        format!("cannot connect ({})", root_cause(e))
+    } else {
+        root_cause(e)
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn permissions_are_quoted_from_grafanas_rbac_message() {
+        let m = "You'll need additional permissions to perform this action. Permissions needed: datasources:create";
+        assert_eq!(permissions_needed(m).as_deref(), Some("datasources:create"));
+        assert_eq!(permissions_needed("Permission denied"), None);
+    }
+
+    #[test]
+    fn urls_keep_a_sub_path_and_escape_segments() {
+        let c = GrafanaClient::new(
+            "https://ops.example/grafana",
+            Credentials::Token(Secret::new("t")),
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.url(&["datasources", "name", "a b"]).as_str(),
+            "https://ops.example/grafana/api/datasources/name/a%20b"
+        );
+        assert!(!format!("{c:?}").contains("\"t\""));
+        for bad in ["grafana:3000", "ftp://x", "not a url"] {
+            let e = GrafanaClient::new(
+                bad,
+                Credentials::Token(Secret::new("t")),
+                RetryPolicy::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("--grafana-url"), "{e}");
+        }
+    }
+}

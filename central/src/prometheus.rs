@@ -1,0 +1,303 @@
+//! The one client for a cluster's Prometheus endpoint: is it ready, and do its series carry the
+//! cluster's label? Run before Grafana is touched, so a wrong URL or a cluster installed under
+//! another name fails early and changes nothing.
+
+use reqwest::Url;
+use serde::Serialize;
+use serde_json::Value;
+
+use cmm_core::naming::CLUSTER_LABEL;
+use cmm_core::ClusterName;
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+use crate::secret::Secret;
+
+/// How to reach the cluster's Prometheus: the same settings go into Grafana's datasource.
+#[derive(Debug, Clone, Default)]
+pub struct PrometheusTarget {
+    pub url: String,
+    pub basic_auth: Option<(String, Secret)>,
+    /// PEM of a CA that signs the endpoint's certificate.
+    pub ca_pem: Option<String>,
+    pub tls_skip_verify: bool,
+}
+
+impl PrometheusTarget {
+    /// The URL, checked: http(s), a host, no query, no credentials inside.
+    pub fn parsed_url(&self) -> Result<Url> {
+        let url = Url::parse(&self.url).map_err(|e| {
+            Error::invalid(
+                "--prometheus-url",
+                format!(
+                    "{:?} is not a URL ({e}): give e.g. http://10.0.0.11:30090",
+                    self.url
+                ),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::invalid(
+                "--prometheus-url",
+                format!("{url} must be an http:// or https:// URL with a host"),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::invalid(
+                "--prometheus-url",
+                "carries credentials: use --prometheus-user and --prometheus-password-file instead, \
+                 so the password is not stored in the URL",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::invalid(
+                "--prometheus-url",
+                format!("{url} has a query or fragment: give the Prometheus base URL only"),
+            ));
+        }
+        if url.as_str().len() > 255 {
+            return Err(Error::invalid(
+                "--prometheus-url",
+                "is longer than 255 characters, Grafana's limit for a datasource URL",
+            ));
+        }
+        Ok(url)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeReport {
+    pub url: String,
+    /// Number of `up` series.
+    pub series: usize,
+    /// Of which `up == 1`.
+    pub targets_up: usize,
+}
+
+pub struct PrometheusProbe {
+    http: reqwest::Client,
+    target: PrometheusTarget,
+    base: Url,
+    retry: RetryPolicy,
+}
+
+impl PrometheusProbe {
+    pub fn new(target: PrometheusTarget, retry: RetryPolicy) -> Result<Self> {
+        let base = target.parsed_url()?;
+        let mut builder = reqwest::Client::builder().timeout(retry.timeout);
+        if let Some(pem) = &target.ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+                Error::invalid(
+                    "--prometheus-ca-file",
+                    format!("is not a PEM certificate: {e}"),
+                )
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if target.tls_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| {
+            Error::invalid("--prometheus-url", format!("cannot build a client: {e}"))
+        })?;
+        Ok(Self {
+            http,
+            target,
+            base,
+            retry,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<(u16, String)> {
+        let url = self.url(path);
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(self.retry.delay(attempt - 1, RetryPolicy::jitter())).await;
+            }
+            let mut req = self.http.get(url.clone()).query(query);
+            if let Some((user, pw)) = &self.target.basic_auth {
+                req = req.basic_auth(user, Some(pw.expose()));
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    if status >= 500 {
+                        last = format!("answered {status}");
+                        continue;
+                    }
+                    return Ok((status, text));
+                }
+                Err(e) => {
+                    last = if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        format!("cannot connect: {e}")
+                    };
+                }
+            }
+        }
+        Err(self.fail(format!(
+            "{} did not answer after {} attempt(s): {last}; check the address is reachable from \
+             here (NodePort open, --advertise-address)",
+            url.path(),
+            self.retry.attempts.max(1)
+        )))
+    }
+
+    fn fail(&self, problem: String) -> Error {
+        Error::Prometheus {
+            url: self.base.to_string(),
+            problem,
+        }
+    }
+
+    /// `/-/ready`, then `up`: every series must carry `cluster=<name>`.
+    pub async fn check(&self, cluster: &ClusterName) -> Result<ProbeReport> {
+        let (status, body) = self.get("-/ready", &[]).await?;
+        if status == 401 || status == 403 {
+            return Err(self.fail(format!(
+                "refused the credentials ({status}): check --prometheus-user / --prometheus-password-file"
+            )));
+        }
+        if status != 200 {
+            return Err(self.fail(format!(
+                "is not ready (/-/ready answered {status}: {})",
+                body.trim()
+            )));
+        }
+        let (status, body) = self.get("api/v1/query", &[("query", "up")]).await?;
+        if status != 200 {
+            return Err(self.fail(format!(
+                "the query `up` failed with {status}: {}",
+                body.trim()
+            )));
+        }
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| self.fail(format!("the answer to `up` is not Prometheus' JSON: {e}")))?;
+        evaluate_up(&v, cluster)
+            .map(|(series, targets_up)| ProbeReport {
+                url: self.base.to_string(),
+                series,
+                targets_up,
+            })
+            .map_err(|p| self.fail(p))
+    }
+}
+
+/// Judge the answer to `up`: (series, targets up), or what is wrong with it.
+pub fn evaluate_up(
+    answer: &Value,
+    cluster: &ClusterName,
+) -> std::result::Result<(usize, usize), String> {
+    if answer["status"] != "success" {
+        return Err(format!(
+            "the query `up` did not succeed: {}",
+            answer["error"]
+        ));
+    }
+    let result = answer["data"]["result"]
+        .as_array()
+        .ok_or("the answer to `up` has no data.result")?;
+    if result.is_empty() {
+        return Err(
+            "has no `up` series: it scrapes nothing yet (wait for the first scrape, \
+                    or check its ServiceMonitors)"
+                .into(),
+        );
+    }
+    let mut wrong: Vec<String> = Vec::new();
+    let mut up = 0;
+    for s in result {
+        let labels = &s["metric"];
+        let value = labels[CLUSTER_LABEL].as_str().unwrap_or("");
+        if value != cluster.as_str() {
+            wrong.push(format!(
+                "{}{{job={:?}, instance={:?}}} has {CLUSTER_LABEL}={value:?}",
+                "up",
+                labels["job"].as_str().unwrap_or(""),
+                labels["instance"].as_str().unwrap_or("")
+            ));
+        }
+        if s["value"][1] == "1" {
+            up += 1;
+        }
+    }
+    if !wrong.is_empty() {
+        let n = wrong.len();
+        wrong.truncate(3);
+        return Err(format!(
+            "{n} of {} `up` series do not carry {CLUSTER_LABEL}={:?} (e.g. {}): this is another \
+             cluster's Prometheus, or it was installed without CMM's values for this cluster name",
+            result.len(),
+            cluster.as_str(),
+            wrong.join("; ")
+        ));
+    }
+    Ok((result.len(), up))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn up(series: &[(&str, &str, &str)]) -> Value {
+        let result: Vec<Value> = series
+            .iter()
+            .map(|(job, cluster, v)| {
+                let mut m = json!({"__name__": "up", "job": job, "instance": "10.0.0.1:9100"});
+                if !cluster.is_empty() {
+                    m["cluster"] = json!(cluster);
+                }
+                json!({"metric": m, "value": [1700000000.0, v]})
+            })
+            .collect();
+        json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+    }
+
+    #[test]
+    fn series_must_all_carry_the_clusters_label() {
+        let c = ClusterName::parse("kr-mum").unwrap();
+        assert_eq!(
+            evaluate_up(
+                &up(&[("node-exporter", "kr-mum", "1"), ("x", "kr-mum", "0")]),
+                &c
+            ),
+            Ok((2, 1))
+        );
+        let e = evaluate_up(&up(&[("node-exporter", "", "1")]), &c).unwrap_err();
+        assert!(
+            e.contains("cluster=\"kr-mum\"") && e.contains("job=\"node-exporter\""),
+            "{e}"
+        );
+        let e = evaluate_up(&up(&[("n", "wai-eks", "1"), ("n", "kr-mum", "1")]), &c).unwrap_err();
+        assert!(e.starts_with("1 of 2") && e.contains("another"), "{e}");
+        let e = evaluate_up(&up(&[]), &c).unwrap_err();
+        assert!(e.contains("scrapes nothing"), "{e}");
+    }
+
+    #[test]
+    fn bad_urls_name_the_flag_and_keep_passwords_out() {
+        for (url, hint) in [
+            ("10.0.0.1:30090", "--prometheus-url"),
+            ("http://u:p@10.0.0.1:30090", "--prometheus-password-file"),
+            ("http://10.0.0.1:30090/?x=1", "query"),
+        ] {
+            let t = PrometheusTarget {
+                url: url.into(),
+                ..Default::default()
+            };
+            let e = t.parsed_url().unwrap_err().to_string();
+            assert!(e.contains(hint), "{url}: {e}");
+            assert!(!e.contains("u:p"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Register a cluster in the central Grafana (datasource, health, alert rules) and deregister it.
+//! [`decide`] is the pure part: given what Grafana holds, what to send.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use cmm_core::datasource::prometheus_datasource;
+use cmm_core::ClusterName;
+
+use crate::error::{Error, Result};
+use crate::grafana::{DataSource, DatasourceHealth, GrafanaClient};
+use crate::prometheus::{ProbeReport, PrometheusProbe, PrometheusTarget};
+use crate::retry::RetryPolicy;
+use crate::rules;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RulesMode {
+    /// Provisioned: shown as such and not editable in Grafana's UI (the default, so a UI edit
+    /// cannot silently diverge from what the next registration writes back).
+    Provisioned,
+    /// Sent with `X-Disable-Provenance`: editable in the UI; the next registration overwrites
+    /// the edits.
+    Editable,
+    /// No rules.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    pub cluster: ClusterName,
+    pub prometheus: PrometheusTarget,
+    /// Take over a datasource of the same name that CMM did not make.
+    pub force: bool,
+    pub rules: RulesMode,
+    /// Check `/-/ready` and the cluster label before touching Grafana.
+    pub check_prometheus: bool,
+    pub prometheus_retry: RetryPolicy,
+}
+
+/// What to do with the cluster's datasource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum DatasourceAction {
+    Create,
+    Update {
+        version: i64,
+    },
+    Unchanged,
+    /// `--force`: delete the foreign datasource holding the name, then create ours.
+    Replace {
+        foreign_uid: String,
+    },
+}
+
+/// The datasource body: the shared shape from cmm-core plus auth/TLS settings. Secrets go into
+/// `secureJsonData`, which Grafana encrypts and never returns.
+pub fn desired_datasource(cluster: &ClusterName, target: &PrometheusTarget) -> Result<Value> {
+    let url = target.parsed_url()?;
+    let mut ds = prometheus_datasource(cluster, url.as_str().trim_end_matches('/'));
+    let mut secure = serde_json::Map::new();
+    if let Some((user, password)) = &target.basic_auth {
+        if user.is_empty() {
+            return Err(Error::invalid(
+                "--prometheus-user",
+                "is empty: give the basic-auth user, or leave out basic auth",
+            ));
+        }
+        ds["basicAuth"] = json!(true);
+        ds["basicAuthUser"] = json!(user);
+        secure.insert("basicAuthPassword".into(), json!(password.expose()));
+    }
+    if let Some(pem) = &target.ca_pem {
+        ds["jsonData"]["tlsAuthWithCACert"] = json!(true);
+        secure.insert("tlsCACert".into(), json!(pem));
+    }
+    if target.tls_skip_verify {
+        ds["jsonData"]["tlsSkipVerify"] = json!(true);
+    }
+    if !secure.is_empty() {
+        ds["secureJsonData"] = Value::Object(secure);
+    }
+    Ok(ds)
+}
+
+/// Whether `current` already is `desired`. A desired secret cannot be compared (Grafana never
+/// returns one), so a body carrying secrets always counts as changed.
+pub fn matches(desired: &Value, current: &DataSource) -> bool {
+    if desired.get("secureJsonData").is_some() {
+        return false;
+    }
+    let json_ok = desired["jsonData"]
+        .as_object()
+        .map(|want| {
+            want.iter()
+                .all(|(k, v)| current.json_data.get(k) == Some(v))
+        })
+        .unwrap_or(true);
+    current.kind == desired["type"]
+        && current.url == desired["url"]
+        && current.access == desired["access"]
+        && current.name == desired["name"]
+        && current.basic_auth == desired["basicAuth"].as_bool().unwrap_or(false)
+        && json_ok
+}
+
+/// Decide from Grafana's state (looked up by CMM's uid and by the cluster's name).
+pub fn decide(
+    cluster: &ClusterName,
+    desired: &Value,
+    by_uid: Option<&DataSource>,
+    by_name: Option<&DataSource>,
+    force: bool,
+) -> Result<DatasourceAction> {
+    let uid = cluster.datasource_uid();
+    let foreign = by_name.filter(|d| d.uid != uid);
+    if let Some(f) = foreign {
+        if !force {
+            return Err(Error::GrafanaConflict {
+                what: format!(
+                    "Grafana already has a datasource named {:?} (uid {}, url {}) that CMM did not \
+                     make (CMM's is uid {uid})",
+                    f.name, f.uid, f.url
+                ),
+                fix: "rename or delete it in Grafana, or re-run with --force to replace it \
+                      (dashboards that point at its uid lose their datasource)"
+                    .into(),
+            });
+        }
+        if f.read_only {
+            return Err(read_only_conflict(f));
+        }
+        return match by_uid {
+            // Ours exists under another name and the name is taken: drop the foreign one, then
+            // our update can take the name.
+            Some(ours) => {
+                if ours.read_only {
+                    return Err(read_only_conflict(ours));
+                }
+                Ok(DatasourceAction::Replace {
+                    foreign_uid: f.uid.clone(),
+                })
+            }
+            None => Ok(DatasourceAction::Replace {
+                foreign_uid: f.uid.clone(),
+            }),
+        };
+    }
+    match by_uid {
+        None => Ok(DatasourceAction::Create),
+        Some(ours) if matches(desired, ours) => Ok(DatasourceAction::Unchanged),
+        Some(ours) if ours.read_only => Err(read_only_conflict(ours)),
+        Some(ours) => Ok(DatasourceAction::Update {
+            version: ours.version,
+        }),
+    }
+}
+
+fn read_only_conflict(d: &DataSource) -> Error {
+    Error::GrafanaConflict {
+        what: format!(
+            "datasource {} (uid {}) is provisioned from a file in the central Grafana's values and \
+             differs from what this registration would write (url {})",
+            d.name, d.uid, d.url
+        ),
+        fix: "change it in the central values (grafana.additionalDataSources) and re-deploy, or \
+              remove it there so CMM can manage it through the API"
+            .into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesReport {
+    pub folder_uid: String,
+    pub group: String,
+    pub rules: Vec<String>,
+    pub mode: RulesMode,
+    pub folder_created: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterReport {
+    pub cluster: String,
+    pub grafana: String,
+    pub prometheus_url: String,
+    pub prometheus: Option<ProbeReport>,
+    pub datasource_uid: String,
+    pub datasource: DatasourceAction,
+    /// Grafana's own check through the datasource; `ok: false` means the central Grafana does
+    /// not reach the cluster's Prometheus although the datasource is registered.
+    pub health: DatasourceHealth,
+    pub rules: Option<RulesReport>,
+}
+
+/// Register: probe Prometheus, upsert the datasource, provision the rules, then ask Grafana
+/// for the datasource's health. An unhealthy datasource is reported, not an error: the caller
+/// decides the exit (the objects were written and a re-run after fixing the network is enough).
+pub async fn register(grafana: &GrafanaClient, req: &RegisterRequest) -> Result<RegisterReport> {
+    let cluster = &req.cluster;
+    let desired = desired_datasource(cluster, &req.prometheus)?;
+    let prometheus = if req.check_prometheus {
+        let probe = PrometheusProbe::new(req.prometheus.clone(), req.prometheus_retry)?;
+        Some(probe.check(cluster).await?)
+    } else {
+        None
+    };
+
+    let uid = cluster.datasource_uid();
+    let action = upsert_datasource(grafana, cluster, &desired, req.force).await?;
+
+    let rules = match req.rules {
+        RulesMode::Skip => None,
+        mode => Some(provision_rules(grafana, cluster, mode).await?),
+    };
+
+    let health = grafana.datasource_health(&uid).await?;
+    Ok(RegisterReport {
+        cluster: cluster.to_string(),
+        grafana: grafana.base_url().to_string(),
+        prometheus_url: desired["url"].as_str().unwrap_or("").to_owned(),
+        prometheus,
+        datasource_uid: uid,
+        datasource: action,
+        health,
+        rules,
+    })
+}
+
+async fn upsert_datasource(
+    grafana: &GrafanaClient,
+    cluster: &ClusterName,
+    desired: &Value,
+    force: bool,
+) -> Result<DatasourceAction> {
+    let uid = cluster.datasource_uid();
+    // Two rounds: a create can lose a race with another registrar (409); re-read and decide again.
+    for _ in 0..2 {
+        let by_uid = grafana.datasource_by_uid(&uid).await?;
+        let by_name = grafana
+            .datasource_by_name(cluster.datasource_name())
+            .await?;
+        let action = decide(cluster, desired, by_uid.as_ref(), by_name.as_ref(), force)?;
+        match &action {
+            DatasourceAction::Unchanged => {}
+            DatasourceAction::Create => {
+                if grafana.create_datasource(desired).await?.is_none() {
+                    continue;
+                }
+            }
+            DatasourceAction::Update { version } => {
+                let mut body = desired.clone();
+                body["version"] = json!(version);
+                grafana.update_datasource(&uid, &body).await?;
+            }
+            DatasourceAction::Replace { foreign_uid } => {
+                tracing::warn!(foreign_uid = %foreign_uid, "--force: deleting the datasource that holds the cluster's name");
+                grafana.delete_datasource(foreign_uid).await?;
+                match by_uid {
+                    Some(ours) => {
+                        let mut body = desired.clone();
+                        body["version"] = json!(ours.version);
+                        grafana.update_datasource(&uid, &body).await?;
+                    }
+                    None => {
+                        if grafana.create_datasource(desired).await?.is_none() {
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        return Ok(action);
+    }
+    Err(Error::GrafanaConflict {
+        what: format!("datasource {uid} kept conflicting while being created"),
+        fix: "another registration of the same cluster is running; let it finish and re-run".into(),
+    })
+}
+
+async fn provision_rules(
+    grafana: &GrafanaClient,
+    cluster: &ClusterName,
+    mode: RulesMode,
+) -> Result<RulesReport> {
+    let folder = rules::folder_uid(cluster);
+    let folder_created = grafana
+        .ensure_folder(&folder, &rules::folder_title(cluster))
+        .await?;
+    let body = rules::render(cluster);
+    grafana
+        .put_rule_group(&folder, rules::GROUP, &body, mode == RulesMode::Editable)
+        .await?;
+    Ok(RulesReport {
+        folder_uid: folder,
+        group: rules::GROUP.to_owned(),
+        rules: body["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["title"].as_str().map(str::to_owned))
+            .collect(),
+        mode,
+        folder_created,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeregisterReport {
+    pub cluster: String,
+    pub datasource_uid: String,
+    pub datasource_deleted: bool,
+    pub rules_deleted: bool,
+    pub folder_deleted: bool,
+}
+
+/// Remove what [`register`] made: the rule group, its folder, the datasource (by CMM's uid
+/// only, so a foreign datasource with the same name is never touched). Safe to repeat.
+pub async fn deregister(
+    grafana: &GrafanaClient,
+    cluster: &ClusterName,
+) -> Result<DeregisterReport> {
+    let folder = rules::folder_uid(cluster);
+    let group = grafana.rule_group(&folder, rules::GROUP).await?;
+    let rules_deleted = match &group {
+        Some(g) => {
+            grafana
+                .delete_rule_group(&folder, rules::GROUP, rules::stored_editable(g))
+                .await?;
+            true
+        }
+        None => false,
+    };
+    let folder_deleted = grafana.delete_folder(&folder).await?;
+    let uid = cluster.datasource_uid();
+    let datasource_deleted = grafana.delete_datasource(&uid).await?;
+    Ok(DeregisterReport {
+        cluster: cluster.to_string(),
+        datasource_uid: uid,
+        datasource_deleted,
+        rules_deleted,
+        folder_deleted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn c() -> ClusterName {
+        ClusterName::parse("kr-mum").unwrap()
+    }
+    fn target(url: &str) -> PrometheusTarget {
+        PrometheusTarget {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+    fn stored(uid: &str, name: &str, url: &str) -> DataSource {
+        DataSource {
+            id: 3,
+            uid: uid.into(),
+            name: name.into(),
+            kind: "prometheus".into(),
+            url: url.into(),
+            access: "proxy".into(),
+            basic_auth: false,
+            basic_auth_user: String::new(),
+            json_data: json!({"httpMethod": "POST", "timeInterval": "30s"}),
+            secure_json_fields: json!({}),
+            read_only: false,
+            version: 4,
+        }
+    }
+
+    #[test]
+    fn the_body_is_cores_shape_with_secrets_only_in_secure_json_data() {
+        let mut t = target("http://10.0.0.11:30090/");
+        t.basic_auth = Some(("cmm".into(), Secret::new("pw")));
+        t.ca_pem = Some("-----BEGIN CERTIFICATE-----".into());
+        let d = desired_datasource(&c(), &t).unwrap();
+        assert_eq!(d["uid"], "cmm-kr-mum");
+        assert_eq!(d["name"], "kr-mum");
+        assert_eq!(d["url"], "http://10.0.0.11:30090");
+        assert_eq!(d["jsonData"]["httpMethod"], "POST");
+        assert_eq!(d["jsonData"]["tlsAuthWithCACert"], true);
+        assert_eq!(d["basicAuthUser"], "cmm");
+        assert_eq!(d["secureJsonData"]["basicAuthPassword"], "pw");
+        let mut outside = d.clone();
+        outside.as_object_mut().unwrap().remove("secureJsonData");
+        assert!(!outside.to_string().contains("pw\""));
+    }
+
+    #[test]
+    fn decisions() {
+        let url = "http://10.0.0.11:30090";
+        let want = desired_datasource(&c(), &target(url)).unwrap();
+        let ours = stored("cmm-kr-mum", "kr-mum", url);
+        let moved = stored("cmm-kr-mum", "kr-mum", "http://10.0.0.99:30090");
+        let foreign = stored("abc", "kr-mum", url);
+        let mut provisioned = moved.clone();
+        provisioned.read_only = true;
+
+        assert_eq!(
+            decide(&c(), &want, None, None, false).unwrap(),
+            DatasourceAction::Create
+        );
+        assert_eq!(
+            decide(&c(), &want, Some(&ours), Some(&ours), false).unwrap(),
+            DatasourceAction::Unchanged
+        );
+        assert_eq!(
+            decide(&c(), &want, Some(&moved), Some(&moved), false).unwrap(),
+            DatasourceAction::Update { version: 4 }
+        );
+        let e = decide(&c(), &want, None, Some(&foreign), false).unwrap_err();
+        assert!(matches!(e, Error::GrafanaConflict { .. }));
+        assert!(
+            e.to_string().contains("--force") && e.to_string().contains("uid abc"),
+            "{e}"
+        );
+        assert_eq!(
+            decide(&c(), &want, None, Some(&foreign), true).unwrap(),
+            DatasourceAction::Replace {
+                foreign_uid: "abc".into()
+            }
+        );
+        let e = decide(&c(), &want, Some(&provisioned), Some(&provisioned), true).unwrap_err();
+        assert!(e.to_string().contains("additionalDataSources"), "{e}");
+        // A file-provisioned one that already matches is fine: the envsubst route and the API
+        // route agree on the shape.
+        let mut same = ours.clone();
+        same.read_only = true;
+        assert_eq!(
+            decide(&c(), &want, Some(&same), Some(&same), false).unwrap(),
+            DatasourceAction::Unchanged
+        );
+        let mut secret = target(url);
+        secret.basic_auth = Some(("u".into(), Secret::new("p")));
+        let want_secret = desired_datasource(&c(), &secret).unwrap();
+        assert_eq!(
+            decide(&c(), &want_secret, Some(&ours), Some(&ours), false).unwrap(),
+            DatasourceAction::Update { version: 4 }
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Per-cluster alert rules. Grafana-managed rules query exactly one datasource, so one rule
+//! cannot watch many clusters through a variable (grafana/grafana#82758): every cluster gets
+//! its own copy of the template in `central/rules/cluster-rules.json`, bound to its datasource.
+//!
+//! Layout: one folder per cluster (uid `cmm-<cluster>`, title `CMM <cluster>`) holding one
+//! group, [`GROUP`]. A folder per cluster rather than one shared folder because Grafana wants
+//! rule titles unique per folder, and the titles (NodeDown, …) are the same for every cluster.
+
+use serde_json::Value;
+
+use cmm_core::ClusterName;
+
+/// The template, shipped in the binary.
+pub const TEMPLATE: &str = include_str!("../rules/cluster-rules.json");
+
+/// Name of the rule group in each cluster's folder.
+pub const GROUP: &str = "cluster-health";
+
+pub fn folder_uid(cluster: &ClusterName) -> String {
+    // Folder and datasource uids live in different namespaces, so they may share the form.
+    cluster.datasource_uid()
+}
+
+pub fn folder_title(cluster: &ClusterName) -> String {
+    format!("CMM {cluster}")
+}
+
+/// Rule uids must stay stable across runs (a group PUT matches rules by uid; a new uid would
+/// reset the alert's state) and fit 40 characters with a long cluster name, hence a hash.
+pub fn rule_uid_prefix(cluster: &ClusterName) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in cluster.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("cmm-{h:08x}")
+}
+
+/// The `AlertRuleGroup` body for `PUT …/folder/{folder}/rule-groups/{GROUP}`.
+pub fn render(cluster: &ClusterName) -> Value {
+    let mut v: Value = serde_json::from_str(TEMPLATE).expect("the shipped rule template is JSON");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("_comment");
+    }
+    let subst = [
+        ("${CLUSTER}", cluster.as_str().to_owned()),
+        ("${DATASOURCE_UID}", cluster.datasource_uid()),
+        ("${FOLDER_UID}", folder_uid(cluster)),
+        ("${GROUP}", GROUP.to_owned()),
+        ("${RULE_UID_PREFIX}", rule_uid_prefix(cluster)),
+    ];
+    fill(&mut v, &subst);
+    v
+}
+
+// Substituting inside parsed strings, not the raw text, so no value can break the JSON.
+fn fill(v: &mut Value, subst: &[(&str, String)]) {
+    match v {
+        Value::String(s) => {
+            for (k, val) in subst {
+                if s.contains(k) {
+                    *s = s.replace(k, val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| fill(x, subst)),
+        Value::Object(o) => o.values_mut().for_each(|x| fill(x, subst)),
+        _ => {}
+    }
+}
+
+/// Whether a stored group was provisioned editable (no provenance) — Grafana wants deletes
+/// to send `X-Disable-Provenance` exactly when the rules were stored with it.
+pub fn stored_editable(group: &Value) -> bool {
+    group["rules"]
+        .as_array()
+        .map(|rules| {
+            rules.iter().all(|r| {
+                r.get("provenance")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+            })
+        })
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_camel_case(s: &str) -> bool {
+        s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && s.chars().all(|c| c.is_ascii_alphanumeric())
+    }
+
+    #[test]
+    fn every_rule_is_bound_to_the_clusters_datasource_and_complete() {
+        let c = ClusterName::parse("kr-mum").unwrap();
+        let g = render(&c);
+        assert!(!TEMPLATE.is_empty() && g.get("_comment").is_none());
+        assert_eq!(g["folderUid"], "cmm-kr-mum");
+        assert_eq!(g["interval"], 60);
+        let rules = g["rules"].as_array().unwrap();
+        let titles: Vec<&str> = rules.iter().map(|r| r["title"].as_str().unwrap()).collect();
+        assert_eq!(
+            titles,
+            ["NodeDown", "ScrapeTargetDown", "FilesystemAlmostFull"]
+        );
+        for r in rules {
+            let t = r["title"].as_str().unwrap();
+            assert!(is_camel_case(t), "{t}");
+            assert_eq!(r["folderUID"], "cmm-kr-mum", "{t}");
+            assert_eq!(r["ruleGroup"], GROUP, "{t}");
+            assert_eq!(r["labels"]["cluster"], "kr-mum", "{t}");
+            assert!(["critical", "warning"].contains(&r["labels"]["severity"].as_str().unwrap()));
+            for k in ["summary", "description", "runbook_url"] {
+                assert!(!r["annotations"][k].as_str().unwrap().is_empty(), "{t} {k}");
+            }
+            assert!(r["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://"));
+            let data = r["data"].as_array().unwrap();
+            let prom: Vec<_> = data
+                .iter()
+                .filter(|q| q["datasourceUid"] != "__expr__")
+                .collect();
+            assert!(!prom.is_empty(), "{t}");
+            for q in prom {
+                assert_eq!(q["datasourceUid"], "cmm-kr-mum", "{t}");
+            }
+            let cond = r["condition"].as_str().unwrap();
+            assert!(
+                data.iter().any(|q| q["refId"] == cond),
+                "{t}: condition {cond}"
+            );
+            let uid = r["uid"].as_str().unwrap();
+            assert!(
+                uid.len() <= 40 && uid.starts_with(&rule_uid_prefix(&c)),
+                "{uid}"
+            );
+        }
+        assert!(!serde_json::to_string(&g).unwrap().contains("${"));
+    }
+
+    #[test]
+    fn rule_uids_are_stable_distinct_per_cluster_and_fit_with_the_longest_name() {
+        let a = ClusterName::parse("kr-mum").unwrap();
+        let b = ClusterName::parse("wai-eks").unwrap();
+        assert_eq!(rule_uid_prefix(&a), rule_uid_prefix(&a));
+        assert_ne!(rule_uid_prefix(&a), rule_uid_prefix(&b));
+        let long = ClusterName::parse(&"x".repeat(cmm_core::naming::MAX_CLUSTER_NAME_LEN)).unwrap();
+        for r in render(&long)["rules"].as_array().unwrap() {
+            assert!(r["uid"].as_str().unwrap().len() <= 40);
+        }
+        assert!(folder_uid(&long).len() <= 40);
+    }
+
+    #[test]
+    fn provenance_is_read_back_from_a_stored_group() {
+        let api = serde_json::json!({"rules": [{"title": "NodeDown", "provenance": "api"}]});
+        let none = serde_json::json!({"rules": [{"title": "NodeDown"}]});
+        assert!(!stored_editable(&api));
+        assert!(stored_editable(&none));
+    }
+}
