@@ -42,6 +42,21 @@ pub enum Error {
         #[source]
         source: cmm_core::NameError,
     },
+    #[error("kubeconfig {path} (from {from}) does not exist: pass --kubeconfig / CMM_KUBECONFIG, set KUBECONFIG, or create ~/.kube/config (e.g. `aws eks update-kubeconfig`)")]
+    KubeconfigMissing { path: String, from: &'static str },
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("the Kubernetes API at {url} is unreachable: {message}; check the kubeconfig's server, VPN/network and credentials")]
+    KubeUnreachable { url: String, message: String },
+    #[error("{what}: the API server answered {code} {reason}: {message}")]
+    KubeApi {
+        what: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("--set {raw:?} is not understood: {reason}")]
+    BadSet { raw: String, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -28,6 +28,44 @@ pub struct Release<'a> {
     pub sets: &'a [String],
 }
 
+/// Which cluster helm talks to: the same kubeconfig and context the agent resolved, so helm
+/// and kube-rs can never act on two different clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeArgs {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl KubeArgs {
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(k) = &self.kubeconfig {
+            args.push("--kubeconfig".to_owned());
+            args.push(k.display().to_string());
+        }
+        if let Some(c) = &self.context {
+            args.push("--kube-context".to_owned());
+            args.push(c.clone());
+        }
+        args
+    }
+}
+
+/// An install of a release onto a cluster.
+#[derive(Debug, Clone)]
+pub struct Install<'a> {
+    pub release: &'a Release<'a>,
+    pub kube: &'a KubeArgs,
+    pub timeout_secs: u64,
+    /// Release labels (`--labels`, helm >= 3.13), e.g. the plan digest.
+    pub labels: Vec<(String, String)>,
+}
+
+/// helm >= 3.13 stores `--labels` on the release; older helm rejects the flag.
+pub fn supports_labels(version: &str) -> bool {
+    parse_version(version).is_some_and(|v| v >= (3, 13))
+}
+
 impl Helm {
     pub fn new(bin: PathBuf) -> Self {
         Self { bin }
@@ -60,6 +98,103 @@ impl Helm {
             args.push("--set".to_owned());
             args.push(s.clone());
         }
+        args
+    }
+
+    /// `helm upgrade --install`: idempotent install-or-upgrade of one release, waiting for its
+    /// workloads. No `--atomic`: a failed release is left in place so its events can be shown,
+    /// and the next run upgrades or recovers it.
+    pub fn upgrade_install_args(install: &Install<'_>) -> Vec<String> {
+        let release = install.release;
+        let mut args = vec![
+            "upgrade".to_owned(),
+            "--install".to_owned(),
+            release.name.to_owned(),
+        ];
+        args.extend(release.chart.helm_args());
+        args.extend(Self::common_args(release));
+        args.extend([
+            "--wait".to_owned(),
+            "--timeout".to_owned(),
+            format!("{}s", install.timeout_secs),
+            // Bounded history: ten clusters re-running daily must not pile up release Secrets.
+            "--history-max".to_owned(),
+            "10".to_owned(),
+        ]);
+        for (k, v) in &install.labels {
+            args.push("--labels".to_owned());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(install.kube.args());
+        args
+    }
+
+    /// `helm rollback` of a release to `revision`, waiting for it.
+    pub fn rollback_args(
+        name: &str,
+        namespace: &str,
+        revision: u32,
+        kube: &KubeArgs,
+        timeout_secs: u64,
+    ) -> Vec<String> {
+        let mut args = vec![
+            "rollback".to_owned(),
+            name.to_owned(),
+            revision.to_string(),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+            "--wait".to_owned(),
+            "--timeout".to_owned(),
+            format!("{timeout_secs}s"),
+        ];
+        args.extend(kube.args());
+        args
+    }
+
+    /// `helm uninstall` of a release that never deployed.
+    pub fn uninstall_args(
+        name: &str,
+        namespace: &str,
+        kube: &KubeArgs,
+        timeout_secs: u64,
+    ) -> Vec<String> {
+        let mut args = vec![
+            "uninstall".to_owned(),
+            name.to_owned(),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+            "--wait".to_owned(),
+            "--timeout".to_owned(),
+            format!("{timeout_secs}s"),
+        ];
+        args.extend(kube.args());
+        args
+    }
+
+    /// `helm status` / `helm history` as JSON, for people and scripts following up a failure.
+    pub fn status_args(name: &str, namespace: &str, kube: &KubeArgs) -> Vec<String> {
+        let mut args = vec![
+            "status".to_owned(),
+            name.to_owned(),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+            "--output".to_owned(),
+            "json".to_owned(),
+        ];
+        args.extend(kube.args());
+        args
+    }
+
+    pub fn history_args(name: &str, namespace: &str, kube: &KubeArgs) -> Vec<String> {
+        let mut args = vec![
+            "history".to_owned(),
+            name.to_owned(),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+            "--output".to_owned(),
+            "json".to_owned(),
+        ];
+        args.extend(kube.args());
         args
     }
 
@@ -158,6 +293,49 @@ mod tests {
         assert!(joined.ends_with(
             "--namespace monitor --values /v/each.yaml --values /v/wsl.yaml --set kubeStateMetrics.enabled=true"
         ));
+    }
+
+    #[test]
+    fn upgrade_install_targets_the_resolved_cluster_and_waits() {
+        let chart = ChartSource::upstream();
+        let files = [PathBuf::from("/v/each.yaml")];
+        let release = Release {
+            name: "wai-eks",
+            namespace: "monitor",
+            chart: &chart,
+            values_files: &files,
+            sets: &[],
+        };
+        let kube = KubeArgs {
+            kubeconfig: Some(PathBuf::from("/home/a/.kube/config")),
+            context: Some("wai-eks-admin".into()),
+        };
+        let args = Helm::upgrade_install_args(&Install {
+            release: &release,
+            kube: &kube,
+            timeout_secs: 600,
+            labels: vec![("cmm-plan".into(), "0123".into())],
+        });
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with("upgrade --install wai-eks kube-prometheus-stack --repo "),
+            "{joined}"
+        );
+        for part in [
+            "--namespace monitor --values /v/each.yaml",
+            "--wait --timeout 600s",
+            "--labels cmm-plan=0123",
+            "--kubeconfig /home/a/.kube/config --kube-context wai-eks-admin",
+        ] {
+            assert!(joined.contains(part), "{part} not in {joined}");
+        }
+        assert!(!joined.contains("--atomic"));
+        let rb = Helm::rollback_args("wai-eks", "monitor", 4, &kube, 300).join(" ");
+        assert!(
+            rb.starts_with("rollback wai-eks 4 --namespace monitor --wait"),
+            "{rb}"
+        );
+        assert!(supports_labels("v3.17.3") && !supports_labels("v3.12.3"));
     }
 
     #[tokio::test]

@@ -1,12 +1,19 @@
 //! What `cmm-agent` knows about installing CMM on a cluster: where the chart comes from, the
 //! values files shipped inside the binary, how helm is run, and what a render contains.
 
+pub mod bootstrap;
 pub mod chart;
+pub mod detect;
 pub mod envsubst;
 pub mod error;
 pub mod fleet;
 pub mod helm;
+pub mod kube;
+pub mod preflight;
+pub mod release;
 pub mod render;
+pub mod storage;
 pub mod values;
+pub mod workloads;
 
 pub use error::{Error, Result};

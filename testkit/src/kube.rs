@@ -1,1 +1,656 @@
-//! Fake Kubernetes API server (filled in by the bootstrap work).
+//! A fake Kubernetes API server on 127.0.0.1 (plain HTTP), for kube-rs and helm to talk to as to
+//! a real one. It keeps objects as JSON and follows the API conventions the agent relies on:
+//! real paths (`/api/v1/...`, `/apis/<group>/<version>/...`), verbs, status codes, `Status`
+//! error bodies, finalizers holding a deleted object in Terminating, merge patches, label
+//! selectors, metadata-only lists, and the two review APIs (SelfSubjectAccessReview,
+//! SelfSubjectReview). It records every request so a test can prove what was *not* sent.
+//!
+//! It is a fake, not a conformance-tested server: no watch, no resourceVersion checks, no
+//! admission, and of the controllers only the PVC-protection one (drop the finalizer of a deleted
+//! claim that no pod mounts), because fix-storage's behaviour depends on it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Option<Value>,
+}
+
+impl Recorded {
+    /// A request that would change the cluster. Access/identity reviews are POSTs but create
+    /// nothing (the API server does not store them), so they do not count.
+    pub fn is_write(&self) -> bool {
+        let review = self.path.ends_with("/selfsubjectaccessreviews")
+            || self.path.ends_with("/selfsubjectreviews");
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") && !review
+    }
+}
+
+/// A permission the fake's user lacks: matches a SelfSubjectAccessReview's resourceAttributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Key: (collection path without name, e.g. `/api/v1/namespaces/monitor/secrets`, name).
+    objects: BTreeMap<(String, String), Value>,
+    requests: Vec<Recorded>,
+    denied: Vec<Denied>,
+    username: String,
+    groups: Vec<String>,
+    git_version: String,
+}
+
+/// The running fake. Dropping it stops the server.
+pub struct FakeKube {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeKube {
+    /// Start on an ephemeral port of 127.0.0.1. Needs a running tokio runtime.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State {
+            objects: BTreeMap::new(),
+            requests: Vec::new(),
+            denied: Vec::new(),
+            username: "kubernetes-admin".to_owned(),
+            groups: vec![
+                "system:masters".to_owned(),
+                "system:authenticated".to_owned(),
+            ],
+            git_version: "v1.33.1".to_owned(),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let app = Router::new().fallback({
+            let state = state.clone();
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { handle(&state, method, uri, headers, body) }
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig whose context `name` points at this fake with a bearer token.
+    pub fn kubeconfig(&self, context: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: {context}\nclusters:\n- name: {context}\n  cluster:\n    server: {url}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}-user\nusers:\n- name: {context}-user\n  user:\n    token: fake-token-not-a-secret\n",
+            url = self.url()
+        )
+    }
+
+    /// Write [`Self::kubeconfig`] to `dir/kubeconfig` and return the path.
+    pub fn write_kubeconfig(&self, dir: &Path, context: &str) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, self.kubeconfig(context)).expect("write kubeconfig");
+        path
+    }
+
+    /// Store an object; its path comes from apiVersion, kind, namespace and name.
+    pub fn insert(&self, object: Value) -> &Self {
+        let (collection, name) = collection_of(&object);
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert((collection, name), object);
+        self
+    }
+
+    pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(collection.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Make SelfSubjectAccessReviews for this verb on `group/resource` answer not allowed.
+    pub fn deny(&self, verb: &str, group: &str, resource: &str) -> &Self {
+        self.state.lock().unwrap().denied.push(Denied {
+            verb: verb.to_owned(),
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        });
+        self
+    }
+
+    /// The identity SelfSubjectReview reports.
+    pub fn set_user(&self, username: &str, groups: &[&str]) -> &Self {
+        let mut s = self.state.lock().unwrap();
+        s.username = username.to_owned();
+        s.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        self
+    }
+
+    /// The gitVersion `/version` reports (e.g. `v1.30.4-eks-a737599`).
+    pub fn set_version(&self, git_version: &str) -> &Self {
+        self.state.lock().unwrap().git_version = git_version.to_owned();
+        self
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_write())
+            .collect()
+    }
+}
+
+/// Collection path and name of an object, as the API server would serve it.
+pub fn collection_of(object: &Value) -> (String, String) {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let resource = resource_of(kind);
+    let prefix = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let collection = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{prefix}/namespaces/{ns}/{resource}"),
+        None => format!("{prefix}/{resource}"),
+    };
+    (collection, name)
+}
+
+/// The plural resource of the kinds the agent touches.
+fn resource_of(kind: &str) -> String {
+    match kind {
+        "PersistentVolumeClaim" => "persistentvolumeclaims".into(),
+        "PersistentVolume" => "persistentvolumes".into(),
+        other => format!("{}s", other.to_lowercase()),
+    }
+}
+
+fn kind_of(resource: &str) -> String {
+    match resource {
+        "persistentvolumeclaims" => "PersistentVolumeClaim".into(),
+        "persistentvolumes" => "PersistentVolume".into(),
+        "configmaps" => "ConfigMap".into(),
+        "daemonsets" => "DaemonSet".into(),
+        "statefulsets" => "StatefulSet".into(),
+        "replicasets" => "ReplicaSet".into(),
+        "serviceaccounts" => "ServiceAccount".into(),
+        other => {
+            let singular = other.strip_suffix('s').unwrap_or(other);
+            let mut c = singular.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// A `Status` error body exactly as the API server sends it.
+pub fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    (
+        code,
+        axum::Json(json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code.as_u16(),
+        })),
+    )
+        .into_response()
+}
+
+fn handle(
+    state: &Mutex<State>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/').to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let body_json: Option<Value> = serde_json::from_slice(&body).ok();
+    let mut s = state.lock().unwrap();
+    s.requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body: body_json.clone(),
+    });
+
+    if path == "/version" && method == Method::GET {
+        return axum::Json(json!({
+            "major": "1", "minor": "33", "gitVersion": s.git_version,
+            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+            "buildDate": "2025-05-15T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
+            "platform": "linux/amd64"
+        }))
+        .into_response();
+    }
+    if method == Method::POST && path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+        return access_review(&s, body_json);
+    }
+    if method == Method::POST && path == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
+        return axum::Json(json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": s.username, "groups": s.groups}}
+        }))
+        .into_response();
+    }
+
+    let Some(route) = Route::parse(&path) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    match (method, &route.name) {
+        (Method::GET, None) => list(&s, &route, &query, &headers),
+        (Method::GET, Some(name)) => match s.objects.get(&(route.collection.clone(), name.clone()))
+        {
+            Some(o) => axum::Json(o.clone()).into_response(),
+            None => not_found(&route, name),
+        },
+        (Method::POST, None) => create(&mut s, &route, body_json),
+        (Method::DELETE, Some(name)) => delete(&mut s, &route, name),
+        (Method::PATCH, Some(name)) => patch(&mut s, &route, name, &headers, body_json),
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ),
+    }
+}
+
+struct Route {
+    collection: String,
+    resource: String,
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+impl Route {
+    /// `/api/v1[/namespaces/NS]/RES[/NAME]` or `/apis/G/V[/namespaces/NS]/RES[/NAME]`.
+    fn parse(path: &str) -> Option<Route> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let base = match parts.first()? {
+            &"api" => 2,
+            &"apis" => 3,
+            _ => return None,
+        };
+        if parts.len() <= base {
+            return None;
+        }
+        let prefix = parts[..base].join("/");
+        let rest = &parts[base..];
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_owned()), tail),
+            _ => (None, rest),
+        };
+        let (resource, name) = match rest {
+            [r] => (*r, None),
+            [r, n] => (*r, Some((*n).to_owned())),
+            _ => return None,
+        };
+        let collection = match &namespace {
+            Some(ns) => format!("/{prefix}/namespaces/{ns}/{resource}"),
+            None => format!("/{prefix}/{resource}"),
+        };
+        Some(Route {
+            collection,
+            resource: resource.to_owned(),
+            name,
+            namespace,
+        })
+    }
+}
+
+fn not_found(route: &Route, name: &str) -> Response {
+    let group_resource = route.resource.clone();
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{group_resource} \"{name}\" not found"),
+    )
+}
+
+fn list(s: &State, route: &Route, query: &str, headers: &HeaderMap) -> Response {
+    let selector = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("labelSelector="))
+        .map(percent_decode)
+        .unwrap_or_default();
+    let wanted: Vec<(String, String)> = selector
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim_end_matches('=').to_owned(), v.to_owned()))
+        .collect();
+    // A cluster-wide list of a namespaced resource (`/api/v1/pods`) spans every namespace.
+    let items: Vec<Value> = s
+        .objects
+        .iter()
+        .filter(|((c, _), _)| {
+            c == &route.collection
+                || (route.namespace.is_none()
+                    && c.ends_with(&format!("/{}", route.resource))
+                    && c.contains("/namespaces/"))
+        })
+        .map(|(_, o)| o.clone())
+        .filter(|o| {
+            wanted
+                .iter()
+                .all(|(k, v)| o["metadata"]["labels"][k].as_str() == Some(v.as_str()))
+        })
+        .collect();
+    let metadata_only = headers
+        .get("accept")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
+    if metadata_only {
+        let items: Vec<Value> = items
+            .into_iter()
+            .map(|o| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": o["metadata"]})
+            })
+            .collect();
+        return axum::Json(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+            "metadata": {"resourceVersion": "1"}, "items": items
+        }))
+        .into_response();
+    }
+    let api_version = route
+        .collection
+        .trim_start_matches("/apis/")
+        .trim_start_matches("/api/")
+        .split('/')
+        .take(if route.collection.starts_with("/apis/") {
+            2
+        } else {
+            1
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    axum::Json(json!({
+        "apiVersion": api_version,
+        "kind": format!("{}List", kind_of(&route.resource)),
+        "metadata": {"resourceVersion": "1"},
+        "items": items
+    }))
+    .into_response()
+}
+
+fn create(s: &mut State, route: &Route, body: Option<Value>) -> Response {
+    let Some(mut object) = body else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+        );
+    };
+    let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "metadata.name: Required value: name or generateName is required",
+        );
+    };
+    let key = (route.collection.clone(), name.clone());
+    if s.objects.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", route.resource),
+        );
+    }
+    if let Some(ns) = &route.namespace {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    object["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", s.objects.len()));
+    object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    if route.resource == "namespaces" {
+        object["status"] = json!({"phase": "Active"});
+    }
+    s.objects.insert(key, object.clone());
+    (StatusCode::CREATED, axum::Json(object)).into_response()
+}
+
+fn delete(s: &mut State, route: &Route, name: &str) -> Response {
+    let key = (route.collection.clone(), name.to_owned());
+    let Some(mut object) = s.objects.get(&key).cloned() else {
+        return not_found(route, name);
+    };
+    if route.resource == "persistentvolumeclaims" && !claim_in_use(s, route, name) {
+        // The PVC-protection controller drops its finalizer once no pod mounts the claim.
+        remove_finalizer(&mut object, "kubernetes.io/pvc-protection");
+    }
+    let finalizers = object["metadata"]["finalizers"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if finalizers == 0 {
+        s.objects.remove(&key);
+        return axum::Json(object).into_response();
+    }
+    if object["metadata"]["deletionTimestamp"].is_null() {
+        object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    s.objects.insert(key, object.clone());
+    axum::Json(object).into_response()
+}
+
+fn claim_in_use(s: &State, route: &Route, claim: &str) -> bool {
+    let Some(ns) = &route.namespace else {
+        return false;
+    };
+    let pods = format!("/api/v1/namespaces/{ns}/pods");
+    s.objects
+        .iter()
+        .filter(|((c, _), _)| c == &pods)
+        .any(|(_, pod)| {
+            pod["spec"]["volumes"].as_array().is_some_and(|vs| {
+                vs.iter()
+                    .any(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some(claim))
+            })
+        })
+}
+
+fn remove_finalizer(object: &mut Value, finalizer: &str) {
+    if let Some(list) = object["metadata"]["finalizers"].as_array_mut() {
+        list.retain(|f| f.as_str() != Some(finalizer));
+    }
+}
+
+fn patch(
+    s: &mut State,
+    route: &Route,
+    name: &str,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/merge-patch+json") {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the fake only supports merge patches, not {content_type:?}"),
+        );
+    }
+    let key = (route.collection.clone(), name.to_owned());
+    let Some(mut object) = s.objects.get(&key).cloned() else {
+        return not_found(route, name);
+    };
+    merge_patch(&mut object, &body.unwrap_or(Value::Null));
+    let finalizers = object["metadata"]["finalizers"]
+        .as_array()
+        .map_or(0, Vec::len);
+    // An object being deleted goes away once its last finalizer is cleared.
+    if !object["metadata"]["deletionTimestamp"].is_null() && finalizers == 0 {
+        s.objects.remove(&key);
+    } else {
+        s.objects.insert(key, object.clone());
+    }
+    axum::Json(object).into_response()
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+fn access_review(s: &State, body: Option<Value>) -> Response {
+    let Some(mut review) = body else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+        );
+    };
+    let attrs = &review["spec"]["resourceAttributes"];
+    if attrs.is_null() {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "spec.resourceAttributes: Required value",
+        );
+    }
+    let verb = attrs["verb"].as_str().unwrap_or_default();
+    let group = attrs["group"].as_str().unwrap_or_default();
+    let resource = attrs["resource"].as_str().unwrap_or_default();
+    let denied = s
+        .denied
+        .iter()
+        .any(|d| d.verb == verb && d.group == group && d.resource == resource);
+    review["status"] = if denied {
+        json!({"allowed": false, "reason": ""})
+    } else {
+        json!({"allowed": true, "reason": "fake: allowed"})
+    };
+    (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_follow_the_api_layout() {
+        let r = Route::parse("/api/v1/namespaces/monitor/persistentvolumeclaims/data").unwrap();
+        assert_eq!(
+            r.collection,
+            "/api/v1/namespaces/monitor/persistentvolumeclaims"
+        );
+        assert_eq!(r.name.as_deref(), Some("data"));
+        let r = Route::parse("/apis/apps/v1/namespaces/monitor/daemonsets").unwrap();
+        assert_eq!(r.resource, "daemonsets");
+        assert!(r.name.is_none());
+        let r = Route::parse("/api/v1/namespaces/monitor").unwrap();
+        assert_eq!(r.collection, "/api/v1/namespaces");
+        assert_eq!(r.name.as_deref(), Some("monitor"));
+        assert!(Route::parse("/healthz").is_none());
+    }
+
+    #[test]
+    fn merge_patch_null_removes_a_key() {
+        let mut o = json!({"metadata": {"name": "pv", "finalizers": ["a"]}});
+        merge_patch(&mut o, &json!({"metadata": {"finalizers": null}}));
+        assert_eq!(o, json!({"metadata": {"name": "pv"}}));
+    }
+
+    #[test]
+    fn label_selectors_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("owner%3Dhelm%2Cname%3Dkr-mum"),
+            "owner=helm,name=kr-mum"
+        );
+    }
+}

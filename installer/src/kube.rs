@@ -1,0 +1,382 @@
+//! The Kubernetes client, built from the user's kubeconfig as kubectl resolves it
+//! (`--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`; `--context`, else current-context),
+//! and the few API calls the agent makes. Shared by bootstrap, fix-storage and the Grafana side
+//! (which looks up the Prometheus NodePort Service and node addresses).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+
+use crate::helm::KubeArgs;
+use crate::preflight::Permission;
+use crate::{Error, Result};
+
+/// What the user told us about the cluster to talk to.
+#[derive(Debug, Clone, Default)]
+pub struct KubeTarget {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+/// A client for one resolved cluster.
+#[derive(Clone)]
+pub struct Connected {
+    pub client: Client,
+    pub api_url: String,
+    pub context: String,
+    /// The same cluster for helm: the explicit kubeconfig (else helm reads KUBECONFIG/HOME
+    /// exactly as we did) and the resolved context, always explicit.
+    pub helm: KubeArgs,
+}
+
+/// Where the kubeconfig came from, for error messages that name the setting to fix.
+fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)> {
+    if let Some(p) = &target.kubeconfig {
+        if !p.is_file() {
+            return Err(Error::KubeconfigMissing {
+                path: p.display().to_string(),
+                from: "--kubeconfig / CMM_KUBECONFIG",
+            });
+        }
+        return Ok((vec![p.clone()], "--kubeconfig / CMM_KUBECONFIG"));
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        // Like kubectl: files in the list that do not exist are skipped.
+        let files: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| p.is_file())
+            .collect();
+        if files.is_empty() {
+            return Err(Error::KubeconfigMissing {
+                path: list.to_string_lossy().into_owned(),
+                from: "KUBECONFIG",
+            });
+        }
+        return Ok((files, "KUBECONFIG"));
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let default = home.join(".kube").join("config");
+    if !default.is_file() {
+        return Err(Error::KubeconfigMissing {
+            path: default.display().to_string(),
+            from: "the default ~/.kube/config (no --kubeconfig, no KUBECONFIG)",
+        });
+    }
+    Ok((vec![default], "~/.kube/config"))
+}
+
+fn read_kubeconfig(files: &[PathBuf]) -> Result<Kubeconfig> {
+    let mut merged: Option<Kubeconfig> = None;
+    for f in files {
+        let kc = Kubeconfig::read_from(f).map_err(|e| Error::Kubeconfig {
+            path: f.display().to_string(),
+            message: e.to_string(),
+        })?;
+        merged = Some(match merged {
+            None => kc,
+            Some(m) => m.merge(kc).map_err(|e| Error::Kubeconfig {
+                path: f.display().to_string(),
+                message: e.to_string(),
+            })?,
+        });
+    }
+    merged.ok_or_else(|| Error::Kubeconfig {
+        path: String::new(),
+        message: "no kubeconfig file".into(),
+    })
+}
+
+/// Build the client. Reads files only; talks to no server.
+pub async fn connect(target: &KubeTarget) -> Result<Connected> {
+    let (files, from) = kubeconfig_files(target)?;
+    let shown = files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let kc = read_kubeconfig(&files)?;
+    let context = match (&target.context, &kc.current_context) {
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) if !c.is_empty() => c.clone(),
+        _ => {
+            return Err(Error::Kubeconfig {
+                path: shown,
+                message: format!(
+                    "it has no current-context: pass --context / CMM_CONTEXT (contexts there: {})",
+                    context_names(&kc)
+                ),
+            })
+        }
+    };
+    if !kc.contexts.iter().any(|c| c.name == context) {
+        return Err(Error::Kubeconfig {
+            path: shown,
+            message: format!(
+                "context {context:?} is not in it (from {}): pass one of [{}] to --context / CMM_CONTEXT",
+                if target.context.is_some() { "--context / CMM_CONTEXT" } else { from },
+                context_names(&kc)
+            ),
+        });
+    }
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| Error::Kubeconfig {
+            path: shown.clone(),
+            message: format!("context {context:?}: {e}"),
+        })?;
+    // An unreachable API must fail in seconds, not hang a bootstrap.
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(60));
+    let api_url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| Error::KubeUnreachable {
+        url: api_url.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Connected {
+        client,
+        api_url,
+        context: context.clone(),
+        helm: KubeArgs {
+            kubeconfig: target.kubeconfig.clone(),
+            context: Some(context),
+        },
+    })
+}
+
+fn context_names(kc: &Kubeconfig) -> String {
+    kc.contexts
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Connected {
+    fn api_err(&self, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
+        let what = what.into();
+        move |e| match e {
+            kube::Error::Api(s) => Error::KubeApi {
+                what,
+                code: s.code,
+                reason: s.reason.clone(),
+                message: s.message.clone(),
+            },
+            other => Error::KubeUnreachable {
+                url: self.api_url.clone(),
+                message: format!("{what}: {other}"),
+            },
+        }
+    }
+
+    /// `/version` gitVersion; the first call, so it doubles as the reachability check.
+    pub async fn server_version(&self) -> Result<String> {
+        let info = self.client.apiserver_version().await.map_err(|e| {
+            let message = match &e {
+                kube::Error::Api(s) if s.code == 401 || s.code == 403 => format!(
+                    "the API server refused the credentials ({} {}): refresh them (e.g. `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)",
+                    s.code, s.message
+                ),
+                other => other.to_string(),
+            };
+            Error::KubeUnreachable {
+                url: self.api_url.clone(),
+                message,
+            }
+        })?;
+        Ok(info.git_version)
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        let list = Api::<Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(self.api_err("listing nodes"))?;
+        Ok(list.items)
+    }
+
+    /// Ask the API server, per permission, whether the current identity has it.
+    pub async fn can_i(&self, perms: &[Permission]) -> Result<Vec<(bool, String)>> {
+        let api = Api::<SelfSubjectAccessReview>::all(self.client.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, p) in perms.iter().enumerate() {
+            let api = api.clone();
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(p.verb.to_owned()),
+                        group: Some(p.group.to_owned()),
+                        resource: Some(p.resource.to_owned()),
+                        namespace: p.namespace.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            tasks.spawn(async move { (i, api.create(&PostParams::default(), &review).await) });
+        }
+        let mut out = vec![(false, String::new()); perms.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, res) = joined.map_err(|e| Error::KubeUnreachable {
+                url: self.api_url.clone(),
+                message: format!("access review task: {e}"),
+            })?;
+            let r = res.map_err(self.api_err("asking SelfSubjectAccessReview"))?;
+            let status = r.status.unwrap_or_default();
+            out[i] = (status.allowed, status.reason.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// Who the API server thinks we are (SelfSubjectReview, Kubernetes >= 1.28); `None` when
+    /// the server does not offer it.
+    pub async fn whoami(&self) -> Result<Option<String>> {
+        let api = Api::<SelfSubjectReview>::all(self.client.clone());
+        match api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+        {
+            Ok(r) => Ok(r.status.and_then(|s| s.user_info).and_then(|u| u.username)),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => Ok(None),
+            Err(e) => Err(self.api_err("asking SelfSubjectReview")(e)),
+        }
+    }
+
+    pub async fn namespace(&self, name: &str) -> Result<Option<Namespace>> {
+        Api::<Namespace>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(self.api_err(format!("reading namespace {name}")))
+    }
+
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "cmm-agent".to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Someone made it meanwhile: what we wanted.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(self.api_err(format!("creating namespace {name}"))(e)),
+        }
+    }
+
+    /// Metadata (labels only, never the payload) of helm's release Secrets.
+    pub async fn release_secrets(&self, namespace: &str, release: &str) -> Result<Vec<ObjectMeta>> {
+        let lp = ListParams::default().labels(&crate::release::secret_selector(release));
+        let list =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), namespace)
+                .list_metadata(&lp)
+                .await
+                .map_err(self.api_err(format!("listing helm release secrets in {namespace}")))?;
+        Ok(list.items.into_iter().map(|o| o.metadata).collect())
+    }
+
+    /// Every object of a namespaced kind `K` in `namespace`.
+    pub async fn list_in<K>(&self, namespace: &str) -> Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.list_api(Api::<K>::namespaced(self.client.clone(), namespace))
+            .await
+    }
+
+    /// Every object of kind `K` in the cluster.
+    pub async fn list_all<K>(&self) -> Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.list_api(Api::<K>::all(self.client.clone())).await
+    }
+
+    async fn list_api<K>(&self, api: Api<K>) -> Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(self.api_err(format!("listing {}", K::plural(&()))))?;
+        Ok(list.items)
+    }
+
+    /// Delete a claim; it is fine if it is already gone.
+    pub async fn delete_claim(&self, namespace: &str, name: &str) -> Result<()> {
+        let api = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            self.client.clone(),
+            namespace,
+        );
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.api_err(format!("deleting claim {namespace}/{name}"))(
+                e,
+            )),
+        }
+    }
+
+    pub async fn claim_exists(&self, namespace: &str, name: &str) -> Result<bool> {
+        let api = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            self.client.clone(),
+            namespace,
+        );
+        Ok(api
+            .get_opt(name)
+            .await
+            .map_err(self.api_err(format!("reading claim {namespace}/{name}")))?
+            .is_some())
+    }
+
+    /// The seed's `kubectl patch pv NAME -p '{"metadata":{"finalizers":null}}'`.
+    pub async fn clear_volume_finalizers(&self, name: &str) -> Result<()> {
+        let api = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(self.client.clone());
+        let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self
+                .api_err(format!("clearing finalizers of volume {name}"))(
+                e
+            )),
+        }
+    }
+}
+
+/// The admin host's `/proc/version`, if readable (not on macOS, not in every container).
+pub fn host_proc_version(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}

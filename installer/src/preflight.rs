@@ -1,0 +1,224 @@
+//! What the install needs to be allowed to do, and what to tell the user when it is not.
+//! The permissions are asked of the API server itself (SelfSubjectAccessReview), so RBAC,
+//! webhooks and cloud IAM mappings (EKS aws-auth / access entries) all answer as they would for
+//! helm. CMM never grants anything; it prints the command an admin would run.
+
+use serde::Serialize;
+
+use crate::detect::{EnvKind, Environment};
+
+/// One permission, as a SelfSubjectAccessReview's `resourceAttributes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Permission {
+    pub verb: &'static str,
+    /// API group; "" is the core group.
+    pub group: &'static str,
+    pub resource: &'static str,
+    /// `None` for cluster-scoped resources (and cluster-wide checks).
+    pub namespace: Option<String>,
+}
+
+impl Permission {
+    /// `create daemonsets.apps in monitor`, as kubectl auth can-i spells resources.
+    pub fn describe(&self) -> String {
+        let res = if self.group.is_empty() {
+            self.resource.to_owned()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        };
+        match &self.namespace {
+            Some(ns) => format!("{} {res} in namespace {ns}", self.verb),
+            None => format!("{} {res} (cluster-wide)", self.verb),
+        }
+    }
+}
+
+/// Namespaced kinds the chart creates in the release namespace (group, resource).
+const NAMESPACED: &[(&str, &str)] = &[
+    ("", "services"),
+    ("", "serviceaccounts"),
+    ("", "secrets"),
+    ("", "configmaps"),
+    ("apps", "deployments"),
+    ("apps", "daemonsets"),
+    ("rbac.authorization.k8s.io", "roles"),
+    ("rbac.authorization.k8s.io", "rolebindings"),
+    // The admission webhook's certificate is made by hook Jobs.
+    ("batch", "jobs"),
+    ("monitoring.coreos.com", "prometheuses"),
+    ("monitoring.coreos.com", "servicemonitors"),
+    ("monitoring.coreos.com", "prometheusrules"),
+    ("monitoring.coreos.com", "podmonitors"),
+];
+
+/// Cluster-scoped kinds the chart creates.
+const CLUSTER: &[(&str, &str)] = &[
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("rbac.authorization.k8s.io", "clusterroles"),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+];
+
+/// Every permission `helm upgrade --install` of the chart plus the agent's own reads need.
+/// `create` and `patch` cover install and upgrade; `delete` covers hook cleanup and rollback.
+pub fn required_permissions(namespace: &str) -> Vec<Permission> {
+    let ns = || Some(namespace.to_owned());
+    let mut out = vec![
+        Permission {
+            verb: "get",
+            group: "",
+            resource: "namespaces",
+            namespace: None,
+        },
+        Permission {
+            verb: "create",
+            group: "",
+            resource: "namespaces",
+            namespace: None,
+        },
+        Permission {
+            verb: "list",
+            group: "",
+            resource: "nodes",
+            namespace: None,
+        },
+        // helm keeps releases as Secrets; the agent reads pods/events to explain failures.
+        Permission {
+            verb: "list",
+            group: "",
+            resource: "secrets",
+            namespace: ns(),
+        },
+        Permission {
+            verb: "list",
+            group: "",
+            resource: "pods",
+            namespace: ns(),
+        },
+        Permission {
+            verb: "list",
+            group: "",
+            resource: "events",
+            namespace: ns(),
+        },
+    ];
+    for verb in ["create", "patch", "delete"] {
+        for (group, resource) in NAMESPACED {
+            out.push(Permission {
+                verb,
+                group,
+                resource,
+                namespace: ns(),
+            });
+        }
+        for (group, resource) in CLUSTER {
+            out.push(Permission {
+                verb,
+                group,
+                resource,
+                namespace: None,
+            });
+        }
+    }
+    out
+}
+
+/// One line of the preflight report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The RBAC checks from the reviews' answers (`allowed` per permission, in the same order).
+pub fn rbac_checks(required: &[Permission], allowed: &[(bool, String)]) -> Vec<Check> {
+    required
+        .iter()
+        .zip(allowed)
+        .map(|(p, (ok, reason))| Check {
+            check: format!("rbac: {}", p.describe()),
+            ok: *ok,
+            detail: if *ok {
+                "allowed".to_owned()
+            } else if reason.is_empty() {
+                "denied".to_owned()
+            } else {
+                format!("denied: {reason}")
+            },
+        })
+        .collect()
+}
+
+/// The command an admin runs to let `user` install CMM. On EKS (where the seed met this) the
+/// installing IAM identity usually maps to a user without cluster rights; the seed's fix is a
+/// cluster-admin binding. A ServiceAccount identity needs `--serviceaccount` instead of `--user`.
+pub fn rbac_fix(env: &Environment, user: Option<&str>) -> String {
+    let subject = match user {
+        Some(u) => match u.strip_prefix("system:serviceaccount:") {
+            Some(sa) => format!("--serviceaccount={sa}"),
+            None => format!("--user={u}"),
+        },
+        None => "--user=<you>".to_owned(),
+    };
+    let cmd = format!(
+        "kubectl create clusterrolebinding cluster-admin-binding --clusterrole=cluster-admin {subject}"
+    );
+    if env.is(EnvKind::Eks) {
+        format!(
+            "on EKS the installing identity must be a cluster admin; an admin runs: {cmd} \
+             (and, with EKS access entries, grants AmazonEKSClusterAdminPolicy to that IAM principal)"
+        )
+    } else {
+        format!("ask a cluster admin to grant the missing permissions, e.g.: {cmd}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_install_needs_crds_webhooks_and_monitoring_objects() {
+        let all: Vec<String> = required_permissions("monitor")
+            .iter()
+            .map(Permission::describe)
+            .collect();
+        for needed in [
+            "create customresourcedefinitions.apiextensions.k8s.io (cluster-wide)",
+            "create clusterrolebindings.rbac.authorization.k8s.io (cluster-wide)",
+            "create namespaces (cluster-wide)",
+            "create mutatingwebhookconfigurations.admissionregistration.k8s.io (cluster-wide)",
+            "create daemonsets.apps in namespace monitor",
+            "patch servicemonitors.monitoring.coreos.com in namespace monitor",
+            "create secrets in namespace monitor",
+        ] {
+            assert!(all.iter().any(|d| d == needed), "missing {needed}");
+        }
+    }
+
+    #[test]
+    fn the_fix_names_the_caller() {
+        let eks = Environment {
+            kinds: vec![EnvKind::Eks],
+            evidence: vec![],
+        };
+        let fix = rbac_fix(&eks, Some("arn:aws:iam::111122223333:user/alice"));
+        assert!(
+            fix.contains("kubectl create clusterrolebinding cluster-admin-binding --clusterrole=cluster-admin --user=arn:aws:iam::111122223333:user/alice"),
+            "{fix}"
+        );
+        let fix = rbac_fix(
+            &Environment::default(),
+            Some("system:serviceaccount:ci:deployer"),
+        );
+        assert!(fix.contains("--serviceaccount=ci:deployer"), "{fix}");
+    }
+}
