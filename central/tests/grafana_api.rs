@@ -1,0 +1,453 @@
+//! Registration, rules, deregistration, tokens and failure handling against the fake Grafana
+//! (held to Grafana's OpenAPI spec and ../shared/contracts/GRAFANA-CONTRACT.md). Only the
+//! datasource health checks that need a reachable Prometheus use a real one (tests/prometheus.rs).
+
+use std::time::Duration;
+
+use cmm_central::prometheus::PrometheusTarget;
+use cmm_central::register::{DatasourceAction, RulesMode};
+use cmm_central::retry::RetryPolicy;
+use cmm_central::{
+    deregister, register, Credentials, Error, ErrorClass, GrafanaClient, RegisterRequest, Secret,
+};
+use cmm_core::ClusterName;
+use cmm_testkit::grafana::{FakeGrafana, Fault, Role, ADMIN_TOKEN};
+use serde_json::json;
+
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        timeout: Duration::from_millis(800),
+    }
+}
+
+fn client(fake: &FakeGrafana, token: &str) -> GrafanaClient {
+    GrafanaClient::new(&fake.url, Credentials::Token(Secret::new(token)), fast()).unwrap()
+}
+
+/// A URL nothing listens on: the datasource is written, Grafana's health check fails.
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+fn request(cluster: &str, url: &str) -> RegisterRequest {
+    RegisterRequest {
+        cluster: ClusterName::parse(cluster).unwrap(),
+        prometheus: PrometheusTarget {
+            url: url.to_owned(),
+            ..Default::default()
+        },
+        force: false,
+        rules: RulesMode::Provisioned,
+        check_prometheus: false,
+        prometheus_retry: fast(),
+    }
+}
+
+macro_rules! fake {
+    () => {
+        match FakeGrafana::start_or_skip(module_path!()).await {
+            Some(f) => f,
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn first_registration_creates_and_a_second_changes_nothing() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let url = dead_url();
+    let req = request("kr-mum", &url);
+
+    let r1 = register(&g, &req).await.unwrap();
+    assert_eq!(r1.datasource, DatasourceAction::Create);
+    assert_eq!(r1.datasource_uid, "cmm-kr-mum");
+    // Nothing listens at the URL, so Grafana's own check through the datasource fails, and says so.
+    assert!(!r1.health.ok);
+    assert_eq!(r1.health.status, "ERROR");
+    assert!(
+        r1.health
+            .message
+            .contains("error returned querying the Prometheus API"),
+        "{}",
+        r1.health.message
+    );
+    let rules = r1.rules.as_ref().unwrap();
+    assert!(rules.folder_created);
+    assert_eq!(
+        rules.rules,
+        ["NodeDown", "ScrapeTargetDown", "FilesystemAlmostFull"]
+    );
+
+    let ds = fake.datasources();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["uid"], "cmm-kr-mum");
+    assert_eq!(ds[0]["name"], "kr-mum");
+    assert_eq!(ds[0]["access"], "proxy");
+    assert_eq!(ds[0]["url"], url);
+    assert_eq!(ds[0]["jsonData"]["httpMethod"], "POST");
+    assert_eq!(ds[0]["jsonData"]["timeInterval"], "30s");
+
+    let stored = fake.rules("cmm-kr-mum", "cluster-health");
+    assert_eq!(stored.len(), 3);
+    for r in &stored {
+        assert_eq!(
+            r["provenance"], "api",
+            "default: provisioned, not UI-editable"
+        );
+        assert_eq!(r["data"][0]["datasourceUid"], "cmm-kr-mum");
+    }
+    let uids: Vec<_> = stored.iter().map(|r| r["uid"].clone()).collect();
+    let posts_before = fake.count("POST", "/api/datasources");
+
+    let r2 = register(&g, &req).await.unwrap();
+    assert_eq!(r2.datasource, DatasourceAction::Unchanged);
+    assert!(!r2.rules.unwrap().folder_created);
+    assert_eq!(
+        fake.count("POST", "/api/datasources"),
+        posts_before,
+        "no second create"
+    );
+    assert_eq!(fake.count("PUT", "/api/datasources"), 0, "no update either");
+    assert_eq!(fake.count("POST", "/api/folders"), 1);
+    assert_eq!(fake.datasources().len(), 1);
+    let again: Vec<_> = fake
+        .rules("cmm-kr-mum", "cluster-health")
+        .iter()
+        .map(|r| r["uid"].clone())
+        .collect();
+    assert_eq!(
+        again, uids,
+        "rules keep their uids (and so their alert state)"
+    );
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    // Every call carried the token as a bearer token, never in the URL.
+    for r in fake.requests() {
+        assert!(!r.query.contains(ADMIN_TOKEN) && !r.path.contains(ADMIN_TOKEN));
+        if r.path != "/api/health" {
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {ADMIN_TOKEN}").as_str())
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_moved_endpoint_updates_in_place_with_the_stored_version() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
+    let new_url = dead_url();
+    let r = register(&g, &request("kr-mum", &new_url)).await.unwrap();
+    assert_eq!(r.datasource, DatasourceAction::Update { version: 1 });
+    let ds = fake.datasources();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["url"], new_url);
+    assert_eq!(ds[0]["version"], 2);
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path == "/api/datasources/uid/cmm-kr-mum")
+        .unwrap();
+    assert_eq!(put.body.as_ref().unwrap()["version"], 1);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn a_foreign_datasource_with_the_name_is_reported_not_overwritten_unless_forced() {
+    let fake = fake!();
+    let foreign = fake.seed_datasource(
+        json!({"uid": "P1809F7CD0C75ACF3", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://legacy:9090"}),
+        false,
+    );
+    let g = client(&fake, ADMIN_TOKEN);
+    let err = register(&g, &request("kr-mum", &dead_url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::GrafanaConflict);
+    let text = err.to_string();
+    assert!(
+        text.contains("P1809F7CD0C75ACF3") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(fake.datasources(), vec![foreign.clone()], "nothing changed");
+    for m in ["POST", "PUT", "DELETE"] {
+        assert_eq!(fake.count(m, "/api/"), 0, "{m} sent on conflict");
+    }
+
+    let mut forced = request("kr-mum", &dead_url());
+    forced.force = true;
+    let r = register(&g, &forced).await.unwrap();
+    assert_eq!(
+        r.datasource,
+        DatasourceAction::Replace {
+            foreign_uid: "P1809F7CD0C75ACF3".into()
+        }
+    );
+    let ds = fake.datasources();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0]["uid"], "cmm-kr-mum");
+}
+
+#[tokio::test]
+async fn a_file_provisioned_datasource_that_differs_is_a_conflict_even_with_force() {
+    let fake = fake!();
+    fake.seed_datasource(
+        json!({"uid": "cmm-kr-mum", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://old:30090"}),
+        true,
+    );
+    let g = client(&fake, ADMIN_TOKEN);
+    let mut req = request("kr-mum", &dead_url());
+    req.force = true;
+    let err = register(&g, &req).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::GrafanaConflict);
+    assert!(err.to_string().contains("additionalDataSources"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_token_and_missing_permission_are_told_apart() {
+    let fake = fake!();
+    fake.add_token("glsa_editor", Role::Editor);
+    let bad = register(
+        &client(&fake, "glsa_wrong"),
+        &request("kr-mum", &dead_url()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.class(), ErrorClass::GrafanaAuth);
+    assert!(matches!(bad, Error::GrafanaUnauthorized { .. }), "{bad:?}");
+    let text = bad.to_string();
+    assert!(
+        text.contains("401")
+            && text.contains("Invalid API key")
+            && text.contains("cmm-agent central token"),
+        "{text}"
+    );
+    assert!(!text.contains("glsa_wrong"));
+
+    let denied = register(
+        &client(&fake, "glsa_editor"),
+        &request("kr-mum", &dead_url()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denied.class(), ErrorClass::GrafanaAuth);
+    match &denied {
+        Error::GrafanaForbidden { permissions, .. } => {
+            assert_eq!(permissions.as_deref(), Some("datasources:create"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        denied
+            .to_string()
+            .contains("Permissions needed: datasources:create"),
+        "{denied}"
+    );
+    assert!(fake.datasources().is_empty());
+}
+
+#[tokio::test]
+async fn outages_are_retried_with_backoff_then_reported() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    fake.fail_next(2, Fault::Status(503));
+    let v = g.health().await.unwrap();
+    assert_eq!(v, "11.3.0");
+    assert_eq!(fake.count("GET", "/api/health"), 3, "two 503s then success");
+
+    fake.fail_next(10, Fault::Status(502));
+    let started = std::time::Instant::now();
+    let err = g.health().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::GrafanaUnreachable);
+    assert!(
+        err.to_string().contains("3 attempt(s)") && err.to_string().contains("502"),
+        "{err}"
+    );
+    assert_eq!(
+        fake.count("GET", "/api/health"),
+        6,
+        "bounded: exactly 3 more attempts"
+    );
+    // Backoff happened: 2 delays of at least half of 10 ms and 20 ms.
+    assert!(started.elapsed() >= Duration::from_millis(15));
+
+    // A slow answer (longer than the per-attempt timeout) is a timeout, retried.
+    let fake2 = fake!();
+    fake2.fail_next(1, Fault::Delay(Duration::from_millis(1500)));
+    let r = register(
+        &client(&fake2, ADMIN_TOKEN),
+        &request("kr-mum", &dead_url()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.datasource, DatasourceAction::Create);
+    assert_eq!(fake2.datasources().len(), 1);
+
+    // Nobody listening at all.
+    let nobody =
+        GrafanaClient::new(&dead_url(), Credentials::Token(Secret::new("x")), fast()).unwrap();
+    let err = register(&nobody, &request("kr-mum", &dead_url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::GrafanaUnreachable);
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let mut req = request("wai-eks", &dead_url());
+    req.rules = RulesMode::Editable;
+    register(&g, &req).await.unwrap();
+    for r in fake.rules("cmm-wai-eks", "cluster-health") {
+        assert!(
+            r.get("provenance").is_none(),
+            "editable rules carry no provenance: {r}"
+        );
+    }
+    let puts: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/rule-groups/"))
+        .collect();
+    assert!(puts
+        .iter()
+        .all(|r| r.header("x-disable-provenance").is_some()));
+
+    let d = deregister(&g, &ClusterName::parse("wai-eks").unwrap())
+        .await
+        .unwrap();
+    assert!(d.rules_deleted && d.folder_deleted && d.datasource_deleted);
+    let del = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/rule-groups/"))
+        .unwrap();
+    assert!(del.header("x-disable-provenance").is_some());
+}
+
+#[tokio::test]
+async fn deregister_removes_only_what_registration_made_and_can_repeat() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
+    register(&g, &request("wai-eks", &dead_url()))
+        .await
+        .unwrap();
+    let kr = ClusterName::parse("kr-mum").unwrap();
+    let d = deregister(&g, &kr).await.unwrap();
+    assert!(d.datasource_deleted && d.rules_deleted && d.folder_deleted);
+    let left: Vec<_> = fake
+        .datasources()
+        .iter()
+        .map(|d| d["uid"].clone())
+        .collect();
+    assert_eq!(left, [json!("cmm-wai-eks")]);
+    assert!(fake.rules("cmm-kr-mum", "cluster-health").is_empty());
+    assert_eq!(fake.rules("cmm-wai-eks", "cluster-health").len(), 3);
+    // Provisioned rules were deleted without the header, as they were written.
+    let del = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/rule-groups/"))
+        .unwrap();
+    assert!(del.header("x-disable-provenance").is_none());
+
+    let again = deregister(&g, &kr).await.unwrap();
+    assert!(!again.datasource_deleted && !again.rules_deleted && !again.folder_deleted);
+
+    // A foreign datasource named like the cluster is never touched.
+    fake.seed_datasource(json!({"uid": "other", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://x:9090"}), false);
+    deregister(&g, &kr).await.unwrap();
+    assert!(fake.datasources().iter().any(|d| d["uid"] == "other"));
+}
+
+#[tokio::test]
+async fn basic_auth_password_goes_to_secure_json_data_only() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let mut req = request("kr-mum", &dead_url());
+    req.prometheus.basic_auth = Some(("cmm".into(), Secret::new("s3cret-pw")));
+    register(&g, &req).await.unwrap();
+    assert_eq!(
+        fake.datasource_secrets("cmm-kr-mum")["basicAuthPassword"],
+        "s3cret-pw"
+    );
+    let ds = &fake.datasources()[0];
+    assert_eq!(ds["basicAuth"], true);
+    assert_eq!(ds["secureJsonFields"]["basicAuthPassword"], true);
+    assert!(!ds.to_string().contains("s3cret-pw"));
+    // Grafana never returns secrets, so a re-run with one always updates (and keeps it).
+    let r = register(&g, &req).await.unwrap();
+    assert!(matches!(r.datasource, DatasourceAction::Update { .. }));
+    assert!(!format!("{req:?}").contains("s3cret-pw"));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn the_registration_token_is_issued_once_and_works_for_registration() {
+    let fake = fake!();
+    let admin = GrafanaClient::new(
+        &fake.url,
+        Credentials::Basic {
+            user: "admin".into(),
+            password: Secret::new("admin"),
+        },
+        fast(),
+    )
+    .unwrap();
+    let t = cmm_central::token::issue_token(&admin, "cmm-registrar", "cmm-1", None)
+        .await
+        .unwrap();
+    assert!(t.service_account_created);
+    assert!(t.token.expose().starts_with("glsa_"));
+    assert!(!serde_json::to_string(&t)
+        .unwrap()
+        .contains(t.token.expose()));
+    let sa = fake.service_accounts();
+    assert_eq!(sa.len(), 1);
+    assert_eq!(sa[0]["role"], "Admin");
+
+    let r = register(
+        &client(&fake, t.token.expose()),
+        &request("kr-mum", &dead_url()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.datasource, DatasourceAction::Create);
+
+    let t2 = cmm_central::token::issue_token(&admin, "cmm-registrar", "cmm-2", Some(86400))
+        .await
+        .unwrap();
+    assert!(!t2.service_account_created);
+    assert_eq!(t2.service_account_id, t.service_account_id);
+    assert_ne!(t2.token.expose(), t.token.expose());
+    let dup = cmm_central::token::issue_token(&admin, "cmm-registrar", "cmm-2", None)
+        .await
+        .unwrap_err();
+    assert!(dup.to_string().contains("--token-name"), "{dup}");
+    let bad = GrafanaClient::new(
+        &fake.url,
+        Credentials::Basic {
+            user: "admin".into(),
+            password: Secret::new("nope"),
+        },
+        fast(),
+    )
+    .unwrap();
+    let e = cmm_central::token::issue_token(&bad, "cmm-registrar", "cmm-3", None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("Invalid username or password"),
+        "{e}"
+    );
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}

@@ -1,0 +1,114 @@
+//! The endpoint check and Grafana's health check against a real Prometheus + node_exporter
+//! (Debian packages), scraping with CMM's `cluster=<name>` relabeling.
+
+mod common;
+
+use std::time::Duration;
+
+use cmm_central::prometheus::PrometheusTarget;
+use cmm_central::register::RulesMode;
+use cmm_central::retry::RetryPolicy;
+use cmm_central::{
+    register, Credentials, ErrorClass, GrafanaClient, PrometheusProbe, RegisterRequest, Secret,
+};
+use cmm_core::ClusterName;
+use cmm_testkit::grafana::{FakeGrafana, ADMIN_TOKEN};
+
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+        timeout: Duration::from_secs(3),
+    }
+}
+
+fn req(cluster: &str, url: &str) -> RegisterRequest {
+    RegisterRequest {
+        cluster: ClusterName::parse(cluster).unwrap(),
+        prometheus: PrometheusTarget {
+            url: url.into(),
+            ..Default::default()
+        },
+        force: false,
+        rules: RulesMode::Provisioned,
+        check_prometheus: true,
+        prometheus_retry: fast(),
+    }
+}
+
+#[tokio::test]
+async fn a_labelled_prometheus_registers_and_grafana_reports_it_healthy() {
+    let Some(prom) = common::start("healthy", "kr-mum").await else {
+        return;
+    };
+    let Some(fake) = FakeGrafana::start_or_skip("healthy").await else {
+        return;
+    };
+    let g = GrafanaClient::new(
+        &fake.url,
+        Credentials::Token(Secret::new(ADMIN_TOKEN)),
+        fast(),
+    )
+    .unwrap();
+    let r = register(&g, &req("kr-mum", &prom.url)).await.unwrap();
+    let p = r.prometheus.unwrap();
+    assert!(p.series >= 2, "{p:?}");
+    assert!(p.targets_up >= 2, "{p:?}");
+    assert!(r.health.ok, "{:?}", r.health);
+    assert_eq!(r.health.message, "Successfully queried the Prometheus API.");
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn another_clusters_prometheus_is_refused_before_grafana_is_touched() {
+    let Some(prom) = common::start("wrong-label", "kr-mum").await else {
+        return;
+    };
+    let Some(fake) = FakeGrafana::start_or_skip("wrong-label").await else {
+        return;
+    };
+    let g = GrafanaClient::new(
+        &fake.url,
+        Credentials::Token(Secret::new(ADMIN_TOKEN)),
+        fast(),
+    )
+    .unwrap();
+    let err = register(&g, &req("wai-eks", &prom.url)).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::PrometheusCheck);
+    let text = err.to_string();
+    assert!(
+        text.contains("cluster=\"wai-eks\"") && text.contains("cluster=\"kr-mum\""),
+        "{text}"
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "Grafana was contacted: {:?}",
+        fake.requests()
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_does_not_answer_is_a_prometheus_check_failure() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let probe = PrometheusProbe::new(
+        PrometheusTarget {
+            url,
+            ..Default::default()
+        },
+        fast(),
+    )
+    .unwrap();
+    let err = probe
+        .check(&ClusterName::parse("kr-mum").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::PrometheusCheck);
+    assert!(
+        err.to_string()
+            .contains("did not answer after 2 attempt(s)"),
+        "{err}"
+    );
+}
