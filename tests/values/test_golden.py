@@ -1,0 +1,60 @@
+"""Golden renders: a values change shows up as a reviewable diff of what helm installs.
+
+Regenerate after a deliberate change with `scripts/dev golden` (pytest -k golden with
+CMM_UPDATE_GOLDEN=1). Renders are deterministic as they stand (checked below by rendering twice):
+no random passwords or certificates come out of these values, so nothing is normalised.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+import pytest
+
+from cmm_values import CENTRAL, EACH, GOLDEN, RELEASES, TWO_CLUSTERS, datasources_value
+
+REGENERATE = "scripts/dev golden"
+
+
+def golden_render(renderer, name, release):
+    if name == "each_cluster":
+        return renderer.render(release, EACH)
+    # The central golden file is the envsubst route with a fixed two-cluster fleet.
+    return renderer.render_central_envsubst(release, datasources_value(TWO_CLUSTERS))
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("name", ["each_cluster", "central_monitor"])
+def test_golden_render_has_not_drifted(renderer, name, release):
+    r = golden_render(renderer, name, release)
+    path = GOLDEN / f"{name}.{release}.yaml"
+    if os.environ.get("CMM_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(r.text)
+        return
+    assert path.exists(), f"{path.relative_to(GOLDEN.parent.parent)} is missing: run `{REGENERATE}`"
+    want = path.read_text()
+    if r.text != want:
+        diff = "".join(list(difflib.unified_diff(
+            want.splitlines(True), r.text.splitlines(True), str(path.name), f"{r.cmd}", n=2))[:80])
+        pytest.fail(
+            f"the render of {name} for release {release} differs from {path.name}.\n"
+            f"If the change is intended, run `{REGENERATE}` and commit tests/golden/.\n{diff}",
+            pytrace=False,
+        )
+
+
+def test_golden_renders_are_deterministic(renderer, helm_bin, chart_dir):
+    # A second, uncached helm run must give byte-identical output, or golden files would flap.
+    import subprocess
+
+    from cmm_values import KUBE_VERSION, NAMESPACE
+
+    for path in (EACH, CENTRAL):
+        out = subprocess.run(
+            [helm_bin, "template", RELEASES[0], chart_dir, "-n", NAMESPACE, "--kube-version", KUBE_VERSION,
+             "-f", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        assert out == renderer.render(RELEASES[0], path).text, f"helm output of {path.name} is not deterministic"
