@@ -58,6 +58,92 @@ pub enum Command {
     /// Render the install plan of a fleet (central Grafana + clusters) offline with the real
     /// chart and summarise it per object kind. Without --fleet: the embedded example fleet.
     Plan(PlanArgs),
+    /// Install (or upgrade) CMM on one cluster: detect the environment, check permissions and
+    /// storage, plan the helm command with the fixes, then apply it. Safe to re-run.
+    Bootstrap(BootstrapArgs),
+    /// Free volumes of the monitoring namespace stuck in Terminating (dry run unless --yes).
+    FixStorage(FixStorageArgs),
+}
+
+/// Which cluster to talk to, resolved as kubectl does.
+#[derive(Debug, Args, Clone)]
+pub struct KubeTargetArgs {
+    /// kubeconfig file. Default: KUBECONFIG, else ~/.kube/config.
+    #[arg(long, env = "CMM_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context. Default: the kubeconfig's current-context.
+    #[arg(long, env = "CMM_CONTEXT")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// A monitored cluster: Prometheus + node-exporter (values/each_cluster.yaml).
+    Cluster,
+    /// The central Grafana (values/central_monitor.yaml).
+    Central,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    #[command(flatten)]
+    pub kube: KubeTargetArgs,
+    /// The cluster's name: the helm release name and the `cluster` label of its series
+    /// (DNS-1123 label, at most 36 characters), e.g. kr-mum.
+    #[arg(long, env = "CMM_CLUSTER")]
+    pub cluster: String,
+    /// What this cluster is in CMM.
+    #[arg(long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
+    pub role: RoleArg,
+    /// Namespace of the release; created if missing.
+    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Values file(s) used instead of the embedded each_cluster.yaml (repeatable, later wins;
+    /// CMM_VALUES takes a comma-separated list). Environment fixes are still layered on top.
+    #[arg(long = "values", env = "CMM_VALUES", value_delimiter = ',')]
+    pub values: Vec<PathBuf>,
+    /// helm --set assignment passed through after the values files (repeatable; CMM_SET takes
+    /// a ';'-separated list), e.g. prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka
+    #[arg(long = "set", env = "CMM_SET", value_delimiter = ';')]
+    pub sets: Vec<String>,
+    /// Also collect Kubernetes object and component metrics (overlays/kube-metrics.yaml).
+    #[arg(long, env = "CMM_KUBE_METRICS")]
+    pub kube_metrics: bool,
+    /// Print the plan and render it with `helm template`; change nothing.
+    #[arg(long, env = "CMM_DRY_RUN")]
+    pub dry_run: bool,
+    /// How long helm waits for the workloads, e.g. 600s, 10m.
+    #[arg(long, env = "CMM_TIMEOUT", default_value = "10m")]
+    pub timeout: String,
+    /// A release left pending for less than this may belong to a helm still running, and is
+    /// not recovered (e.g. 5m).
+    #[arg(long, env = "CMM_PENDING_GRACE", default_value = "5m")]
+    pub pending_grace: String,
+    /// The admin host's kernel version file, read to recognise a local WSL2 cluster.
+    #[arg(
+        long,
+        env = "CMM_HOST_PROC_VERSION",
+        default_value = "/proc/version",
+        hide = true
+    )]
+    pub host_proc_version: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FixStorageArgs {
+    #[command(flatten)]
+    pub kube: KubeTargetArgs,
+    /// Namespace whose claims (and the volumes they held) are examined.
+    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Act. Without it, only print what would be done.
+    #[arg(long, env = "CMM_YES")]
+    pub yes: bool,
+    /// How long to wait for a deleted claim to go before leaving its volume alone, e.g. 30s.
+    #[arg(long, env = "CMM_CLAIM_WAIT", default_value = "30s")]
+    pub claim_wait: String,
 }
 
 #[derive(Debug, Args)]
