@@ -1,8 +1,6 @@
 //! The endpoint check and Grafana's health check against a real Prometheus + node_exporter
 //! (Debian packages), scraping with CMM's `cluster=<name>` relabeling.
 
-mod common;
-
 use std::time::Duration;
 
 use cmm_central::prometheus::PrometheusTarget;
@@ -39,7 +37,7 @@ fn req(cluster: &str, url: &str) -> RegisterRequest {
 
 #[tokio::test]
 async fn a_labelled_prometheus_registers_and_grafana_reports_it_healthy() {
-    let Some(prom) = common::start("healthy", "kr-mum").await else {
+    let Some(prom) = cmm_testkit::prometheus::start("healthy", "kr-mum").await else {
         return;
     };
     let Some(fake) = FakeGrafana::start_or_skip("healthy").await else {
@@ -62,7 +60,7 @@ async fn a_labelled_prometheus_registers_and_grafana_reports_it_healthy() {
 
 #[tokio::test]
 async fn another_clusters_prometheus_is_refused_before_grafana_is_touched() {
-    let Some(prom) = common::start("wrong-label", "kr-mum").await else {
+    let Some(prom) = cmm_testkit::prometheus::start("wrong-label", "kr-mum").await else {
         return;
     };
     let Some(fake) = FakeGrafana::start_or_skip("wrong-label").await else {

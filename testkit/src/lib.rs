@@ -6,3 +6,5 @@
 
 pub mod grafana;
 pub mod kube;
+/// Not a fake: a real Prometheus and node_exporter (Debian packages) run for endpoint checks.
+pub mod prometheus;
