@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod exit;
 mod logging;
+mod progress;
 mod settings;
 
 use clap::Parser;

@@ -25,3 +25,54 @@ impl ChartSettings {
         })
     }
 }
+
+/// The cluster a command talks to: the kubeconfig and context as given (resolution to a file
+/// and a context, kubectl's way, happens in `cmm_installer::kube::connect`).
+pub fn kube_target(args: &crate::cli::KubeTargetArgs) -> cmm_installer::kube::KubeTarget {
+    cmm_installer::kube::KubeTarget {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    }
+}
+
+/// Bad input found by the agent itself; the message names the flag and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// `90`, `90s`, `10m`, `1h` → seconds; `flag` names the setting in the error.
+pub fn duration_secs(raw: &str, flag: &str) -> anyhow::Result<u64> {
+    let raw = raw.trim();
+    let (num, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if factor > 0 && n > 0 => Ok(n * factor),
+        _ => Err(BadInput(format!(
+            "{flag} {raw:?} is not a duration: write e.g. 90s, 10m or 1h"
+        )))
+        .classify(ExitCode::Usage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_units_helm_users_write() {
+        assert_eq!(duration_secs("600", "--timeout").unwrap(), 600);
+        assert_eq!(duration_secs("10m", "--timeout").unwrap(), 600);
+        assert_eq!(duration_secs("1h", "--timeout").unwrap(), 3600);
+        let err = duration_secs("10 minutes", "--timeout").unwrap_err();
+        assert_eq!(ExitCode::of(&err), ExitCode::Usage);
+        assert!(err.to_string().contains("--timeout"), "{err}");
+    }
+}

@@ -5,13 +5,22 @@
 //! A role selects the values and the post-install step: `cluster` installs each_cluster.yaml
 //! plus fixes; `central` installs the central Grafana values (the Grafana side supplies them).
 
+use std::path::PathBuf;
+
+use cmm_core::ClusterName;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::detect::{EnvKind, Environment, Evidence};
+use crate::chart::ChartSource;
+use crate::detect::{detect, EnvKind, Environment, Evidence, Observed};
 use crate::fleet::Role;
-use crate::preflight::Check;
-use crate::values::{Overlay, EACH_CLUSTER};
+use crate::helm::{supports_labels, Helm, Install, KubeArgs, Release};
+use crate::kube::Connected;
+use crate::preflight::{rbac_checks, rbac_fix, required_permissions, Check};
+use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
+use crate::storage;
+use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
 use crate::{Error, Result};
 
 /// A change to the values because of the environment.
@@ -236,6 +245,9 @@ pub struct Report {
     pub preflight: Vec<Check>,
     pub fixes: Vec<Fix>,
     pub values: Vec<String>,
+    /// Digest of chart, values and sets; stored on the release (`cmm-plan` label) so a re-run
+    /// with nothing changed changes nothing.
+    pub plan_digest: String,
     pub helm: HelmReport,
     pub actions: Vec<Action>,
     /// Object counts per kind of the `helm template` render (`--dry-run` only).
@@ -251,6 +263,294 @@ impl Report {
     pub fn preflight_failed(&self) -> impl Iterator<Item = &Check> {
         self.preflight.iter().filter(|c| !c.ok)
     }
+}
+
+/// Everything bootstrap was told, validated.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cluster: ClusterName,
+    pub role: Role,
+    pub namespace: String,
+    pub chart: ChartSource,
+    pub helm_version: String,
+    /// `(shown name, text)` of user values files replacing the embedded base file.
+    pub user_values: Option<Vec<(String, String)>>,
+    /// Central role: the central values after envsubst (the Grafana side builds them).
+    pub central_values: Option<String>,
+    pub sets: Vec<String>,
+    pub kube_metrics: bool,
+    pub timeout_secs: u64,
+    pub pending_grace_secs: i64,
+    pub host_proc_version: Option<String>,
+    pub dry_run: bool,
+    pub now_unix: i64,
+}
+
+/// The plan, ready to show, render or apply.
+pub struct Prepared {
+    pub report: Report,
+    pub next: Next,
+    pub namespace_exists: bool,
+    /// The values as temporary files for helm, in order.
+    pub files: Materialized,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Prepared {
+    pub fn release<'a>(&'a self, opts: &'a Options) -> Release<'a> {
+        Release {
+            name: opts.cluster.release(),
+            namespace: &opts.namespace,
+            chart: &opts.chart,
+            values_files: &self.files.paths,
+            sets: &opts.sets,
+        }
+    }
+
+    pub fn install<'a>(
+        &'a self,
+        release: &'a Release<'a>,
+        kube: &'a KubeArgs,
+        opts: &Options,
+    ) -> Install<'a> {
+        Install {
+            release,
+            kube,
+            timeout_secs: opts.timeout_secs,
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// Read-only: look at the cluster, check, and plan. Sends no write to the API server (access
+/// and identity reviews create nothing).
+pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
+    let server_version = conn.server_version().await?;
+    let nodes = conn.nodes().await?;
+    let env = detect(&Observed {
+        nodes: &nodes,
+        api_url: &conn.api_url,
+        server_version: Some(&server_version),
+        host_proc_version: opts.host_proc_version.as_deref(),
+    });
+
+    let mut checks = vec![Check {
+        check: "kubernetes api".into(),
+        ok: true,
+        detail: format!(
+            "{} reached, server {server_version}, {} node(s)",
+            conn.api_url,
+            nodes.len()
+        ),
+    }];
+
+    let perms = required_permissions(&opts.namespace);
+    let answers = conn.can_i(&perms).await?;
+    let rbac = rbac_checks(&perms, &answers);
+    let denied = rbac.iter().filter(|c| !c.ok).count();
+    checks.extend(rbac);
+    if denied > 0 {
+        let user = conn.whoami().await?;
+        checks.push(Check {
+            check: "rbac fix".into(),
+            ok: false,
+            detail: format!(
+                "{denied} permission(s) missing for {}; {}",
+                user.as_deref().unwrap_or("the current identity"),
+                rbac_fix(&env, user.as_deref())
+            ),
+        });
+    }
+
+    let ns = conn.namespace(&opts.namespace).await?;
+    let namespace_exists = ns.is_some();
+    let ns_terminating = ns.as_ref().is_some_and(|n| {
+        n.metadata.deletion_timestamp.is_some()
+            || n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+    });
+    checks.push(Check {
+        check: format!("namespace {}", opts.namespace),
+        ok: !ns_terminating,
+        detail: match (&ns, ns_terminating) {
+            (None, _) => "missing: will be created".into(),
+            (Some(_), false) => "exists".into(),
+            (Some(_), true) => format!(
+                "is Terminating: wait for it to go (stuck volumes can hold it: cmm-agent fix-storage --namespace {})",
+                opts.namespace
+            ),
+        },
+    });
+
+    // Stuck storage and helm's release records only exist inside an existing namespace.
+    if namespace_exists {
+        let claims = conn
+            .list_in::<PersistentVolumeClaim>(&opts.namespace)
+            .await?;
+        let volumes = conn.list_all::<PersistentVolume>().await?;
+        let pods = conn.list_in::<Pod>(&opts.namespace).await?;
+        let stuck = storage::plan(&opts.namespace, &claims, &volumes, &pods);
+        checks.push(Check {
+            check: "storage".into(),
+            ok: stuck.is_empty(),
+            detail: if stuck.is_empty() {
+                "no volume of the namespace is stuck Terminating".into()
+            } else {
+                format!(
+                    "{} stuck claim/volume action(s), {} left alone: run `cmm-agent fix-storage --namespace {}` (dry run first, then --yes)",
+                    stuck.actions.len(),
+                    stuck.skipped.len(),
+                    opts.namespace
+                )
+            },
+        });
+    }
+
+    let fixes = match opts.role {
+        Role::Cluster => fixes(&env, opts.kube_metrics),
+        Role::Central => Vec::new(),
+    };
+    let values = values_for(
+        opts.role,
+        opts.user_values.clone(),
+        opts.central_values.clone(),
+        &fixes,
+    );
+    let value_names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
+    let mut parts: Vec<String> = opts.chart.helm_args();
+    parts.push(opts.chart.local_version().unwrap_or_default());
+    parts.push(opts.namespace.clone());
+    for (n, t) in &values {
+        parts.push(n.clone());
+        parts.push(t.clone());
+    }
+    parts.extend(opts.sets.iter().cloned());
+    let digest = plan_digest(parts.iter().map(String::as_str));
+    let labels = if supports_labels(&opts.helm_version) {
+        vec![(PLAN_LABEL.to_owned(), digest.clone())]
+    } else {
+        Vec::new()
+    };
+    let next = if namespace_exists {
+        let secrets = conn
+            .release_secrets(&opts.namespace, opts.cluster.release())
+            .await?;
+        let revs = revisions(&secrets, opts.cluster.release());
+        next_step(&revs, &digest, opts.now_unix, opts.pending_grace_secs)
+    } else {
+        Next::Install
+    };
+    checks.push(Check {
+        check: format!("release {}", opts.cluster.release()),
+        ok: !matches!(next, Next::Blocked { .. }),
+        detail: match &next {
+            Next::Install => "not installed: will be installed".into(),
+            Next::Upgrade { from } => format!("revision {from}: will be upgraded"),
+            Next::Unchanged { revision } => format!("revision {revision} is deployed from this same plan"),
+            Next::Rollback { pending, status, to } => format!(
+                "revision {pending} was left {status} by an interrupted run: will roll back to {to}, then upgrade"
+            ),
+            Next::Uninstall { pending, status } => format!(
+                "revision {pending} was left {status} and never deployed: will uninstall it, then install"
+            ),
+            Next::Blocked { reason } => reason.clone(),
+        },
+    });
+
+    let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone())))?;
+    // The report shows the files as the user knows them, not the private temp copies.
+    let shown_paths: Vec<PathBuf> = value_names.iter().map(PathBuf::from).collect();
+    let shown_release = Release {
+        name: opts.cluster.release(),
+        namespace: &opts.namespace,
+        chart: &opts.chart,
+        values_files: &shown_paths,
+        sets: &opts.sets,
+    };
+    let helm_args = Helm::upgrade_install_args(&Install {
+        release: &shown_release,
+        kube: &conn.helm,
+        timeout_secs: opts.timeout_secs,
+        labels: labels.clone(),
+    });
+
+    let mut actions = Vec::new();
+    if !namespace_exists {
+        actions.push(Action {
+            action: "create-namespace".into(),
+            detail: format!("create namespace {}", opts.namespace),
+        });
+    }
+    match &next {
+        Next::Rollback {
+            pending,
+            status,
+            to,
+        } => actions.push(Action {
+            action: "helm-rollback".into(),
+            detail: format!(
+                "helm rollback {} {to} (revision {pending} left {status})",
+                opts.cluster
+            ),
+        }),
+        Next::Uninstall { pending, status } => actions.push(Action {
+            action: "helm-uninstall".into(),
+            detail: format!(
+                "helm uninstall {} (revision {pending} left {status}, never deployed)",
+                opts.cluster
+            ),
+        }),
+        _ => {}
+    }
+    if let Next::Unchanged { revision } = next {
+        actions.push(Action {
+            action: "none".into(),
+            detail: format!("revision {revision} already deployed from this plan ({PLAN_LABEL}={digest}); nothing to change"),
+        });
+    } else {
+        actions.push(Action {
+            action: "helm-upgrade-install".into(),
+            detail: format!("helm {}", helm_args.join(" ")),
+        });
+    }
+    actions.push(Action {
+        action: "report-workloads".into(),
+        detail: format!(
+            "readiness of the Deployments, DaemonSets and StatefulSets in {}",
+            opts.namespace
+        ),
+    });
+
+    let report = Report {
+        cluster: opts.cluster.to_string(),
+        role: opts.role,
+        namespace: opts.namespace.clone(),
+        context: conn.context.clone(),
+        api_url: conn.api_url.clone(),
+        dry_run: opts.dry_run,
+        environment: EnvironmentReport {
+            kinds: env.kinds.clone(),
+            evidence: env.evidence.clone(),
+        },
+        preflight: checks,
+        fixes,
+        values: value_names,
+        plan_digest: digest.clone(),
+        helm: HelmReport {
+            version: opts.helm_version.clone(),
+            args: helm_args,
+        },
+        actions,
+        rendered: None,
+        workloads: Vec::new(),
+        outcome: "planned".into(),
+    };
+    Ok(Prepared {
+        report,
+        next,
+        namespace_exists,
+        files,
+        labels,
+    })
 }
 
 #[cfg(test)]

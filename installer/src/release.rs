@@ -24,7 +24,7 @@ pub fn secret_selector(release: &str) -> String {
 pub struct Revision {
     pub version: u32,
     pub status: String,
-    /// helm's `modifiedAt` label (unix seconds), else the Secret's creation time.
+    /// helm's `modifiedAt`/`createdAt` label (unix seconds), else the Secret's creation time.
     pub modified_unix: Option<i64>,
     pub plan: Option<String>,
 }
@@ -43,8 +43,10 @@ pub fn revisions(secrets: &[ObjectMeta], release: &str) -> Vec<Revision> {
             Some(Revision {
                 version: labels.get("version")?.parse().ok()?,
                 status: labels.get("status")?.clone(),
+                // helm sets createdAt on create and modifiedAt on every update.
                 modified_unix: labels
                     .get("modifiedAt")
+                    .or_else(|| labels.get("createdAt"))
                     .and_then(|v| v.parse().ok())
                     .or_else(|| m.creation_timestamp.as_ref().map(|t| t.0.as_second())),
                 plan: labels.get(PLAN_LABEL).cloned(),

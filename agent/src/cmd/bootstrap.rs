@@ -1,0 +1,359 @@
+//! `cmm-agent bootstrap`: make one cluster monitored. Order matters and is the contract:
+//! 1. check every input (nothing touched), 2. check helm, 3. reach the API, 4. detect, preflight
+//! and plan (reads only), 5. `--dry-run`: render and stop, 6. apply: namespace, recovery of a
+//! pending release, `helm upgrade --install --wait` (skipped when the same plan is deployed),
+//! 7. report workload readiness, or explain the failure with pod states and events.
+
+use anyhow::Context;
+use cmm_core::ClusterName;
+use cmm_installer::bootstrap::{check_set, prepare, Options, Prepared, Report};
+use cmm_installer::fleet::Role;
+use cmm_installer::helm::Helm;
+use cmm_installer::kube::{connect, host_proc_version, Connected};
+use cmm_installer::release::Next;
+use cmm_installer::render::Rendered;
+use cmm_installer::workloads;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+
+use crate::cli::{BootstrapArgs, GlobalArgs, Output, RoleArg};
+use crate::exit::{installer_class, Classify, ExitCode};
+use crate::progress::Progress;
+use crate::settings::{duration_secs, kube_target, BadInput, ChartSettings};
+
+pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()> {
+    // 1. Inputs. Every error here names the flag and the fix; nothing has been contacted.
+    let cluster = ClusterName::parse(&args.cluster)
+        .classify(ExitCode::Usage)
+        .context("--cluster / CMM_CLUSTER")?;
+    if ClusterName::parse(&args.namespace).is_err() || args.namespace.len() > 63 {
+        return Err(BadInput(format!(
+            "--namespace / CMM_NAMESPACE {:?} is not a valid namespace: use a DNS-1123 label, e.g. monitor",
+            args.namespace
+        )))
+        .classify(ExitCode::Usage);
+    }
+    for s in &args.sets {
+        check_set(s).classify(ExitCode::Usage)?;
+    }
+    let user_values = if args.values.is_empty() {
+        None
+    } else {
+        let mut files = Vec::new();
+        for p in &args.values {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| {
+                    BadInput(format!(
+                        "--values / CMM_VALUES file {} cannot be read ({e}): give an existing values file",
+                        p.display()
+                    ))
+                })
+                .classify(ExitCode::Usage)?;
+            files.push((p.display().to_string(), text));
+        }
+        Some(files)
+    };
+    let timeout_secs = duration_secs(&args.timeout, "--timeout / CMM_TIMEOUT")?;
+    let grace = duration_secs(&args.pending_grace, "--pending-grace / CMM_PENDING_GRACE")?;
+    let settings = ChartSettings::resolve(&args.chart)?;
+
+    // 2. helm, before the cluster: a missing tool should not cost an API round trip.
+    let helm_version = settings.helm.version().await.classify_by(installer_class)?;
+
+    // 3. The cluster. A missing kubeconfig/context is bad input; no answer is exit 5.
+    let conn = connect(&kube_target(&args.kube))
+        .await
+        .classify_by(installer_class)?;
+
+    let role = match args.role {
+        RoleArg::Cluster => Role::Cluster,
+        RoleArg::Central => Role::Central,
+    };
+    let opts = Options {
+        cluster,
+        role,
+        namespace: args.namespace.clone(),
+        chart: settings.chart.clone(),
+        helm_version,
+        user_values,
+        central_values: None,
+        sets: args.sets.clone(),
+        kube_metrics: args.kube_metrics,
+        timeout_secs,
+        pending_grace_secs: i64::try_from(grace).unwrap_or(i64::MAX),
+        host_proc_version: host_proc_version(&args.host_proc_version),
+        dry_run: args.dry_run,
+        now_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    let progress = Progress::new();
+
+    // 4. Read-only: detect, preflight, plan.
+    let mut prepared = progress
+        .step("detect, preflight and plan", prepare(&conn, &opts))
+        .await
+        .classify_by(installer_class)?;
+    let preflight_ok = prepared.report.preflight_failed().next().is_none();
+
+    // 5. Dry run: render exactly what would be installed, change nothing.
+    if args.dry_run {
+        let release = prepared.release(&opts);
+        let stream = progress
+            .step(
+                "render with helm template",
+                settings.helm.template(&release),
+            )
+            .await
+            .classify_by(installer_class)?;
+        let rendered = Rendered::parse(&stream).classify(ExitCode::Chart)?;
+        prepared.report.rendered = Some(rendered.kinds());
+        prepared.report.outcome = "dry-run: nothing changed".into();
+        emit(global, &prepared.report)?;
+        return preflight_verdict(&prepared.report, preflight_ok);
+    }
+    if !preflight_ok {
+        prepared.report.outcome = "preflight failed: nothing changed".into();
+        emit(global, &prepared.report)?;
+        return preflight_verdict(&prepared.report, preflight_ok);
+    }
+
+    // 6. Apply.
+    let result = apply(&conn, &settings.helm, &opts, &mut prepared, &progress).await;
+    if let Err(err) = &result {
+        if ExitCode::of(err) == ExitCode::Install {
+            prepared.report.outcome = format!("install failed: {err}");
+            for line in explain(&conn, &opts.namespace).await {
+                eprintln!("  {line}");
+            }
+        }
+        emit(global, &prepared.report)?;
+        return result;
+    }
+
+    // 7. What is running now.
+    prepared.report.workloads = readiness(&conn, &opts.namespace)
+        .await
+        .classify_by(installer_class)?;
+    emit(global, &prepared.report)?;
+    let not_ready: Vec<String> = prepared
+        .report
+        .workloads
+        .iter()
+        .filter(|w| !w.is_ready())
+        .map(|w| format!("{} {} {}/{}", w.kind, w.name, w.ready, w.desired))
+        .collect();
+    if !not_ready.is_empty() {
+        for line in explain(&conn, &opts.namespace).await {
+            eprintln!("  {line}");
+        }
+        return Err(BadInput(format!(
+            "installed, but not every workload is ready: {}",
+            not_ready.join(", ")
+        )))
+        .classify(ExitCode::Install);
+    }
+    Ok(())
+}
+
+fn preflight_verdict(report: &Report, ok: bool) -> anyhow::Result<()> {
+    if ok {
+        return Ok(());
+    }
+    let failed: Vec<String> = report
+        .preflight_failed()
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect();
+    Err(BadInput(format!(
+        "preflight failed, nothing was changed:\n  {}",
+        failed.join("\n  ")
+    )))
+    .classify(ExitCode::Preflight)
+}
+
+async fn apply(
+    conn: &Connected,
+    helm: &Helm,
+    opts: &Options,
+    prepared: &mut Prepared,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    if !prepared.namespace_exists {
+        progress
+            .step(
+                &format!("create namespace {}", opts.namespace),
+                conn.create_namespace(&opts.namespace),
+            )
+            .await
+            .classify_by(installer_class)?;
+    }
+    let release_name = opts.cluster.release();
+    match &prepared.next {
+        Next::Rollback { to, .. } => {
+            let args = Helm::rollback_args(
+                release_name,
+                &opts.namespace,
+                *to,
+                &conn.helm,
+                opts.timeout_secs,
+            );
+            progress
+                .step(
+                    &format!("recover: helm rollback to revision {to}"),
+                    helm.run(&args),
+                )
+                .await
+                .classify(ExitCode::Install)?;
+        }
+        Next::Uninstall { .. } => {
+            let args =
+                Helm::uninstall_args(release_name, &opts.namespace, &conn.helm, opts.timeout_secs);
+            progress
+                .step(
+                    "recover: helm uninstall of the never-deployed release",
+                    helm.run(&args),
+                )
+                .await
+                .classify(ExitCode::Install)?;
+        }
+        _ => {}
+    }
+    if let Next::Unchanged { revision } = prepared.next {
+        prepared.report.outcome =
+            format!("unchanged: revision {revision} already deployed from this plan");
+        return Ok(());
+    }
+    let release = prepared.release(opts);
+    let install = prepared.install(&release, &conn.helm, opts);
+    let args = Helm::upgrade_install_args(&install);
+    progress
+        .step(
+            &format!(
+                "helm upgrade --install {release_name} (waits up to {}s)",
+                opts.timeout_secs
+            ),
+            helm.run(&args),
+        )
+        .await
+        .classify_by(|e| match e {
+            cmm_installer::Error::HelmFailed { .. } => ExitCode::Install,
+            other => installer_class(other),
+        })?;
+    prepared.report.outcome = "applied".into();
+    Ok(())
+}
+
+async fn readiness(conn: &Connected, ns: &str) -> cmm_installer::Result<Vec<workloads::Workload>> {
+    let d = conn.list_in::<Deployment>(ns).await?;
+    let ds = conn.list_in::<DaemonSet>(ns).await?;
+    let sts = conn.list_in::<StatefulSet>(ns).await?;
+    Ok(workloads::readiness(&d, &ds, &sts))
+}
+
+/// Pod states and warning events; best effort, as the API may be what failed.
+async fn explain(conn: &Connected, ns: &str) -> Vec<String> {
+    let pods = conn.list_in::<Pod>(ns).await.unwrap_or_default();
+    let events = conn.list_in::<Event>(ns).await.unwrap_or_default();
+    let mut lines = workloads::explain(&pods, &events);
+    if lines.is_empty() {
+        lines.push(format!("no failing pod or warning event in namespace {ns}"));
+    }
+    lines
+}
+
+fn emit(global: &GlobalArgs, report: &Report) -> anyhow::Result<()> {
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Output::Human => print_human(report),
+    }
+    Ok(())
+}
+
+fn print_human(r: &Report) {
+    println!(
+        "cmm bootstrap: cluster {} ({:?}), namespace {}, context {} ({})",
+        r.cluster, r.role, r.namespace, r.context, r.api_url
+    );
+    if r.environment.kinds.is_empty() {
+        println!("environment: nothing special detected");
+    } else {
+        let kinds: Vec<String> = r
+            .environment
+            .kinds
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .map_or_else(|_| String::new(), |v| v.as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        println!("environment: {}", kinds.join(", "));
+        for e in &r.environment.evidence {
+            println!("  evidence: {} = {}", e.source, e.value);
+        }
+    }
+    let rbac_total = r
+        .preflight
+        .iter()
+        .filter(|c| c.check.starts_with("rbac: "))
+        .count();
+    let rbac_ok = r
+        .preflight
+        .iter()
+        .filter(|c| c.check.starts_with("rbac: ") && c.ok)
+        .count();
+    println!("preflight:");
+    println!(
+        "  [{}] rbac: {rbac_ok}/{rbac_total} permissions allowed",
+        mark(rbac_ok == rbac_total)
+    );
+    for c in &r.preflight {
+        if c.check.starts_with("rbac: ") && c.ok {
+            continue;
+        }
+        println!("  [{}] {}: {}", mark(c.ok), c.check, c.detail);
+    }
+    if r.fixes.is_empty() {
+        println!("fixes: none");
+    } else {
+        println!("fixes:");
+        for f in &r.fixes {
+            println!("  {} ({}): {}", f.id, f.overlay, f.reason);
+        }
+    }
+    println!("values: {}", r.values.join(", "));
+    println!("helm {}:", r.helm.version);
+    println!("  helm {}", r.helm.args.join(" "));
+    println!("actions:");
+    for (i, a) in r.actions.iter().enumerate() {
+        println!("  {}. {}: {}", i + 1, a.action, a.detail);
+    }
+    if let Some(kinds) = &r.rendered {
+        let total: usize = kinds.values().sum();
+        println!("rendered ({total} objects):");
+        for (k, n) in kinds {
+            println!("  {k:<32} {n:>3}");
+        }
+    }
+    if !r.workloads.is_empty() {
+        println!("workloads:");
+        for w in &r.workloads {
+            println!(
+                "  [{}] {} {} {}/{}",
+                mark(w.is_ready()),
+                w.kind,
+                w.name,
+                w.ready,
+                w.desired
+            );
+        }
+    }
+    println!("outcome: {}", r.outcome);
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "!!"
+    }
+}

@@ -1,0 +1,164 @@
+//! `cmm-agent fix-storage`: the seed's recipe for volumes stuck in Terminating, made safe.
+//! Dry run by default; with `--yes`: delete each stuck claim, wait for it to go, and only then
+//! clear the finalizers of the volume it held. A volume whose claim is still alive, or whose
+//! claim does not go in time, is never touched.
+
+use std::time::{Duration, Instant};
+
+use cmm_installer::kube::{connect, Connected};
+use cmm_installer::storage::{self, StorageAction, StoragePlan};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use serde::Serialize;
+
+use crate::cli::{FixStorageArgs, GlobalArgs, Output};
+use crate::exit::{installer_class, Classify, ExitCode};
+use crate::settings::{duration_secs, kube_target, BadInput};
+
+#[derive(Debug, Serialize)]
+struct StorageReport {
+    namespace: String,
+    dry_run: bool,
+    plan: StoragePlan,
+    /// What was done, in order (empty on a dry run).
+    done: Vec<String>,
+    /// Planned actions not carried out, and why.
+    not_done: Vec<String>,
+}
+
+pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()> {
+    if cmm_core::ClusterName::parse(&args.namespace).is_err() {
+        return Err(BadInput(format!(
+            "--namespace / CMM_NAMESPACE {:?} is not a valid namespace: use a DNS-1123 label, e.g. monitor",
+            args.namespace
+        )))
+        .classify(ExitCode::Usage);
+    }
+    let wait = Duration::from_secs(duration_secs(
+        &args.claim_wait,
+        "--claim-wait / CMM_CLAIM_WAIT",
+    )?);
+    let conn = connect(&kube_target(&args.kube))
+        .await
+        .classify_by(installer_class)?;
+    conn.server_version().await.classify_by(installer_class)?;
+
+    let plan = observe(&conn, &args.namespace)
+        .await
+        .classify_by(installer_class)?;
+    let mut report = StorageReport {
+        namespace: args.namespace.clone(),
+        dry_run: !args.yes,
+        plan: plan.clone(),
+        done: Vec::new(),
+        not_done: Vec::new(),
+    };
+    if args.yes {
+        carry_out(&conn, &plan, wait, &mut report)
+            .await
+            .classify_by(installer_class)?;
+    }
+    match global.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Human => print_human(&report),
+    }
+    if !report.not_done.is_empty() {
+        return Err(BadInput(format!(
+            "{} action(s) were not carried out (see above); nothing unsafe was done",
+            report.not_done.len()
+        )))
+        .classify(ExitCode::Preflight);
+    }
+    Ok(())
+}
+
+async fn observe(conn: &Connected, ns: &str) -> cmm_installer::Result<StoragePlan> {
+    let claims = conn.list_in::<PersistentVolumeClaim>(ns).await?;
+    let volumes = conn.list_all::<PersistentVolume>().await?;
+    let pods = conn.list_in::<Pod>(ns).await?;
+    Ok(storage::plan(ns, &claims, &volumes, &pods))
+}
+
+async fn carry_out(
+    conn: &Connected,
+    plan: &StoragePlan,
+    wait: Duration,
+    report: &mut StorageReport,
+) -> cmm_installer::Result<()> {
+    for action in &plan.actions {
+        match action {
+            StorageAction::DeleteClaim { namespace, name } => {
+                conn.delete_claim(namespace, name).await?;
+                report
+                    .done
+                    .push(format!("deleted claim {namespace}/{name}"));
+            }
+            StorageAction::ClearVolumeFinalizers {
+                name, after_claim, ..
+            } => {
+                if let Some(claim) = after_claim {
+                    // The claim must really be gone: re-read rather than trust the plan.
+                    let deadline = Instant::now() + wait;
+                    let mut gone = !conn.claim_exists(&report.namespace, claim).await?;
+                    while !gone && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        gone = !conn.claim_exists(&report.namespace, claim).await?;
+                    }
+                    if !gone {
+                        report.not_done.push(format!(
+                            "volume {name}: claim {}/{claim} is still there after {}s, so its finalizers were left alone",
+                            report.namespace,
+                            wait.as_secs()
+                        ));
+                        continue;
+                    }
+                }
+                conn.clear_volume_finalizers(name).await?;
+                report
+                    .done
+                    .push(format!("cleared finalizers of volume {name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_human(r: &StorageReport) {
+    let mode = if r.dry_run {
+        " (dry run: pass --yes to act)"
+    } else {
+        ""
+    };
+    println!("stuck storage of namespace {}{mode}:", r.namespace);
+    if r.plan.is_empty() {
+        println!("  nothing is stuck");
+    }
+    for a in &r.plan.actions {
+        match a {
+            StorageAction::DeleteClaim { namespace, name } => {
+                println!("  delete claim {namespace}/{name}   (kubectl delete pvc {name} -n {namespace})")
+            }
+            StorageAction::ClearVolumeFinalizers {
+                name,
+                finalizers,
+                after_claim,
+            } => {
+                let when = after_claim
+                    .as_ref()
+                    .map_or_else(String::new, |c| format!(" once claim {c} is gone"));
+                println!(
+                    "  clear finalizers [{}] of volume {name}{when}   (kubectl patch pv {name} -p '{{\"metadata\":{{\"finalizers\":null}}}}')",
+                    finalizers.join(", ")
+                )
+            }
+        }
+    }
+    for s in &r.plan.skipped {
+        println!("  left alone: {}: {}", s.object, s.reason);
+    }
+    for d in &r.done {
+        println!("  done: {d}");
+    }
+    for n in &r.not_done {
+        println!("  NOT done: {n}");
+    }
+}

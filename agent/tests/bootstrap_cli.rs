@@ -1,0 +1,745 @@
+//! The real `cmm-agent` binary against the fake API server (cmm-testkit, 127.0.0.1): bad input
+//! and its exit codes, preflight, dry run, idempotent re-runs, pending-release recovery, install
+//! failures and fix-storage. Environment pinned: HOME and KUBECONFIG in a temp dir.
+//!
+//! helm is the real one where rendering matters (dry run); where the apply path is exercised a
+//! recording shim stands in for helm (there is no cluster for a real `helm upgrade` here) and
+//! the test asserts which helm commands the agent ran, in which order.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use cmm_testkit::kube::FakeKube;
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A tool or the chart is missing: fail when CI demands every tool, else skip with a reason.
+fn require(what: &str) {
+    if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
+        panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
+    }
+    eprintln!("skipping: {what} not found (run `scripts/dev tools`)");
+}
+
+fn real_helm() -> Option<PathBuf> {
+    let found = [
+        std::env::var_os("CMM_HELM").map(PathBuf::from),
+        Some(root().join(".tools/bin/helm")),
+        Some(PathBuf::from("/usr/local/bin/helm")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file());
+    if found.is_none() {
+        require("helm");
+    }
+    found
+}
+
+fn real_chart() -> Option<PathBuf> {
+    let found = [
+        std::env::var_os("CMM_CHART").map(PathBuf::from),
+        Some(root().join("../shared/charts/kube-prometheus-stack")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.join("Chart.yaml").is_file());
+    if found.is_none() {
+        require("the kube-prometheus-stack chart");
+    }
+    found
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            envs: Vec::new(),
+        }
+    }
+    fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.envs
+            .push((k.to_owned(), v.as_ref().to_string_lossy().into_owned()));
+        self
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Blocking: call from `spawn_blocking` when a fake runs on this runtime.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cmm-agent"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.dir.path())
+            .env("CMM_LOG_FORMAT", "human");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+async fn run(r: Run, args: &[&str]) -> (Run, Output) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = r.run(&a);
+        (r, out)
+    })
+    .await
+    .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A helm stand-in: logs every invocation, answers `version`, and for anything else does what
+/// HELM_SHIM_<VERB> says (`ok`, or `fail`), defaulting to a failure that names the surprise.
+fn helm_shim(dir: &Path, version: &str) -> PathBuf {
+    let path = dir.join("helm");
+    let log = dir.join("helm.log");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path
+}
+
+fn helm_log(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("helm.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn fixture_node(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/nodes").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+           "status": {"phase": "Active"}})
+}
+
+fn release_secret(version: u32, status: &str, modified: i64, plan: Option<&str>) -> Value {
+    let mut labels = json!({"name": "kr-mum", "owner": "helm", "status": status,
+                            "version": version.to_string(), "modifiedAt": modified.to_string()});
+    if let Some(p) = plan {
+        labels["cmm-plan"] = json!(p);
+    }
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+           "metadata": {"name": format!("sh.helm.release.v1.kr-mum.v{version}"),
+                        "namespace": "monitor", "labels": labels},
+           "data": {"release": "SDRzSUFBQUFBQUFBLzZxdUJRUUFBUC8vbzB4dXRnQUFBQT09"}})
+}
+
+async fn fake_with(nodes: &[&str]) -> FakeKube {
+    let fake = FakeKube::start().await;
+    for n in nodes {
+        fake.insert(fixture_node(n));
+    }
+    fake
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_cluster_name_is_refused_before_anything_is_contacted() {
+    let fake = fake_with(&["kind.json"]).await;
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
+    let r = r
+        .env("CMM_KUBECONFIG", kc)
+        .env("CMM_HELM", "/nonexistent/helm");
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "Kr_Mum"]).await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("--cluster") && err(&o).contains("DNS-1123"),
+        "{}",
+        err(&o)
+    );
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_kubeconfig_and_unknown_context_name_the_fix() {
+    let Some(helm) = real_helm() else { return };
+    let r = Run::new().env("CMM_HELM", &helm);
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains(".kube/config") && err(&o).contains("--kubeconfig"),
+        "{}",
+        err(&o)
+    );
+
+    let fake = fake_with(&[]).await;
+    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
+    let r = r.env("KUBECONFIG", &kc);
+    let (_r, o) = run(
+        r,
+        &["bootstrap", "--cluster", "kr-mum", "--context", "prod"],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("\"prod\"") && err(&o).contains("kind-cmm"),
+        "{}",
+        err(&o)
+    );
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_exits_5() {
+    let Some(helm) = real_helm() else { return };
+    // A port nothing listens on: bind, learn it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = Run::new();
+    let kc = r.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"),
+    )
+    .unwrap();
+    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 5, "{}", err(&o));
+    assert!(
+        err(&o).contains("unreachable") && err(&o).contains(&port.to_string()),
+        "{}",
+        err(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
+    let fake = fake_with(&["kind.json"]).await;
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
+    let old = helm_shim(r.path(), "v3.9.4");
+    let r = r.env("CMM_KUBECONFIG", &kc);
+
+    let r = r.env("CMM_HELM", "/nonexistent/helm");
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(err(&o).contains("CMM_HELM"), "{}", err(&o));
+
+    let r = r.env("CMM_HELM", &old);
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(
+        err(&o).contains("v3.9.4 is too old") && err(&o).contains("3.12"),
+        "{}",
+        err(&o)
+    );
+
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--chart",
+            "/nonexistent/kps",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(err(&o).contains("helm pull"), "{}", err(&o));
+
+    let (_r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--set",
+            "kubeStateMetrics.enabled",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("--set") && err(&o).contains("KEY=VALUE"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "bad input must not reach the API"
+    );
+}
+
+// ---------------------------------------------------------------- preflight
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
+    let fake = fake_with(&["eks.json"]).await;
+    fake.deny(
+        "create",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+    )
+    .deny("create", "rbac.authorization.k8s.io", "clusterrolebindings")
+    .set_user(
+        "arn:aws:iam::111122223333:user/alice",
+        &["system:authenticated"],
+    )
+    .set_version("v1.31.5-eks-5d632ec");
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "wai-eks");
+    let helm = helm_shim(r.path(), "v3.17.3");
+    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
+    let (r, o) = run(
+        r,
+        &["--output", "json", "bootstrap", "--cluster", "wai-eks"],
+    )
+    .await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    let failed: Vec<&str> = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.contains(
+            &"rbac: create customresourcedefinitions.apiextensions.k8s.io (cluster-wide)"
+        ),
+        "{failed:?}"
+    );
+    assert!(err(&o).contains(
+        "kubectl create clusterrolebinding cluster-admin-binding --clusterrole=cluster-admin --user=arn:aws:iam::111122223333:user/alice"
+    ), "{}", err(&o));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    // helm was asked its version only: no install was attempted.
+    assert_eq!(helm_log(r.path()), ["version --template {{.Version}}"]);
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|q| q.path == "/apis/authentication.k8s.io/v1/selfsubjectreviews"));
+}
+
+// ---------------------------------------------------------------- dry run
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_plans_and_renders_but_writes_nothing() {
+    let (Some(helm), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let fake = fake_with(&["docker-desktop-wsl2.json"]).await;
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "docker-desktop");
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &helm)
+        .env("CMM_CHART", &chart);
+    let (_r, o) = run(
+        r,
+        &[
+            "--output",
+            "json",
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--dry-run",
+            "--set",
+            "prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let r: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(r["cluster"], "kr-mum");
+    assert_eq!(r["environment"]["kinds"], json!(["wsl2", "docker-desktop"]));
+    assert!(r["environment"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["value"] == "Docker Desktop"));
+    assert_eq!(r["fixes"][0]["id"], "wsl-root-mount");
+    assert_eq!(
+        r["fixes"][0]["values"]["prometheus-node-exporter"]["hostRootFsMount"]["enabled"],
+        false
+    );
+    let args: Vec<&str> = r["helm"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let line = args.join(" ");
+    assert!(line.starts_with("upgrade --install kr-mum "), "{line}");
+    assert!(line.contains("--values each_cluster.yaml --values overlays/wsl.yaml --set prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka"), "{line}");
+    assert!(line.contains("--kube-context docker-desktop"), "{line}");
+    assert!(r["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["ok"] == true));
+    let actions: Vec<&str> = r["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create-namespace",
+            "helm-upgrade-install",
+            "report-workloads"
+        ]
+    );
+    assert!(
+        r["rendered"]["DaemonSet"].as_u64().unwrap() >= 1,
+        "{}",
+        r["rendered"]
+    );
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+// ---------------------------------------------------------------- apply
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_with_the_same_plan_changes_nothing() {
+    let (Some(real), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    fake.insert(namespace("monitor"));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &real)
+        .env("CMM_CHART", &chart);
+    // Learn the plan's digest from a dry run, then pretend it was deployed by an earlier run.
+    let (r, o) = run(
+        r,
+        &[
+            "--output",
+            "json",
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let digest = serde_json::from_str::<Value>(&out(&o)).unwrap()["plan_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fake.insert(release_secret(1, "superseded", 1_700_000_000, None));
+    fake.insert(release_secret(2, "deployed", 1_700_000_100, Some(&digest)));
+
+    let shim = helm_shim(r.path(), "v3.17.3");
+    let r = r.env("CMM_HELM", &shim);
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let rep: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(
+        rep["outcome"].as_str().unwrap().starts_with("unchanged"),
+        "{}",
+        rep["outcome"]
+    );
+    assert_eq!(
+        helm_log(r.path()),
+        ["version --template {{.Version}}"],
+        "helm must not upgrade"
+    );
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+
+    // A changed --set is a changed plan: now it upgrades.
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--set",
+            "prometheus.prometheusSpec.retention=30d",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let log = helm_log(r.path());
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("upgrade --install kr-mum") && l.contains("--labels cmm-plan=")),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_created_only_when_missing(
+) {
+    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    fake.insert(namespace("monitor"));
+    fake.insert(release_secret(3, "superseded", 1_700_000_000, None));
+    fake.insert(release_secret(4, "deployed", 1_700_000_100, None));
+    fake.insert(release_secret(5, "pending-upgrade", 1_700_000_200, None));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
+    let shim = helm_shim(r.path(), "v3.17.3");
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &shim)
+        .env("HELM_SHIM_ROLLBACK", "ok")
+        .env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--chart",
+            "https://charts.example#kube-prometheus-stack",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let log = helm_log(r.path());
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log[1].starts_with("rollback kr-mum 4 --namespace monitor --wait"),
+        "{log:?}"
+    );
+    assert!(log[2].starts_with("upgrade --install kr-mum kube-prometheus-stack --repo https://charts.example --version 66.1.0"), "{log:?}");
+    assert!(
+        log[2].contains(&format!(
+            "--kubeconfig {}",
+            r.path().join("kubeconfig").display()
+        )),
+        "{log:?}"
+    );
+    // The namespace existed: the agent itself wrote nothing.
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    // Progress went to stderr, step by step.
+    assert!(
+        err(&o).contains("recover: helm rollback to revision 4") && err(&o).contains("done ("),
+        "{}",
+        err(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_deployed_pending_install_is_uninstalled_first() {
+    let fake = fake_with(&["kind.json"]).await;
+    fake.insert(namespace("monitor"));
+    fake.insert(release_secret(1, "pending-install", 1_700_000_000, None));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
+    let shim = helm_shim(r.path(), "v3.17.3");
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &shim)
+        .env("HELM_SHIM_UNINSTALL", "ok")
+        .env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--chart",
+            "https://charts.example#kube-prometheus-stack",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let log = helm_log(r.path());
+    assert!(
+        log[1].starts_with("uninstall kr-mum --namespace monitor"),
+        "{log:?}"
+    );
+    assert!(log[2].starts_with("upgrade --install kr-mum"), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
+    let fake = fake_with(&["wsl2-kubeadm.json"]).await;
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "cmm-node-exporter-x7k2p", "namespace": "monitor"},
+        "spec": {"containers": [{"name": "node-exporter", "image": "quay.io/prometheus/node-exporter:v1.8.2"}]},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": "node-exporter", "ready": false, "restartCount": 5, "image": "quay.io/prometheus/node-exporter:v1.8.2", "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s restarting failed container"}}}]}
+    }));
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "cmm-node-exporter-x7k2p.17f", "namespace": "monitor"},
+        "involvedObject": {"kind": "Pod", "name": "cmm-node-exporter-x7k2p", "namespace": "monitor"},
+        "type": "Warning", "reason": "Failed",
+        "message": "Error: failed to generate container spec: path \"/\" is mounted on \"/\" but it is not a shared or slave mount",
+        "lastTimestamp": "2026-11-24T02:00:00Z"
+    }));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "wsl");
+    let shim = helm_shim(r.path(), "v3.17.3");
+    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &shim);
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--chart",
+            "https://charts.example#kube-prometheus-stack",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("context deadline exceeded") && e.contains("upgrade --install kr-mum"),
+        "{e}"
+    );
+    assert!(
+        e.contains("CrashLoopBackOff") && e.contains("not a shared or slave mount"),
+        "{e}"
+    );
+    // The namespace was missing: it is the one write the agent itself made.
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(
+        (writes[0].method.as_str(), writes[0].path.as_str()),
+        ("POST", "/api/v1/namespaces")
+    );
+    drop(r);
+}
+
+// ---------------------------------------------------------------- fix-storage
+
+fn stuck_claim(name: &str, terminating: bool) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": name, "namespace": "monitor", "uid": format!("uid-{name}"),
+                        "finalizers": ["kubernetes.io/pvc-protection"],
+                        "deletionTimestamp": if terminating { json!("2026-11-23T10:00:00Z") } else { Value::Null }},
+           "spec": {"accessModes": ["ReadWriteOnce"], "volumeName": format!("pv-{name}"),
+                    "resources": {"requests": {"storage": "50Gi"}}},
+           "status": {"phase": "Bound"}})
+}
+
+fn stuck_volume(name: &str, claim: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolume",
+           "metadata": {"name": name, "deletionTimestamp": "2026-11-23T10:00:00Z",
+                        "finalizers": ["kubernetes.io/pv-protection"]},
+           "spec": {"capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteOnce"],
+                    "claimRef": {"kind": "PersistentVolumeClaim", "namespace": "monitor", "name": claim, "uid": format!("uid-{claim}")},
+                    "persistentVolumeReclaimPolicy": "Delete"},
+           "status": {"phase": "Released"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_storage_is_a_dry_run_until_yes_and_never_touches_a_live_claims_volume() {
+    let fake = fake_with(&[]).await;
+    fake.insert(stuck_claim("prometheus-db", true));
+    fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
+    fake.insert(stuck_claim("grafana", false));
+    fake.insert(stuck_volume("pv-grafana", "grafana"));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
+    let r = r.env("CMM_KUBECONFIG", &kc);
+
+    let (r, o) = run(r, &["fix-storage"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).contains("delete claim monitor/prometheus-db") && out(&o).contains("dry run"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).contains("left alone: persistentvolume/pv-grafana"),
+        "{}",
+        out(&o)
+    );
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+
+    let (_r, o) = run(r, &["--output", "json", "fix-storage", "--yes"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let writes: Vec<(String, String)> = fake
+        .writes()
+        .iter()
+        .map(|w| (w.method.clone(), w.path.clone()))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (
+                "DELETE".into(),
+                "/api/v1/namespaces/monitor/persistentvolumeclaims/prometheus-db".into()
+            ),
+            (
+                "PATCH".into(),
+                "/api/v1/persistentvolumes/pv-prometheus-db".into()
+            ),
+        ]
+    );
+    assert!(fake
+        .get("/api/v1/persistentvolumes", "pv-prometheus-db")
+        .is_none());
+    assert!(fake
+        .get("/api/v1/persistentvolumes", "pv-grafana")
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_storage_leaves_the_volume_when_a_pod_still_mounts_the_claim() {
+    let fake = fake_with(&[]).await;
+    fake.insert(stuck_claim("prometheus-db", true));
+    fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
+    fake.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "prometheus-cmm-0", "namespace": "monitor"},
+        "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}],
+                 "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": "prometheus-db"}}]}}));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
+    let r = r.env("CMM_KUBECONFIG", &kc);
+    let (_r, o) = run(r, &["fix-storage", "--yes"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("prometheus-cmm-0"), "{}", out(&o));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
