@@ -445,7 +445,7 @@ impl GrafanaClient {
                     a.message()
                 ),
                 fix: "the rules were provisioned with the other editability setting or by another \
-                      tool; re-run with the same --rules-editable choice as before"
+                      tool; re-run with the same --rules choice as before"
                     .into(),
             }),
             _ => Err(self.unexpected(&Method::PUT, &seg, &a)),

@@ -451,3 +451,26 @@ async fn the_registration_token_is_issued_once_and_works_for_registration() {
     );
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+#[tokio::test]
+async fn a_starting_grafana_is_waited_for_within_a_deadline() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    // Each health() call makes 3 attempts; 7 failures span three calls, then it answers.
+    fake.fail_next(7, Fault::Status(503));
+    let v = g.wait_healthy(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(v, "11.3.0");
+    assert_eq!(fake.count("GET", "/api/health"), 8);
+
+    fake.fail_next(1000, Fault::Status(503));
+    let started = std::time::Instant::now();
+    let err = g
+        .wait_healthy(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::GrafanaUnreachable);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline bounds the wait"
+    );
+}
