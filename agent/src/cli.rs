@@ -63,6 +63,13 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Free volumes of the monitoring namespace stuck in Terminating (dry run unless --yes).
     FixStorage(FixStorageArgs),
+    /// Register this cluster in the central Grafana: check its Prometheus endpoint, upsert the
+    /// datasource, provision its alert rules, report Grafana's health check. Safe to re-run.
+    Register(crate::cmd::register::RegisterArgs),
+    /// Remove this cluster's datasource and alert rules from the central Grafana.
+    Deregister(crate::cmd::deregister::DeregisterArgs),
+    /// Operations on the central Grafana itself (e.g. issue the registration token).
+    Central(crate::cmd::central::CentralArgs),
 }
 
 /// Which cluster to talk to, resolved as kubectl does.

@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 mod bootstrap;
+pub(crate) mod central;
+pub(crate) mod deregister;
 mod fix_storage;
 mod plan;
+pub(crate) mod register;
 
 use crate::cli::{Cli, Command};
 
@@ -11,5 +14,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&cli.global, args).await,
         Command::Bootstrap(args) => bootstrap::run(&cli.global, args).await,
         Command::FixStorage(args) => fix_storage::run(&cli.global, args).await,
+        Command::Register(args) => register::run(&cli.global, args).await,
+        Command::Deregister(args) => deregister::run(&cli.global, args).await,
+        Command::Central(args) => central::run(&cli.global, args).await,
     }
 }

@@ -1,0 +1,119 @@
+//! `cmm-agent central …`: operations on the central Grafana itself.
+//!
+//! `central token` issues the token cluster agents register with: it finds or creates the
+//! service account (role Admin, see cmm_central::token) and adds a token, which Grafana shows
+//! once. The token goes to a new 0600 file (`--token-out`) or, in human output, to stdout
+//! alone so `TOKEN_FILE=$(mktemp) …` style scripts can capture it; it is never logged.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use cmm_central::secret::write_secret_file;
+use cmm_central::token::{issue_token, DEFAULT_SERVICE_ACCOUNT};
+
+use crate::cli::{GlobalArgs, Output};
+use crate::cmd::register::{central_class, GrafanaArgs};
+use crate::exit::{Classify, ExitCode};
+
+#[derive(Debug, Args)]
+pub struct CentralArgs {
+    #[command(subcommand)]
+    pub command: CentralCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CentralCommand {
+    /// Issue a registration token for cluster agents (service account with role Admin).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub grafana: GrafanaArgs,
+    /// Log in as this Grafana user (an org admin, e.g. admin on a fresh install) instead of a
+    /// token; the password comes from --grafana-password-file.
+    #[arg(long, env = "CMM_GRAFANA_USER", requires = "grafana_password_file")]
+    pub grafana_user: Option<String>,
+    /// File holding that user's password.
+    #[arg(long, env = "CMM_GRAFANA_PASSWORD_FILE", requires = "grafana_user")]
+    pub grafana_password_file: Option<PathBuf>,
+    /// Service account the token belongs to; created if missing.
+    #[arg(long, env = "CMM_SERVICE_ACCOUNT", default_value = DEFAULT_SERVICE_ACCOUNT)]
+    pub service_account: String,
+    /// Name of the new token (unique per Grafana org). Default: cmm-<unix time>.
+    #[arg(long, env = "CMM_TOKEN_NAME")]
+    pub token_name: Option<String>,
+    /// Token lifetime in seconds; 0 = does not expire.
+    #[arg(long, env = "CMM_TOKEN_TTL", default_value_t = 0)]
+    pub token_ttl: u64,
+    /// Write the token to this new file (mode 0600; an existing file is never overwritten)
+    /// instead of stdout.
+    #[arg(long, env = "CMM_TOKEN_OUT")]
+    pub token_out: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+pub async fn run(global: &GlobalArgs, args: CentralArgs) -> anyhow::Result<()> {
+    match args.command {
+        CentralCommand::Token(t) => token(global, t).await,
+    }
+}
+
+async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
+    if global.output == Output::Json && args.token_out.is_none() {
+        return Err(Usage(
+            "--output json prints the token as *** (secrets are never in JSON output): pass \
+             --token-out FILE to receive it"
+                .into(),
+        ))
+        .classify(ExitCode::Usage);
+    }
+    if let Some(out) = &args.token_out {
+        if out.exists() {
+            return Err(Usage(format!(
+                "--token-out {} exists; CMM never overwrites a token file: choose a new path",
+                out.display()
+            )))
+            .classify(ExitCode::Usage);
+        }
+    }
+    let basic = args
+        .grafana_user
+        .clone()
+        .zip(args.grafana_password_file.clone());
+    let grafana = args.grafana.client(basic)?;
+    let name = args.token_name.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("cmm-{now}")
+    });
+    let ttl = (args.token_ttl > 0).then_some(args.token_ttl);
+    let issued = issue_token(&grafana, &args.service_account, &name, ttl)
+        .await
+        .classify_by(central_class)?;
+    tracing::info!(service_account = %issued.service_account, id = issued.service_account_id, created = issued.service_account_created, token_name = %issued.token_name, "token issued");
+    match &args.token_out {
+        Some(path) => {
+            write_secret_file(path, &issued.token, "the Grafana token (--token-out)")
+                .classify(ExitCode::Internal)?;
+            match global.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&issued)?),
+                Output::Human => println!(
+                    "Token {} of service account {} written to {} (mode 0600)",
+                    issued.token_name,
+                    issued.service_account,
+                    path.display()
+                ),
+            }
+        }
+        // The one place a token is printed: stdout, alone, once.
+        None => println!("{}", issued.token.expose()),
+    }
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! `cmm-agent register`: make the central Grafana watch this cluster — find the cluster's
+//! Prometheus endpoint, check it answers with `cluster=<name>` series, upsert the datasource,
+//! provision the cluster's alert rules, and report Grafana's own health check of the datasource.
+//! Also the Grafana flags and credential resolution shared by `deregister` and `central token`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use cmm_central::endpoint::{self, DiscoveryInput, Endpoint, Via};
+use cmm_central::prometheus::PrometheusTarget;
+use cmm_central::register::RulesMode;
+use cmm_central::retry::RetryPolicy;
+use cmm_central::secret::{read_secret_file, resolve_token};
+use cmm_central::{Credentials, ErrorClass, GrafanaClient, RegisterReport, RegisterRequest};
+use cmm_core::naming::{DEFAULT_NAMESPACE, PROMETHEUS_SERVICE};
+use cmm_core::ClusterName;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::cli::{GlobalArgs, KubeTargetArgs, Output};
+use crate::exit::{installer_class, Classify, ExitCode};
+
+/// How to reach and authenticate to the central Grafana. The token itself is never a flag: it
+/// comes from a file, `CMM_GRAFANA_TOKEN`, or the systemd credential `grafana-token`.
+#[derive(Debug, Args, Clone)]
+pub struct GrafanaArgs {
+    /// Root URL of the central Grafana, e.g. http://grafana.ops.example:3000
+    #[arg(long, env = "CMM_GRAFANA_URL")]
+    pub grafana_url: String,
+    /// File holding the Grafana service-account token. Without it: env CMM_GRAFANA_TOKEN, then
+    /// $CREDENTIALS_DIRECTORY/grafana-token (systemd LoadCredential=).
+    #[arg(long, env = "CMM_GRAFANA_TOKEN_FILE")]
+    pub grafana_token_file: Option<PathBuf>,
+    /// Attempts per Grafana call while it is down, answers 5xx or times out (≥ 1).
+    #[arg(long, env = "CMM_GRAFANA_RETRIES", default_value_t = 5)]
+    pub grafana_retries: u32,
+    /// Timeout of one Grafana call, e.g. 10s, 500ms, 1m.
+    #[arg(long, env = "CMM_GRAFANA_TIMEOUT", default_value = "10s")]
+    pub grafana_timeout: String,
+}
+
+impl GrafanaArgs {
+    pub fn retry(&self) -> anyhow::Result<RetryPolicy> {
+        if self.grafana_retries == 0 {
+            return usage("--grafana-retries / CMM_GRAFANA_RETRIES is 0: give at least 1 (one attempt, no retry)");
+        }
+        Ok(RetryPolicy {
+            attempts: self.grafana_retries,
+            timeout: duration(
+                &self.grafana_timeout,
+                "--grafana-timeout / CMM_GRAFANA_TIMEOUT",
+            )?,
+            ..RetryPolicy::default()
+        })
+    }
+
+    /// The token from its sources; `basic` is the admin login `central token` may use instead.
+    pub fn credentials(&self, basic: Option<(String, PathBuf)>) -> anyhow::Result<Credentials> {
+        let env_token = std::env::var("CMM_GRAFANA_TOKEN").ok();
+        let creds_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        if let Some((user, password_file)) = basic {
+            let password = read_secret_file(
+                &password_file,
+                "the Grafana password (--grafana-password-file)",
+            )
+            .classify(ExitCode::Usage)?;
+            return Ok(Credentials::Basic { user, password });
+        }
+        match resolve_token(
+            self.grafana_token_file.as_deref(),
+            env_token.as_deref(),
+            creds_dir.as_deref(),
+        )
+        .classify(ExitCode::Usage)?
+        {
+            Some((token, origin)) => {
+                tracing::debug!(?origin, "Grafana token source");
+                Ok(Credentials::Token(token))
+            }
+            None => usage(
+                "no Grafana token: pass --grafana-token-file FILE (or CMM_GRAFANA_TOKEN_FILE), set \
+                 CMM_GRAFANA_TOKEN, or give the systemd credential grafana-token; issue one with \
+                 `cmm-agent central token`",
+            ),
+        }
+    }
+
+    pub fn client(&self, basic: Option<(String, PathBuf)>) -> anyhow::Result<GrafanaClient> {
+        let creds = self.credentials(basic)?;
+        GrafanaClient::new(&self.grafana_url, creds, self.retry()?).classify_by(central_class)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RulesArg {
+    /// Provisioned through the API: shown as provisioned, not editable in Grafana's UI.
+    Provisioned,
+    /// Sent with X-Disable-Provenance: editable in the UI (the next register overwrites edits).
+    Editable,
+    /// No alert rules.
+    Skip,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The cluster's name (its helm release and `cluster` label), e.g. kr-mum.
+    #[arg(long, env = "CMM_CLUSTER")]
+    pub cluster: String,
+    #[command(flatten)]
+    pub grafana: GrafanaArgs,
+    #[command(flatten)]
+    pub kube: KubeTargetArgs,
+    /// Namespace CMM installed the cluster's Prometheus in (for endpoint discovery).
+    #[arg(long, env = "CMM_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The Prometheus URL as the central Grafana reaches it; skips discovery from Kubernetes.
+    #[arg(long, env = "CMM_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Node address the central Grafana reaches this cluster's NodePort at (NAT, VIP), instead
+    /// of a node's ExternalIP/InternalIP.
+    #[arg(long, env = "CMM_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+    /// Basic-auth user in front of the cluster's Prometheus (an Ingress with auth).
+    #[arg(
+        long,
+        env = "CMM_PROMETHEUS_USER",
+        requires = "prometheus_password_file"
+    )]
+    pub prometheus_user: Option<String>,
+    /// File holding the basic-auth password; stored in Grafana's encrypted secureJsonData.
+    #[arg(
+        long,
+        env = "CMM_PROMETHEUS_PASSWORD_FILE",
+        requires = "prometheus_user"
+    )]
+    pub prometheus_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signs the Prometheus endpoint's certificate.
+    #[arg(long, env = "CMM_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Do not verify the endpoint's TLS certificate (test setups only).
+    #[arg(long, env = "CMM_PROMETHEUS_TLS_SKIP_VERIFY")]
+    pub prometheus_tls_skip_verify: bool,
+    /// Do not probe Prometheus from here (when only the central node can reach it); Grafana's
+    /// health check still runs.
+    #[arg(long, env = "CMM_SKIP_PROMETHEUS_CHECK")]
+    pub skip_prometheus_check: bool,
+    /// Alert rules for the cluster.
+    #[arg(long, env = "CMM_RULES", value_enum, default_value_t = RulesArg::Provisioned)]
+    pub rules: RulesArg,
+    /// Replace a datasource with the cluster's name that CMM did not make.
+    #[arg(long, env = "CMM_FORCE")]
+    pub force: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> {
+    let cluster = ClusterName::parse(&args.cluster)
+        .classify(ExitCode::Usage)
+        .context("--cluster / CMM_CLUSTER")?;
+    let grafana = args.grafana.client(None)?;
+    let endpoint = match &args.prometheus_url {
+        Some(url) => Endpoint {
+            url: url.clone(),
+            via: Via::Flag,
+            detail: "--prometheus-url".into(),
+        },
+        None => discover(&args).await?,
+    };
+    let mut target = PrometheusTarget {
+        url: endpoint.url.clone(),
+        tls_skip_verify: args.prometheus_tls_skip_verify,
+        ..Default::default()
+    };
+    if let (Some(user), Some(file)) = (&args.prometheus_user, &args.prometheus_password_file) {
+        let pw = read_secret_file(file, "the Prometheus password (--prometheus-password-file)")
+            .classify(ExitCode::Usage)?;
+        target.basic_auth = Some((user.clone(), pw));
+    }
+    if let Some(ca) = &args.prometheus_ca_file {
+        let pem = std::fs::read_to_string(ca)
+            .classify(ExitCode::Usage)
+            .with_context(|| format!("reading --prometheus-ca-file {}", ca.display()))?;
+        target.ca_pem = Some(pem);
+    }
+    let req = RegisterRequest {
+        cluster,
+        prometheus: target,
+        force: args.force,
+        rules: match args.rules {
+            RulesArg::Provisioned => RulesMode::Provisioned,
+            RulesArg::Editable => RulesMode::Editable,
+            RulesArg::Skip => RulesMode::Skip,
+        },
+        check_prometheus: !args.skip_prometheus_check,
+        prometheus_retry: RetryPolicy {
+            attempts: 3,
+            ..RetryPolicy::default()
+        },
+    };
+    tracing::info!(cluster = %req.cluster, prometheus = %endpoint.url, via = %endpoint.detail, grafana = %grafana.base_url(), "registering");
+    let report = cmm_central::register(&grafana, &req)
+        .await
+        .classify_by(central_class)?;
+    print_report(global.output, &endpoint, &report)?;
+    finish(&report)
+}
+
+/// An unhealthy datasource after a successful write is still a failed registration for
+/// scripts: the central Grafana does not reach the cluster.
+pub fn finish(report: &RegisterReport) -> anyhow::Result<()> {
+    if report.health.ok {
+        return Ok(());
+    }
+    Err(cmm_central::Error::Prometheus {
+        url: report.prometheus_url.clone(),
+        problem: format!(
+            "the datasource {} is registered, but Grafana's health check through it failed: {} \
+             — the central Grafana does not reach this address (firewall, NodePort, \
+             --advertise-address); fix that and re-run",
+            report.datasource_uid, report.health.message
+        ),
+    })
+    .classify(ExitCode::PrometheusCheck)
+}
+
+async fn discover(args: &RegisterArgs) -> anyhow::Result<Endpoint> {
+    let target = cmm_installer::kube::KubeTarget {
+        kubeconfig: args.kube.kubeconfig.clone(),
+        context: args.kube.context.clone(),
+    };
+    let kube = cmm_installer::kube::connect(&target)
+        .await
+        .classify_by(installer_class)
+        .context("finding the Prometheus endpoint in Kubernetes (or pass --prometheus-url)")?;
+    let services: Vec<Service> = kube
+        .list_in(&args.namespace)
+        .await
+        .classify_by(installer_class)?;
+    let service = services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(PROMETHEUS_SERVICE))
+        .ok_or_else(|| cmm_central::Error::Discovery {
+            problem: format!(
+                "no Service {PROMETHEUS_SERVICE} in namespace {} (context {}): install the \
+                     cluster with `cmm-agent bootstrap`, pass --namespace, or --prometheus-url",
+                args.namespace, kube.context
+            ),
+        })
+        .classify(ExitCode::Usage)?;
+    let nodes = kube.nodes().await.classify_by(installer_class)?;
+    let ingresses: Vec<Ingress> = kube
+        .list_in(&args.namespace)
+        .await
+        .classify_by(installer_class)?;
+    endpoint::discover(&DiscoveryInput {
+        service,
+        nodes: &nodes,
+        ingresses: &ingresses,
+        advertise_address: args.advertise_address.as_deref(),
+    })
+    .classify_by(central_class)
+}
+
+fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyhow::Result<()> {
+    match output {
+        Output::Json => {
+            let mut v = serde_json::to_value(r)?;
+            v["endpoint"] = serde_json::to_value(endpoint)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Output::Human => {
+            println!("Cluster {} in Grafana {}", r.cluster, r.grafana);
+            let probe = match &r.prometheus {
+                Some(p) => format!(
+                    "{} series carry cluster={:?}, {} targets up",
+                    p.series, r.cluster, p.targets_up
+                ),
+                None => "not probed from here (--skip-prometheus-check)".into(),
+            };
+            println!(
+                "  prometheus   {} ({}): {probe}",
+                r.prometheus_url, endpoint.detail
+            );
+            let action = match &r.datasource {
+                cmm_central::register::DatasourceAction::Create => "created".to_owned(),
+                cmm_central::register::DatasourceAction::Update { .. } => "updated".to_owned(),
+                cmm_central::register::DatasourceAction::Unchanged => "unchanged".to_owned(),
+                cmm_central::register::DatasourceAction::Replace { foreign_uid } => {
+                    format!("created, replacing {foreign_uid} (--force)")
+                }
+            };
+            println!("  datasource   {}: {action}", r.datasource_uid);
+            match &r.rules {
+                Some(rules) => println!(
+                    "  alert rules  folder {}, group {}: {} ({:?})",
+                    rules.folder_uid,
+                    rules.group,
+                    rules.rules.join(", "),
+                    rules.mode
+                ),
+                None => println!("  alert rules  skipped (--rules skip)"),
+            }
+            println!(
+                "  health       {}: {}",
+                if r.health.ok { "OK" } else { "FAILED" },
+                r.health.message
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Exit class of a cmm-central error.
+pub fn central_class(e: &cmm_central::Error) -> ExitCode {
+    match e.class() {
+        ErrorClass::Usage => ExitCode::Usage,
+        ErrorClass::GrafanaUnreachable => ExitCode::GrafanaUnreachable,
+        ErrorClass::GrafanaAuth => ExitCode::GrafanaAuth,
+        ErrorClass::GrafanaConflict => ExitCode::GrafanaConflict,
+        ErrorClass::PrometheusCheck => ExitCode::PrometheusCheck,
+        ErrorClass::Internal => ExitCode::Internal,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+fn usage<T>(msg: &str) -> anyhow::Result<T> {
+    Err(Usage(msg.to_owned())).classify(ExitCode::Usage)
+}
+
+/// `500ms`, `10s`, `1m`, or plain seconds.
+fn duration(raw: &str, flag: &str) -> anyhow::Result<Duration> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (num, unit) = raw.split_at(split);
+    let n: u64 = match num.parse() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            return usage(&format!(
+                "{flag} {raw:?} is not a duration: write e.g. 500ms, 10s or 1m"
+            ))
+        }
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => usage(&format!(
+            "{flag} {raw:?} is not a duration: write e.g. 500ms, 10s or 1m"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_retries_are_checked() {
+        assert_eq!(
+            duration("500ms", "--t").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(duration("10", "--t").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("2m", "--t").unwrap(), Duration::from_secs(120));
+        for bad in ["0s", "ten", "5h", ""] {
+            let e = duration(bad, "--grafana-timeout").unwrap_err();
+            assert_eq!(ExitCode::of(&e), ExitCode::Usage);
+            assert!(e.to_string().contains("--grafana-timeout"), "{e}");
+        }
+    }
+}

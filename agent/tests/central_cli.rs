@@ -1,0 +1,389 @@
+//! `cmm-agent register | deregister | central token` end to end: the real binary against the
+//! fake Grafana (held to Grafana's spec and contract) and, where a healthy datasource is needed,
+//! a real Prometheus + node_exporter. Asserts exit codes and that no secret reaches any output.
+
+use std::path::Path;
+use std::process::Output;
+
+use cmm_testkit::grafana::{FakeGrafana, Role, ADMIN_TOKEN};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
+
+async fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CMM_GRAFANA_RETRIES", "2")
+        .env("CMM_GRAFANA_TIMEOUT", "2s")
+        .env("CMM_LOG_LEVEL", "debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn token_file(dir: &Path, token: &str) -> String {
+    let p = dir.join("token");
+    std::fs::write(&p, format!("{token}\n")).unwrap();
+    p.display().to_string()
+}
+
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+macro_rules! fake {
+    () => {
+        match FakeGrafana::start_or_skip(module_path!()).await {
+            Some(f) => f,
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn register_then_deregister_with_a_real_prometheus() {
+    let Some(prom) = cmm_testkit::prometheus::start("cli-register", "kr-mum").await else {
+        return;
+    };
+    let fake = fake!();
+    let dir = tempfile::tempdir().unwrap();
+    let tf = token_file(dir.path(), ADMIN_TOKEN);
+    let args = [
+        "register",
+        "--cluster",
+        "kr-mum",
+        "--grafana-url",
+        &fake.url,
+        "--grafana-token-file",
+        &tf,
+        "--prometheus-url",
+        &prom.url,
+    ];
+    let o = agent(&args, &[]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("datasource   cmm-kr-mum: created") && out.contains("health       OK"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(ADMIN_TOKEN) && !err.contains(ADMIN_TOKEN),
+        "token leaked"
+    );
+
+    // Idempotent through the CLI too, and JSON output is machine-readable.
+    let o = agent(&[&args[..], &["--output", "json"]].concat(), &[]).await;
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datasource"]["action"], "unchanged");
+    assert_eq!(v["health"]["ok"], true);
+    assert_eq!(v["endpoint"]["via"], "flag");
+    assert_eq!(fake.count("POST", "/api/datasources"), 1);
+
+    let o = agent(
+        &[
+            "deregister",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--grafana-token-file",
+            &tf,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(fake.datasources().is_empty());
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn exit_codes_tell_failures_apart_and_secrets_stay_out_of_output() {
+    let fake = fake!();
+    fake.add_token("glsa_viewer_secret", Role::Viewer);
+    let base = |url: &str| -> Vec<String> {
+        [
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            url,
+            "--prometheus-url",
+            &dead_url(),
+            "--skip-prometheus-check",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>, token: &'static str| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = agent(&a, &[("CMM_GRAFANA_TOKEN", token)]).await;
+        let (out, err) = text(&o);
+        assert!(
+            !out.contains(token) && !err.contains(token),
+            "token leaked:\n{out}\n{err}"
+        );
+        (o.status.code(), out, err)
+    };
+
+    // Registered, but Grafana cannot reach the endpoint: 11, and the report says what was done.
+    let (code, out, err) = run(base(&fake.url), ADMIN_TOKEN).await;
+    assert_eq!(code, Some(11), "{out}\n{err}");
+    assert!(out.contains("health       FAILED"), "{out}");
+    assert!(
+        err.contains("is registered, but Grafana's health check"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(base(&fake.url), "glsa_not_a_real_token").await;
+    assert_eq!(code, Some(9), "{err}");
+    assert!(
+        err.contains("401") && err.contains("Invalid API key"),
+        "{err}"
+    );
+
+    // The datasource exists from the first run, so the Viewer is refused the update.
+    let (code, _, err) = run(base(&fake.url), "glsa_viewer_secret").await;
+    assert_eq!(code, Some(9), "{err}");
+    assert!(
+        err.contains("403") && err.contains("Permissions needed: datasources:write"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(base(&dead_url()), ADMIN_TOKEN).await;
+    assert_eq!(code, Some(8), "{err}");
+    assert!(err.contains("after 2 attempt(s)"), "{err}");
+
+    let other = FakeGrafana::start().await.unwrap();
+    other.seed_datasource(json!({"uid": "legacy", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://legacy:9090"}), false);
+    let (code, _, err) = run(base(&other.url), ADMIN_TOKEN).await;
+    assert_eq!(code, Some(10), "{err}");
+    assert!(err.contains("--force"), "{err}");
+
+    let mut bad = base(&fake.url);
+    bad[2] = "Kr_Mum".into();
+    let (code, _, err) = run(bad, ADMIN_TOKEN).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--cluster") && err.contains("DNS-1123"),
+        "{err}"
+    );
+
+    // No token anywhere: usage, naming every source.
+    let a = base(&fake.url);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = agent(&a, &[]).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--grafana-token-file")
+            && err.contains("CMM_GRAFANA_TOKEN")
+            && err.contains("grafana-token"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_prometheus_of_another_cluster_exits_11_and_writes_nothing() {
+    let Some(prom) = cmm_testkit::prometheus::start("cli-wrong", "wai-eks").await else {
+        return;
+    };
+    let fake = fake!();
+    let o = agent(
+        &[
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--prometheus-url",
+            &prom.url,
+        ],
+        &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(11), "{err}");
+    assert!(err.contains("cluster=\"wai-eks\""), "{err}");
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn central_token_prints_once_or_writes_an_owner_only_file() {
+    let fake = fake!();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("admin-password");
+    std::fs::write(&pw, "admin\n").unwrap();
+    let pw_s = pw.display().to_string();
+    let common = [
+        "central",
+        "token",
+        "--grafana-url",
+        &fake.url,
+        "--grafana-user",
+        "admin",
+        "--grafana-password-file",
+        &pw_s,
+    ];
+
+    let o = agent(&[&common[..], &["--token-name", "t1"]].concat(), &[]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let token = out.trim();
+    assert!(
+        token.starts_with("glsa_") && out.lines().count() == 1,
+        "{out}"
+    );
+    assert!(!err.contains(token) && !err.contains("admin\n"), "{err}");
+
+    // The issued token registers a cluster.
+    let o = agent(
+        &[
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--prometheus-url",
+            &dead_url(),
+            "--skip-prometheus-check",
+            "--rules",
+            "skip",
+        ],
+        &[("CMM_GRAFANA_TOKEN", token)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(11), "{:?}", text(&o)); // written; endpoint unreachable
+    assert_eq!(fake.datasources().len(), 1);
+
+    let out_file = dir.path().join("registrar.token");
+    let of = out_file.display().to_string();
+    let o = agent(
+        &[
+            &common[..],
+            &["--token-name", "t2", "--token-out", &of, "--output", "json"],
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["token"], "***");
+    assert_eq!(v["service_account_created"], false);
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        written.starts_with("glsa_")
+            && !out.contains(written.trim())
+            && !err.contains(written.trim())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Never overwritten; JSON without a file refused.
+    let o = agent(
+        &[&common[..], &["--token-name", "t3", "--token-out", &of]].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = agent(
+        &[&common[..], &["--token-name", "t4", "--output", "json"]].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--token-out"));
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), written);
+}
+
+#[tokio::test]
+async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
+    let Some(prom) = cmm_testkit::prometheus::start("cli-discover", "kr-mum").await else {
+        return;
+    };
+    let fake = fake!();
+    let kube = cmm_testkit::kube::FakeKube::start().await;
+    let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
+    // The node's address and the NodePort are where the real Prometheus listens.
+    kube.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
+        "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": port}]}}));
+    kube.insert(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kube
+        .write_kubeconfig(dir.path(), "kr-mum")
+        .display()
+        .to_string();
+    let o = agent(
+        &[
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--kubeconfig",
+            &kc,
+            "--output",
+            "json",
+        ],
+        &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["endpoint"]["via"], "node-port");
+    assert_eq!(v["prometheus_url"], prom.url);
+    assert_eq!(v["health"]["ok"], true);
+    assert!(kube.writes().is_empty(), "discovery only reads the cluster");
+
+    // No Service: a usage error that names the way out.
+    let empty = cmm_testkit::kube::FakeKube::start().await;
+    let kc2 = empty
+        .write_kubeconfig(dir.path(), "empty")
+        .display()
+        .to_string();
+    let o = agent(
+        &[
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--kubeconfig",
+            &kc2,
+        ],
+        &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no Service cmm-prometheus") && err.contains("--prometheus-url"),
+        "{err}"
+    );
+}
