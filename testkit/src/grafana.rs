@@ -65,6 +65,18 @@ impl Spec {
             .map(|p| &p["schema"])
     }
 
+    /// The schema the spec documents for an operation's answer with this status, if any.
+    pub fn response_schema(&self, path: &str, method: &str, status: u16) -> Option<&Value> {
+        let mut r = &self.doc["paths"][path][method]["responses"][status.to_string()];
+        if let Some(name) = r["$ref"]
+            .as_str()
+            .and_then(|x| x.strip_prefix("#/responses/"))
+        {
+            r = &self.doc["responses"][name];
+        }
+        r.get("schema")
+    }
+
     pub fn definition(&self, name: &str) -> Option<&Value> {
         self.doc["definitions"].get(name)
     }
@@ -786,6 +798,24 @@ async fn route(
     if ans.0 == EMPTY {
         return (EMPTY, None, false);
     }
+    // The fake holds its own success answers to the spec's response schema too. Skipped where
+    // the contract documents that Grafana's body differs from its spec (DELETE datasource adds
+    // `id`, §2.7; folder deletion is not in the contract).
+    let documented_differently = matches!(
+        (method.as_str(), segs),
+        ("DELETE", ["datasources", ..]) | ("DELETE", ["folders", ..])
+    );
+    if (200..300).contains(&ans.0) && !documented_differently {
+        if let Some(schema) = shared.spec.response_schema(&templated, &m, ans.0) {
+            let v = shared.spec.validate(schema, &ans.1);
+            if !v.is_empty() {
+                g.violations.push(format!(
+                    "fake's answer to {method} {path}: {}",
+                    v.join("; ")
+                ));
+            }
+        }
+    }
     json_answer(ans)
 }
 
@@ -805,6 +835,7 @@ fn provenance(headers: &HeaderMap) -> &'static str {
 fn templated_path(segs: &[&str]) -> String {
     let t: Vec<&str> = match segs {
         ["datasources", "uid", _] => vec!["datasources", "uid", "{uid}"],
+        ["datasources", "name", _] => vec!["datasources", "name", "{name}"],
         ["folders", _] => vec!["folders", "{folder_uid}"],
         ["v1", "provisioning", "folder", _, "rule-groups", _] => {
             vec![
@@ -1470,6 +1501,48 @@ mod tests {
         assert!(!spec
             .validate(ds, &json!({"secureJsonData": {"p": 1}}))
             .is_empty());
+    }
+
+    #[test]
+    fn the_fakes_own_answers_follow_the_spec() {
+        let Ok(spec) = Spec::load() else {
+            eprintln!("SKIP: spec missing at {}", spec_path().display());
+            return;
+        };
+        let mut g = Inner::default();
+        let (status, answer) = add_ds(
+            &mut g,
+            &json!({"name": "a", "uid": "cmm-a", "type": "prometheus", "access": "proxy"}),
+        );
+        let schema = spec
+            .response_schema("/datasources", "post", status)
+            .unwrap();
+        assert!(spec.validate(schema, &answer).is_empty());
+        let schema = spec
+            .response_schema("/datasources/name/{name}", "get", 200)
+            .unwrap();
+        let (_, dto) = get_ds(&g, |d| d["name"] == "a");
+        assert!(spec.validate(schema, &dto).is_empty());
+        let mut wrong = dto.clone();
+        wrong["version"] = json!("1");
+        assert!(!spec.validate(schema, &wrong).is_empty());
+        let (status, sa) = create_sa(
+            &mut g,
+            Role::Admin,
+            &json!({"name": "cmm", "role": "Admin"}),
+        );
+        let schema = spec
+            .response_schema("/serviceaccounts", "post", status)
+            .unwrap();
+        assert!(spec.validate(schema, &sa).is_empty(), "{sa}");
+        let (status, tok) = create_token(&mut g, "2", &json!({"name": "t"}));
+        let schema = spec
+            .response_schema("/serviceaccounts/{serviceAccountId}/tokens", "post", status)
+            .unwrap();
+        assert!(spec.validate(schema, &tok).is_empty(), "{tok}");
+        let (status, f) = create_folder(&mut g, &json!({"uid": "f", "title": "F"}));
+        let schema = spec.response_schema("/folders", "post", status).unwrap();
+        assert!(spec.validate(schema, &f).is_empty(), "{f}");
     }
 
     #[test]
