@@ -408,7 +408,7 @@ async fn a_dry_run_reports_plans_and_renders_but_writes_nothing() {
         .collect();
     let line = args.join(" ");
     assert!(line.starts_with("upgrade --install kr-mum "), "{line}");
-    assert!(line.contains("--values each_cluster.yaml --values overlays/wsl.yaml --set prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka"), "{line}");
+    assert!(line.contains("--values values/each_cluster.yaml --values values/overlays/wsl.yaml --set prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka"), "{line}");
     assert!(line.contains("--kube-context docker-desktop"), "{line}");
     assert!(r["preflight"]
         .as_array()

@@ -415,7 +415,22 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
         opts.central_values.clone(),
         &fixes,
     );
-    let value_names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
+    // Embedded files are shown as shipped in the repository (values/...), so the printed helm
+    // command can be run by hand from a checkout; user files as given.
+    let value_names: Vec<String> = values
+        .iter()
+        .map(|(n, _)| {
+            if opts
+                .user_values
+                .as_ref()
+                .is_some_and(|u| u.iter().any(|(un, _)| un == n))
+            {
+                n.clone()
+            } else {
+                format!("values/{n}")
+            }
+        })
+        .collect();
     let mut parts: Vec<String> = opts.chart.helm_args();
     parts.push(opts.chart.local_version().unwrap_or_default());
     parts.push(opts.namespace.clone());

@@ -319,9 +319,9 @@ impl Route {
     /// `/api/v1[/namespaces/NS]/RES[/NAME]` or `/apis/G/V[/namespaces/NS]/RES[/NAME]`.
     fn parse(path: &str) -> Option<Route> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let base = match parts.first()? {
-            &"api" => 2,
-            &"apis" => 3,
+        let base = match *parts.first()? {
+            "api" => 2,
+            "apis" => 3,
             _ => return None,
         };
         if parts.len() <= base {

@@ -1,8 +1,13 @@
-//! `cmm-agent bootstrap`: make one cluster monitored. Order matters and is the contract:
-//! 1. check every input (nothing touched), 2. check helm, 3. reach the API, 4. detect, preflight
-//! and plan (reads only), 5. `--dry-run`: render and stop, 6. apply: namespace, recovery of a
-//! pending release, `helm upgrade --install --wait` (skipped when the same plan is deployed),
-//! 7. report workload readiness, or explain the failure with pod states and events.
+//! `cmm-agent bootstrap`: make one cluster monitored. The order is the contract:
+//!
+//! 1. check every input (nothing touched);
+//! 2. check helm;
+//! 3. reach the API;
+//! 4. detect, preflight and plan (reads only);
+//! 5. `--dry-run`: render and stop;
+//! 6. apply: namespace, recovery of a pending release, `helm upgrade --install --wait`
+//!    (skipped when the same plan is already deployed);
+//! 7. report workload readiness, or explain a failure with pod states and events.
 
 use anyhow::Context;
 use cmm_core::ClusterName;
@@ -270,9 +275,13 @@ fn emit(global: &GlobalArgs, report: &Report) -> anyhow::Result<()> {
 }
 
 fn print_human(r: &Report) {
+    let role = match r.role {
+        Role::Cluster => "monitored cluster",
+        Role::Central => "central Grafana",
+    };
     println!(
-        "cmm bootstrap: cluster {} ({:?}), namespace {}, context {} ({})",
-        r.cluster, r.role, r.namespace, r.context, r.api_url
+        "cmm bootstrap: {} ({role}), namespace {}, context {} ({})",
+        r.cluster, r.namespace, r.context, r.api_url
     );
     if r.environment.kinds.is_empty() {
         println!("environment: nothing special detected");

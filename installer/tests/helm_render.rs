@@ -1,0 +1,221 @@
+//! Each environment's plan rendered by the real helm on the real chart: the fix must be in the
+//! objects, not just in the plan. helm from CMM_HELM or PATH, chart from CMM_CHART or
+//! ../shared/charts/kube-prometheus-stack; with CMM_REQUIRE_TOOLS=1 a missing tool fails.
+
+use std::path::{Path, PathBuf};
+
+use cmm_installer::bootstrap::{fixes, values_for};
+use cmm_installer::chart::ChartSource;
+use cmm_installer::detect::{detect, Observed};
+use cmm_installer::fleet::Role;
+use cmm_installer::helm::{Helm, Release};
+use cmm_installer::render::Rendered;
+use cmm_installer::values::materialize;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn missing(what: &str) {
+    if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
+        panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
+    }
+    eprintln!("skipping: {what} not found (set CMM_HELM / CMM_CHART or run `scripts/dev tools`)");
+}
+
+fn tools() -> Option<(Helm, ChartSource)> {
+    let helm = std::env::var_os("CMM_HELM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("helm"))
+                    .find(|h| h.is_file())
+            })
+        })
+        .filter(|h| h.is_file());
+    let chart = std::env::var_os("CMM_CHART")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/charts/kube-prometheus-stack"));
+    match (helm, chart.join("Chart.yaml").is_file()) {
+        (Some(h), true) => Some((
+            Helm::new(h),
+            ChartSource::parse(chart.to_str().unwrap()).unwrap(),
+        )),
+        (None, _) => {
+            missing("helm");
+            None
+        }
+        (_, false) => {
+            missing("the kube-prometheus-stack chart");
+            None
+        }
+    }
+}
+
+fn node(file: &str) -> Node {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/nodes").join(file)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Render the plan bootstrap makes for a cluster whose only node is `fixture`.
+async fn render(
+    helm: &Helm,
+    chart: &ChartSource,
+    fixture: &str,
+    api_url: &str,
+    kube_metrics: bool,
+) -> Rendered {
+    let nodes = [node(fixture)];
+    let env = detect(&Observed {
+        nodes: &nodes,
+        api_url,
+        server_version: None,
+        host_proc_version: None,
+    });
+    let values = values_for(Role::Cluster, None, None, &fixes(&env, kube_metrics));
+    let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
+    let stream = helm
+        .template(&Release {
+            name: "kr-mum",
+            namespace: "monitor",
+            chart,
+            values_files: &files.paths,
+            sets: &[],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{fixture}: {e}"));
+    Rendered::parse(&stream).unwrap()
+}
+
+fn mounts_host_root(r: &Rendered) -> bool {
+    let ds = r
+        .find("DaemonSet", cmm_core::naming::NODE_EXPORTER_DAEMONSET)
+        .expect("the node-exporter DaemonSet is rendered");
+    let spec = &ds["spec"]["template"]["spec"];
+    let root_volume = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v["hostPath"]["path"] == "/");
+    let root_mount = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+        .any(|m: Value| m["mountPath"] == "/host/root");
+    root_volume || root_mount
+}
+
+fn service_monitors(r: &Rendered) -> Vec<String> {
+    r.of_kind("ServiceMonitor")
+        .map(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_wsl_plan_renders_node_exporter_without_the_host_root_mount() {
+    let Some((helm, chart)) = tools() else { return };
+    for fixture in [
+        "docker-desktop-wsl2.json",
+        "docker-desktop.json",
+        "wsl2-kubeadm.json",
+    ] {
+        let r = render(&helm, &chart, fixture, "https://127.0.0.1:6443", false).await;
+        assert!(
+            !mounts_host_root(&r),
+            "{fixture}: the root mount is still rendered"
+        );
+    }
+    // The control: a plain cluster keeps the chart's root mount.
+    let plain = render(
+        &helm,
+        &chart,
+        "kubeadm-onprem.json",
+        "https://10.40.8.10:6443",
+        false,
+    )
+    .await;
+    assert!(
+        mounts_host_root(&plain),
+        "control: the chart default should mount the host root"
+    );
+}
+
+#[tokio::test]
+async fn the_eks_plan_scrapes_no_scheduler_even_with_kubernetes_metrics_on() {
+    let Some((helm, chart)) = tools() else { return };
+    let eks = render(
+        &helm,
+        &chart,
+        "eks.json",
+        "https://4F2A9C1D7E3B5A6C8D0E1F2A3B4C5D6E.gr7.eu-west-1.eks.amazonaws.com",
+        true,
+    )
+    .await;
+    let sms = service_monitors(&eks);
+    for gone in [
+        "kube-scheduler",
+        "kube-controller-manager",
+        "kube-etcd",
+        "kube-proxy",
+    ] {
+        assert!(
+            !sms.iter().any(|n| n.contains(gone)),
+            "EKS plan still scrapes {gone}: {sms:?}"
+        );
+    }
+    // What EKS does expose stays scraped.
+    assert!(sms.iter().any(|n| n.ends_with("-apiserver")), "{sms:?}");
+    assert!(sms.iter().any(|n| n.ends_with("-kubelet")), "{sms:?}");
+    // The control: the same request on a self-managed cluster scrapes the scheduler.
+    let plain = render(
+        &helm,
+        &chart,
+        "kubeadm-onprem.json",
+        "https://10.40.8.10:6443",
+        true,
+    )
+    .await;
+    assert!(
+        service_monitors(&plain)
+            .iter()
+            .any(|n| n.contains("kube-scheduler")),
+        "control: {:?}",
+        service_monitors(&plain)
+    );
+}
+
+#[tokio::test]
+async fn every_environment_plan_renders() {
+    let Some((helm, chart)) = tools() else { return };
+    for fixture in [
+        "eks.json",
+        "gke.json",
+        "aks.json",
+        "kind.json",
+        "k3s.json",
+        "minikube.json",
+    ] {
+        let r = render(&helm, &chart, fixture, "https://10.0.0.1:6443", true).await;
+        let sms = service_monitors(&r);
+        assert!(
+            !sms.iter().any(|n| n.contains("kube-scheduler")),
+            "{fixture}: {sms:?}"
+        );
+        assert!(
+            r.find("Prometheus", "cmm").is_some(),
+            "{fixture}: no Prometheus CR"
+        );
+    }
+}
