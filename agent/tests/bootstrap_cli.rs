@@ -358,6 +358,58 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
         .any(|q| q.path == "/apis/authentication.k8s.io/v1/selfsubjectreviews"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_reads_become_preflight_findings_not_crashes() {
+    let fake = fake_with(&["eks.json"]).await;
+    fake.deny("list", "", "nodes")
+        .deny("get", "", "namespaces")
+        .set_user(
+            "arn:aws:iam::111122223333:user/bob",
+            &["system:authenticated"],
+        )
+        .set_version("v1.31.5-eks-5d632ec");
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "wai-eks");
+    let helm = helm_shim(r.path(), "v3.17.3");
+    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
+    let (_r, o) = run(
+        r,
+        &["--output", "json", "bootstrap", "--cluster", "wai-eks"],
+    )
+    .await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    // The provider is still recognised from /version, so the fix is the EKS one.
+    assert_eq!(report["environment"]["kinds"], json!(["eks"]));
+    let failed: Vec<&str> = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.contains(&"rbac: list nodes (cluster-wide)"),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&"rbac: get namespaces (cluster-wide)"),
+        "{failed:?}"
+    );
+    assert_eq!(report["actions"][0]["action"], "none");
+    assert!(
+        err(&o).contains("on EKS") && err(&o).contains("--user=arn:aws:iam::111122223333:user/bob"),
+        "{}",
+        err(&o)
+    );
+    // The forbidden namespace read was not attempted, and nothing was written.
+    assert!(!fake
+        .requests()
+        .iter()
+        .any(|q| q.path == "/api/v1/namespaces/monitor"));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
 // ---------------------------------------------------------------- dry run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

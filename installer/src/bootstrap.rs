@@ -326,7 +326,13 @@ impl Prepared {
 /// and identity reviews create nothing).
 pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
     let server_version = conn.server_version().await?;
-    let nodes = conn.nodes().await?;
+    // Detection should still name the provider when listing nodes is forbidden: the RBAC
+    // check below reports the missing permission, with a provider-specific fix.
+    let nodes = match conn.nodes().await {
+        Ok(n) => n,
+        Err(Error::KubeApi { code: 403, .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let env = detect(&Observed {
         nodes: &nodes,
         api_url: &conn.api_url,
@@ -360,6 +366,12 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
                 rbac_fix(&env, user.as_deref())
             ),
         });
+    }
+
+    if denied > 0 {
+        // Reads of the namespace, its volumes and helm's records may be what is denied; the
+        // install cannot go ahead anyway, so report what is missing and stop here.
+        return finish(conn, opts, env, checks, None).await;
     }
 
     let ns = conn.namespace(&opts.namespace).await?;
@@ -405,6 +417,19 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
         });
     }
 
+    finish(conn, opts, env, checks, Some(namespace_exists)).await
+}
+
+/// The plan proper: fixes, values, digest, release step, helm command and actions.
+/// `namespace` is `None` when preflight stopped before the namespace could be read.
+async fn finish(
+    conn: &Connected,
+    opts: &Options,
+    env: Environment,
+    mut checks: Vec<Check>,
+    namespace: Option<bool>,
+) -> Result<Prepared> {
+    let namespace_exists = namespace.unwrap_or(false);
     let fixes = match opts.role {
         Role::Cluster => fixes(&env, opts.kube_metrics),
         Role::Central => Vec::new(),
@@ -454,22 +479,24 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
     } else {
         Next::Install
     };
-    checks.push(Check {
-        check: format!("release {}", opts.cluster.release()),
-        ok: !matches!(next, Next::Blocked { .. }),
-        detail: match &next {
-            Next::Install => "not installed: will be installed".into(),
-            Next::Upgrade { from } => format!("revision {from}: will be upgraded"),
-            Next::Unchanged { revision } => format!("revision {revision} is deployed from this same plan"),
-            Next::Rollback { pending, status, to } => format!(
-                "revision {pending} was left {status} by an interrupted run: will roll back to {to}, then upgrade"
-            ),
-            Next::Uninstall { pending, status } => format!(
-                "revision {pending} was left {status} and never deployed: will uninstall it, then install"
-            ),
-            Next::Blocked { reason } => reason.clone(),
-        },
-    });
+    if namespace.is_some() {
+        checks.push(Check {
+            check: format!("release {}", opts.cluster.release()),
+            ok: !matches!(next, Next::Blocked { .. }),
+            detail: match &next {
+                Next::Install => "not installed: will be installed".into(),
+                Next::Upgrade { from } => format!("revision {from}: will be upgraded"),
+                Next::Unchanged { revision } => format!("revision {revision} is deployed from this same plan"),
+                Next::Rollback { pending, status, to } => format!(
+                    "revision {pending} was left {status} by an interrupted run: will roll back to {to}, then upgrade"
+                ),
+                Next::Uninstall { pending, status } => format!(
+                    "revision {pending} was left {status} and never deployed: will uninstall it, then install"
+                ),
+                Next::Blocked { reason } => reason.clone(),
+            },
+        });
+    }
 
     let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone())))?;
     // The report shows the files as the user knows them, not the private temp copies.
@@ -534,6 +561,15 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
             opts.namespace
         ),
     });
+
+    if namespace.is_none() {
+        actions = vec![Action {
+            action: "none".into(),
+            detail:
+                "preflight failed: nothing will be done until the missing permissions are granted"
+                    .into(),
+        }];
+    }
 
     let report = Report {
         cluster: opts.cluster.to_string(),

@@ -290,6 +290,31 @@ fn handle(
             "the server could not find the requested resource",
         );
     };
+    // RBAC: a denied permission refuses the real request too, as the API server would.
+    let verb = match (&method, &route.name) {
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PATCH, _) => "patch",
+        (&Method::PUT, _) => "update",
+        (&Method::DELETE, _) => "delete",
+        _ => "",
+    };
+    if let Some(d) = s
+        .denied
+        .iter()
+        .find(|d| d.verb == verb && d.resource == route.resource && d.group == route.group)
+    {
+        let scope = match &route.namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_owned(),
+        };
+        let message = format!(
+            "{} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+            route.resource, s.username, d.verb, d.resource, d.group
+        );
+        return status(StatusCode::FORBIDDEN, "Forbidden", &message);
+    }
     match (method, &route.name) {
         (Method::GET, None) => list(&s, &route, &query, &headers),
         (Method::GET, Some(name)) => match s.objects.get(&(route.collection.clone(), name.clone()))
@@ -310,6 +335,8 @@ fn handle(
 
 struct Route {
     collection: String,
+    /// API group; "" for the core group.
+    group: String,
     resource: String,
     name: Option<String>,
     namespace: Option<String>,
@@ -328,6 +355,7 @@ impl Route {
             return None;
         }
         let prefix = parts[..base].join("/");
+        let group = if base == 3 { parts[1].to_owned() } else { String::new() };
         let rest = &parts[base..];
         let (namespace, rest) = match rest {
             ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_owned()), tail),
@@ -344,6 +372,7 @@ impl Route {
         };
         Some(Route {
             collection,
+            group,
             resource: resource.to_owned(),
             name,
             namespace,
