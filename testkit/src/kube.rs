@@ -355,7 +355,11 @@ impl Route {
             return None;
         }
         let prefix = parts[..base].join("/");
-        let group = if base == 3 { parts[1].to_owned() } else { String::new() };
+        let group = if base == 3 {
+            parts[1].to_owned()
+        } else {
+            String::new()
+        };
         let rest = &parts[base..];
         let (namespace, rest) = match rest {
             ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some((*ns).to_owned()), tail),
