@@ -40,6 +40,24 @@ pub fn kube_target(args: &crate::cli::KubeTargetArgs) -> cmm_installer::kube::Ku
 #[error("{0}")]
 pub struct BadInput(pub String);
 
+/// A namespace name: a DNS-1123 label of at most 63 characters.
+pub fn check_namespace(ns: &str) -> anyhow::Result<()> {
+    let b = ns.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|&c| edge(c) || c == b'-')
+        && edge(b[0])
+        && edge(b[b.len() - 1]);
+    if ok {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "--namespace / CMM_NAMESPACE {ns:?} is not a valid namespace: use a DNS-1123 label of at most 63 characters, e.g. monitor"
+    )))
+    .classify(ExitCode::Usage)
+}
+
 /// `90`, `90s`, `10m`, `1h` → seconds; `flag` names the setting in the error.
 pub fn duration_secs(raw: &str, flag: &str) -> anyhow::Result<u64> {
     let raw = raw.trim();
@@ -65,6 +83,17 @@ pub fn duration_secs(raw: &str, flag: &str) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_are_dns_labels_up_to_63() {
+        assert!(check_namespace("monitor").is_ok());
+        assert!(check_namespace(&"m".repeat(63)).is_ok());
+        for bad in ["", "Monitor", "-m", "m-", "m_n", &"m".repeat(64)] {
+            let err = check_namespace(bad).unwrap_err();
+            assert_eq!(ExitCode::of(&err), ExitCode::Usage, "{bad}");
+            assert!(err.to_string().contains("--namespace"), "{err}");
+        }
+    }
 
     #[test]
     fn durations_take_the_units_helm_users_write() {

@@ -24,20 +24,14 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use crate::cli::{BootstrapArgs, GlobalArgs, Output, RoleArg};
 use crate::exit::{installer_class, Classify, ExitCode};
 use crate::progress::Progress;
-use crate::settings::{duration_secs, kube_target, BadInput, ChartSettings};
+use crate::settings::{check_namespace, duration_secs, kube_target, BadInput, ChartSettings};
 
 pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()> {
     // 1. Inputs. Every error here names the flag and the fix; nothing has been contacted.
     let cluster = ClusterName::parse(&args.cluster)
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
-    if ClusterName::parse(&args.namespace).is_err() || args.namespace.len() > 63 {
-        return Err(BadInput(format!(
-            "--namespace / CMM_NAMESPACE {:?} is not a valid namespace: use a DNS-1123 label, e.g. monitor",
-            args.namespace
-        )))
-        .classify(ExitCode::Usage);
-    }
+    check_namespace(&args.namespace)?;
     for s in &args.sets {
         check_set(s).classify(ExitCode::Usage)?;
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{FixStorageArgs, GlobalArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
-use crate::settings::{duration_secs, kube_target, BadInput};
+use crate::settings::{check_namespace, duration_secs, kube_target, BadInput};
 
 #[derive(Debug, Serialize)]
 struct StorageReport {
@@ -26,13 +26,7 @@ struct StorageReport {
 }
 
 pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()> {
-    if cmm_core::ClusterName::parse(&args.namespace).is_err() {
-        return Err(BadInput(format!(
-            "--namespace / CMM_NAMESPACE {:?} is not a valid namespace: use a DNS-1123 label, e.g. monitor",
-            args.namespace
-        )))
-        .classify(ExitCode::Usage);
-    }
+    check_namespace(&args.namespace)?;
     let wait = Duration::from_secs(duration_secs(
         &args.claim_wait,
         "--claim-wait / CMM_CLAIM_WAIT",

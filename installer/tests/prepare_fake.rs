@@ -1,0 +1,146 @@
+//! `prepare` (detect + preflight + plan) through kube-rs against the fake API server: what it
+//! asks the API, in the shapes the API defines, and which findings stop an install. It must
+//! never write.
+
+use cmm_core::ClusterName;
+use cmm_installer::bootstrap::{prepare, Options, Prepared};
+use cmm_installer::chart::ChartSource;
+use cmm_installer::fleet::Role;
+use cmm_installer::kube::{connect, KubeTarget};
+use cmm_installer::release::Next;
+use cmm_testkit::kube::FakeKube;
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_800_000_000;
+
+fn options() -> Options {
+    Options {
+        cluster: ClusterName::parse("kr-mum").unwrap(),
+        role: Role::Cluster,
+        namespace: "monitor".into(),
+        chart: ChartSource::upstream(),
+        helm_version: "v3.17.3".into(),
+        user_values: None,
+        central_values: None,
+        sets: vec![],
+        kube_metrics: false,
+        timeout_secs: 600,
+        pending_grace_secs: 300,
+        host_proc_version: None,
+        dry_run: true,
+        now_unix: NOW,
+    }
+}
+
+fn namespace(phase: &str, deleting: bool) -> Value {
+    let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitor"},
+                        "status": {"phase": phase}});
+    if deleting {
+        ns["metadata"]["deletionTimestamp"] = json!("2026-11-23T10:00:00Z");
+        ns["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
+    ns
+}
+
+async fn run(fake: &FakeKube) -> Prepared {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = fake.write_kubeconfig(dir.path(), "kr-mum");
+    let conn = connect(&KubeTarget {
+        kubeconfig: Some(kc),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let p = prepare(&conn, &options()).await.unwrap();
+    assert!(
+        fake.writes().is_empty(),
+        "prepare wrote: {:?}",
+        fake.writes()
+    );
+    p
+}
+
+fn check<'a>(p: &'a Prepared, name: &str) -> &'a cmm_installer::preflight::Check {
+    p.report
+        .preflight
+        .iter()
+        .find(|c| c.check == name)
+        .unwrap_or_else(|| panic!("no check {name}: {:#?}", p.report.preflight))
+}
+
+#[tokio::test]
+async fn access_reviews_and_reads_follow_the_api_contract() {
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    let p = run(&fake).await;
+    assert!(
+        p.report.preflight_failed().next().is_none(),
+        "{:#?}",
+        p.report.preflight
+    );
+    let reqs = fake.requests();
+    let reviews: Vec<&Value> = reqs
+        .iter()
+        .filter(|r| r.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        .map(|r| r.body.as_ref().unwrap())
+        .collect();
+    assert_eq!(reviews.len(), 60);
+    assert!(reviews
+        .iter()
+        .all(|b| b["apiVersion"] == "authorization.k8s.io/v1"
+            && b["kind"] == "SelfSubjectAccessReview"));
+    assert!(reviews.iter().any(|b| b["spec"]["resourceAttributes"]
+        == json!({"verb": "create", "group": "apiextensions.k8s.io", "resource": "customresourcedefinitions"})));
+    assert!(reviews.iter().any(|b| b["spec"]["resourceAttributes"]
+        == json!({"verb": "patch", "group": "monitoring.coreos.com", "resource": "servicemonitors", "namespace": "monitor"})));
+    // helm's records are found by label, namespaced, like `helm list` does.
+    assert!(reqs
+        .iter()
+        .any(|r| r.path == "/api/v1/namespaces/monitor/secrets"
+            && r.query
+                .contains("labelSelector=owner%3Dhelm%2Cname%3Dkr-mum")));
+    assert!(matches!(p.next, Next::Install));
+}
+
+#[tokio::test]
+async fn stuck_storage_stops_the_install_and_points_to_fix_storage() {
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    fake.insert(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "prometheus-cmm-db-prometheus-cmm-0", "namespace": "monitor",
+                     "finalizers": ["kubernetes.io/pvc-protection"], "deletionTimestamp": "2026-11-23T10:00:00Z"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}}));
+    let p = run(&fake).await;
+    let c = check(&p, "storage");
+    assert!(
+        !c.ok
+            && c.detail
+                .contains("cmm-agent fix-storage --namespace monitor"),
+        "{c:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_stops_the_install() {
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Terminating", true));
+    let p = run(&fake).await;
+    let c = check(&p, "namespace monitor");
+    assert!(!c.ok && c.detail.contains("Terminating"), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_release_pending_for_seconds_is_left_to_the_helm_that_may_own_it() {
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    fake.insert(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+        "metadata": {"name": "sh.helm.release.v1.kr-mum.v1", "namespace": "monitor",
+                     "labels": {"owner": "helm", "name": "kr-mum", "status": "pending-install",
+                                "version": "1", "createdAt": (NOW - 42).to_string()}}}),
+    );
+    let p = run(&fake).await;
+    let c = check(&p, "release kr-mum");
+    assert!(!c.ok && c.detail.contains("42s"), "{c:?}");
+    assert!(matches!(p.next, Next::Blocked { .. }));
+}
