@@ -703,6 +703,60 @@ async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
     drop(r);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_are_reported_after_the_install_and_a_not_ready_one_fails_the_run() {
+    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    fake.insert(namespace("monitor"));
+    fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "cmm-operator", "namespace": "monitor"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cmm-operator"}},
+                 "template": {"metadata": {"labels": {"app": "cmm-operator"}},
+                              "spec": {"containers": [{"name": "operator", "image": "quay.io/prometheus-operator/prometheus-operator:v0.78.1"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}));
+    fake.insert(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "cmm-node-exporter", "namespace": "monitor"},
+        "spec": {"selector": {"matchLabels": {"app": "ne"}},
+                 "template": {"metadata": {"labels": {"app": "ne"}},
+                              "spec": {"containers": [{"name": "node-exporter", "image": "quay.io/prometheus/node-exporter:v1.8.2"}]}}},
+        "status": {"currentNumberScheduled": 3, "desiredNumberScheduled": 3, "numberMisscheduled": 0, "numberReady": 3}}));
+    let r = Run::new();
+    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
+    let shim = helm_shim(r.path(), "v3.17.3");
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &shim)
+        .env("HELM_SHIM_UPGRADE", "ok")
+        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let rep: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(rep["outcome"], "applied");
+    assert_eq!(
+        rep["workloads"],
+        json!([
+            {"kind": "DaemonSet", "name": "cmm-node-exporter", "ready": 3, "desired": 3},
+            {"kind": "Deployment", "name": "cmm-operator", "ready": 1, "desired": 1}
+        ])
+    );
+
+    // One node's exporter does not come up: the install is not done.
+    let mut ds = fake
+        .get(
+            "/apis/apps/v1/namespaces/monitor/daemonsets",
+            "cmm-node-exporter",
+        )
+        .unwrap();
+    ds["status"]["numberReady"] = json!(2);
+    fake.insert(ds);
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    assert!(
+        err(&o).contains("DaemonSet cmm-node-exporter 2/3"),
+        "{}",
+        err(&o)
+    );
+}
+
 // ---------------------------------------------------------------- fix-storage
 
 fn stuck_claim(name: &str, terminating: bool) -> Value {
