@@ -68,7 +68,9 @@ const CLUSTER: &[(&str, &str)] = &[
 
 /// Every permission `helm upgrade --install` of the chart plus the agent's own reads need.
 /// `create` and `patch` cover install and upgrade; `delete` covers hook cleanup and rollback.
-pub fn required_permissions(namespace: &str) -> Vec<Permission> {
+/// With the Kubernetes component metrics on, the chart also puts Services into kube-system
+/// (coredns, scheduler, controller-manager, etcd, kube-proxy endpoints).
+pub fn required_permissions(namespace: &str, kube_metrics: bool) -> Vec<Permission> {
     let ns = || Some(namespace.to_owned());
     let mut out = vec![
         Permission {
@@ -110,6 +112,14 @@ pub fn required_permissions(namespace: &str) -> Vec<Permission> {
         },
     ];
     for verb in ["create", "patch", "delete"] {
+        if kube_metrics && namespace != "kube-system" {
+            out.push(Permission {
+                verb,
+                group: "",
+                resource: "services",
+                namespace: Some("kube-system".to_owned()),
+            });
+        }
         for (group, resource) in NAMESPACED {
             out.push(Permission {
                 verb,
@@ -187,10 +197,16 @@ mod tests {
 
     #[test]
     fn the_install_needs_crds_webhooks_and_monitoring_objects() {
-        let all: Vec<String> = required_permissions("monitor")
+        let all: Vec<String> = required_permissions("monitor", false)
             .iter()
             .map(Permission::describe)
             .collect();
+        let with_metrics: Vec<String> = required_permissions("monitor", true)
+            .iter()
+            .map(Permission::describe)
+            .collect();
+        assert!(!all.iter().any(|d| d.contains("kube-system")));
+        assert!(with_metrics.contains(&"create services in namespace kube-system".to_owned()));
         for needed in [
             "create customresourcedefinitions.apiextensions.k8s.io (cluster-wide)",
             "create clusterrolebindings.rbac.authorization.k8s.io (cluster-wide)",
