@@ -53,6 +53,8 @@ pub struct ChartArgs {
     pub helm: PathBuf,
 }
 
+// Parsed once at start-up and moved into its command: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render the install plan of a fleet (central Grafana + clusters) offline with the real
@@ -136,6 +138,14 @@ pub struct BootstrapArgs {
         hide = true
     )]
     pub host_proc_version: PathBuf,
+    /// Last step: with --grafana-url, register the cluster in the central Grafana (role
+    /// cluster), or wait for the new Grafana and issue the registration token (role central).
+    #[command(flatten)]
+    pub grafana: crate::cmd::register::GrafanaArgs,
+    #[command(flatten)]
+    pub endpoint: crate::cmd::register::EndpointArgs,
+    #[command(flatten)]
+    pub central: crate::cmd::central::CentralBootstrapArgs,
 }
 
 #[derive(Debug, Args)]

@@ -387,3 +387,165 @@ async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
         "{err}"
     );
 }
+
+/// A helm stand-in for the apply path (no cluster for a real `helm upgrade` here).
+fn helm_shim(dir: &Path) -> String {
+    let path = dir.join("helm");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path.display().to_string()
+}
+
+async fn cluster_with_prometheus_at(port: u16) -> cmm_testkit::kube::FakeKube {
+    let kube = cmm_testkit::kube::FakeKube::start().await;
+    kube.insert(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitor"},
+        "status": {"phase": "Active"}}),
+    );
+    kube.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
+        "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": port}]}}));
+    kube.insert(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1",
+            "labels": {"kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": ""}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "containerd://1.7.0",
+                                "osImage": "Debian GNU/Linux 12", "kernelVersion": "6.1.0", "operatingSystem": "linux",
+                                "architecture": "amd64"}}}));
+    kube
+}
+
+#[tokio::test]
+async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails() {
+    let Some(prom) = cmm_testkit::prometheus::start("cli-bootstrap", "kr-mum").await else {
+        return;
+    };
+    let fake = fake!();
+    let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
+    let kube = cluster_with_prometheus_at(port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kube
+        .write_kubeconfig(dir.path(), "kr-mum")
+        .display()
+        .to_string();
+    let helm = helm_shim(dir.path());
+    let chart = "https://charts.example#kube-prometheus-stack";
+    let base = [
+        "bootstrap",
+        "--cluster",
+        "kr-mum",
+        "--kubeconfig",
+        &kc,
+        "--helm",
+        &helm,
+        "--chart",
+        chart,
+    ];
+
+    let o = agent(
+        &[&base[..], &["--grafana-url", &fake.url]].concat(),
+        &[
+            ("CMM_GRAFANA_TOKEN", ADMIN_TOKEN),
+            ("HOME", dir.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("datasource   cmm-kr-mum: created") && out.contains("health       OK"),
+        "{out}"
+    );
+    assert_eq!(fake.datasources().len(), 1);
+    assert!(!out.contains(ADMIN_TOKEN) && !err.contains(ADMIN_TOKEN));
+
+    // Grafana down: the install is fine and the error says exactly that, with Grafana's code.
+    let o = agent(
+        &[&base[..], &["--grafana-url", &dead_url()]].concat(),
+        &[
+            ("CMM_GRAFANA_TOKEN", ADMIN_TOKEN),
+            ("HOME", dir.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{out}\n{err}");
+    assert!(
+        err.contains("helm release kr-mum is installed and ready, but registering it in the central Grafana failed")
+            && err.contains("cmm-agent register --cluster kr-mum"),
+        "{err}"
+    );
+
+    // Without --grafana-url, bootstrap does not contact Grafana at all.
+    let before = fake.requests().len();
+    let o = agent(&base, &[("HOME", dir.path().to_str().unwrap())]).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(fake.requests().len(), before);
+}
+
+#[tokio::test]
+async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin_secret() {
+    let fake = fake!();
+    let kube = cluster_with_prometheus_at(30090).await;
+    // admin/admin, as the fake's org admin login.
+    kube.insert(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "cmm-grafana-admin", "namespace": "monitor"},
+        "data": {"admin-user": "YWRtaW4=", "admin-password": "YWRtaW4="}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kube
+        .write_kubeconfig(dir.path(), "central")
+        .display()
+        .to_string();
+    let helm = helm_shim(dir.path());
+    let out_file = dir.path().join("registrar.token");
+    let of = out_file.display().to_string();
+    fake.fail_next(3, cmm_testkit::grafana::Fault::Status(503));
+    let o = agent(
+        &[
+            "bootstrap",
+            "--role",
+            "central",
+            "--cluster",
+            "central",
+            "--kubeconfig",
+            &kc,
+            "--helm",
+            &helm,
+            "--chart",
+            "https://charts.example#kube-prometheus-stack",
+            "--grafana-url",
+            &fake.url,
+            "--grafana-wait",
+            "30s",
+            "--registration-token-out",
+            &of,
+        ],
+        &[("HOME", dir.path().to_str().unwrap())],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let token = std::fs::read_to_string(&out_file).unwrap();
+    assert!(token.starts_with("glsa_"));
+    assert!(!out.contains(token.trim()) && !err.contains(token.trim()));
+    assert_eq!(fake.service_accounts()[0]["role"], "Admin");
+    let auth: Vec<_> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(
+        auth.iter().all(|a| a.starts_with("Basic ")),
+        "the admin login from the Secret was used"
+    );
+}

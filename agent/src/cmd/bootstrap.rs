@@ -152,7 +152,48 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         )))
         .classify(ExitCode::Install);
     }
-    Ok(())
+
+    // 8. The central Grafana, only with --grafana-url. A failure here must not read as a
+    // failed install: the release is in place and only `register` needs re-running.
+    let step = match opts.role {
+        Role::Cluster => {
+            crate::cmd::register::after_install(
+                global,
+                &args.grafana,
+                &args.endpoint,
+                &opts.cluster,
+                &conn,
+                &opts.namespace,
+            )
+            .await
+        }
+        Role::Central => {
+            crate::cmd::central::after_install(&args.grafana, &args.central, &conn, &opts.namespace)
+                .await
+        }
+    };
+    match step {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::info!("no --grafana-url: the central Grafana was not contacted");
+            Ok(())
+        }
+        Err(e) => Err(e.context(match opts.role {
+            Role::Cluster => format!(
+                "helm release {} is installed and ready, but registering it in the central \
+                 Grafana failed; no reinstall is needed: fix the cause below and run \
+                 `cmm-agent register --cluster {}`",
+                opts.cluster.release(),
+                opts.cluster
+            ),
+            Role::Central => format!(
+                "helm release {} (central Grafana) is installed and ready, but the Grafana step \
+                 failed; no reinstall is needed: fix the cause below and run \
+                 `cmm-agent central token`",
+                opts.cluster.release()
+            ),
+        })),
+    }
 }
 
 fn preflight_verdict(report: &Report, ok: bool) -> anyhow::Result<()> {

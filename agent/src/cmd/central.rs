@@ -86,13 +86,7 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
         .clone()
         .zip(args.grafana_password_file.clone());
     let grafana = args.grafana.client(basic)?;
-    let name = args.token_name.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("cmm-{now}")
-    });
+    let name = args.token_name.clone().unwrap_or_else(default_token_name);
     let ttl = (args.token_ttl > 0).then_some(args.token_ttl);
     let issued = issue_token(&grafana, &args.service_account, &name, ttl)
         .await
@@ -116,4 +110,119 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
         None => println!("{}", issued.token.expose()),
     }
     Ok(())
+}
+
+/// The Secret `values/central_monitor.yaml` takes Grafana's admin login from
+/// (`grafana.admin.existingSecret`), keys `admin-user` and `admin-password`.
+pub const ADMIN_SECRET: &str = "cmm-grafana-admin";
+
+/// What `bootstrap --role central` does after helm: wait for Grafana, issue the token.
+#[derive(Debug, Args, Clone)]
+pub struct CentralBootstrapArgs {
+    /// How long to wait for the new central Grafana's /api/health, e.g. 300s, 5m.
+    #[arg(long, env = "CMM_GRAFANA_WAIT", default_value = "5m")]
+    pub grafana_wait: String,
+    /// Issue the cluster agents' registration token into this new file (mode 0600).
+    #[arg(long = "registration-token-out", env = "CMM_REGISTRATION_TOKEN_OUT")]
+    pub registration_token_out: Option<PathBuf>,
+    /// Service account of that token; created if missing.
+    #[arg(long = "registration-service-account", env = "CMM_REGISTRATION_SERVICE_ACCOUNT", default_value = DEFAULT_SERVICE_ACCOUNT)]
+    pub registration_service_account: String,
+}
+
+/// Bootstrap's last step for the central role. `Ok(false)` when no `--grafana-url` was given.
+/// Without a token source the admin login is read from [`ADMIN_SECRET`] in `namespace`.
+pub async fn after_install(
+    grafana: &GrafanaArgs,
+    args: &CentralBootstrapArgs,
+    kube: &cmm_installer::kube::Connected,
+    namespace: &str,
+) -> anyhow::Result<bool> {
+    if grafana.grafana_url.is_none() {
+        return Ok(false);
+    }
+    if let Some(out) = &args.registration_token_out {
+        if out.exists() {
+            return Err(Usage(format!(
+                "--registration-token-out {} exists; CMM never overwrites a token file: choose a new path",
+                out.display()
+            )))
+            .classify(ExitCode::Usage);
+        }
+    }
+    let wait =
+        crate::cmd::register::duration(&args.grafana_wait, "--grafana-wait / CMM_GRAFANA_WAIT")?;
+    let token_given = grafana.grafana_token_file.is_some()
+        || std::env::var_os("CMM_GRAFANA_TOKEN").is_some()
+        || std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|d| PathBuf::from(d).join("grafana-token").exists());
+    let creds = if token_given {
+        grafana.credentials(None)?
+    } else {
+        admin_login(kube, namespace).await?
+    };
+    let client = grafana.client_with(creds)?;
+    let version = client.wait_healthy(wait).await.classify_by(central_class)?;
+    tracing::info!(%version, url = %client.base_url(), "central Grafana answers");
+    if let Some(out) = &args.registration_token_out {
+        let issued = issue_token(
+            &client,
+            &args.registration_service_account,
+            &default_token_name(),
+            None,
+        )
+        .await
+        .classify_by(central_class)?;
+        write_secret_file(
+            out,
+            &issued.token,
+            "the registration token (--registration-token-out)",
+        )
+        .classify(ExitCode::Internal)?;
+        eprintln!(
+            "Registration token of service account {} written to {} (mode 0600)",
+            issued.service_account,
+            out.display()
+        );
+    }
+    Ok(true)
+}
+
+async fn admin_login(
+    kube: &cmm_installer::kube::Connected,
+    namespace: &str,
+) -> anyhow::Result<cmm_central::Credentials> {
+    let secrets: Vec<k8s_openapi::api::core::v1::Secret> = kube
+        .list_in(namespace)
+        .await
+        .classify_by(crate::exit::installer_class)?;
+    let secret = secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(ADMIN_SECRET));
+    let field = |k: &str| {
+        secret
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(k))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .filter(|v| !v.trim().is_empty())
+    };
+    match (field("admin-user"), field("admin-password")) {
+        (Some(user), Some(password)) => Ok(cmm_central::Credentials::Basic {
+            user: user.trim().to_owned(),
+            password: cmm_central::Secret::new(password.trim()),
+        }),
+        _ => Err(Usage(format!(
+            "no Grafana token given and Secret {namespace}/{ADMIN_SECRET} has no admin-user and \
+             admin-password: create it (docs/values.md) or pass --grafana-token-file"
+        )))
+        .classify(ExitCode::Usage),
+    }
+}
+
+fn default_token_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("cmm-{now}")
 }

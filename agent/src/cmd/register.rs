@@ -19,6 +19,8 @@ use cmm_core::ClusterName;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
+use cmm_installer::kube::Connected;
+
 use crate::cli::{GlobalArgs, KubeTargetArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
 
@@ -26,9 +28,10 @@ use crate::exit::{installer_class, Classify, ExitCode};
 /// comes from a file, `CMM_GRAFANA_TOKEN`, or the systemd credential `grafana-token`.
 #[derive(Debug, Args, Clone)]
 pub struct GrafanaArgs {
-    /// Root URL of the central Grafana, e.g. http://grafana.ops.example:3000
+    /// Root URL of the central Grafana, e.g. http://grafana.ops.example:3000 (required by
+    /// register, deregister and central token; for bootstrap it turns on registration).
     #[arg(long, env = "CMM_GRAFANA_URL")]
-    pub grafana_url: String,
+    pub grafana_url: Option<String>,
     /// File holding the Grafana service-account token. Without it: env CMM_GRAFANA_TOKEN, then
     /// $CREDENTIALS_DIRECTORY/grafana-token (systemd LoadCredential=).
     #[arg(long, env = "CMM_GRAFANA_TOKEN_FILE")]
@@ -89,7 +92,17 @@ impl GrafanaArgs {
 
     pub fn client(&self, basic: Option<(String, PathBuf)>) -> anyhow::Result<GrafanaClient> {
         let creds = self.credentials(basic)?;
-        GrafanaClient::new(&self.grafana_url, creds, self.retry()?).classify_by(central_class)
+        self.client_with(creds)
+    }
+
+    pub fn client_with(&self, creds: Credentials) -> anyhow::Result<GrafanaClient> {
+        let Some(url) = &self.grafana_url else {
+            return usage(
+                "--grafana-url / CMM_GRAFANA_URL is required: the central Grafana's root URL, \
+                 e.g. http://grafana.ops.example:3000",
+            );
+        };
+        GrafanaClient::new(url, creds, self.retry()?).classify_by(central_class)
     }
 }
 
@@ -115,6 +128,14 @@ pub struct RegisterArgs {
     /// Namespace CMM installed the cluster's Prometheus in (for endpoint discovery).
     #[arg(long, env = "CMM_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+/// Where and how the central Grafana reaches the cluster's Prometheus, and what registration
+/// writes. Shared with `bootstrap`, whose last step is a registration.
+#[derive(Debug, Args, Clone)]
+pub struct EndpointArgs {
     /// The Prometheus URL as the central Grafana reaches it; skips discovery from Kubernetes.
     #[arg(long, env = "CMM_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
@@ -159,14 +180,65 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
     let grafana = args.grafana.client(None)?;
-    let endpoint = match &args.prometheus_url {
-        Some(url) => Endpoint {
-            url: url.clone(),
-            via: Via::Flag,
-            detail: "--prometheus-url".into(),
-        },
-        None => discover(&args).await?,
+    let endpoint = match &args.endpoint.prometheus_url {
+        Some(url) => flag_endpoint(url),
+        None => {
+            let target = cmm_installer::kube::KubeTarget {
+                kubeconfig: args.kube.kubeconfig.clone(),
+                context: args.kube.context.clone(),
+            };
+            let kube = cmm_installer::kube::connect(&target)
+                .await
+                .classify_by(installer_class)
+                .context(
+                    "finding the Prometheus endpoint in Kubernetes (or pass --prometheus-url)",
+                )?;
+            discover(&kube, &args.namespace, &args.endpoint).await?
+        }
     };
+    register_endpoint(global, &grafana, cluster, &endpoint, &args.endpoint, true).await
+}
+
+/// Bootstrap's last step for a monitored cluster: register it with the cluster connection
+/// bootstrap already holds. `Ok(false)` when no `--grafana-url` was given (nothing to do).
+pub async fn after_install(
+    global: &GlobalArgs,
+    grafana: &GrafanaArgs,
+    endpoint: &EndpointArgs,
+    cluster: &ClusterName,
+    kube: &Connected,
+    namespace: &str,
+) -> anyhow::Result<bool> {
+    if grafana.grafana_url.is_none() {
+        return Ok(false);
+    }
+    let client = grafana.client(None)?;
+    let ep = match &endpoint.prometheus_url {
+        Some(url) => flag_endpoint(url),
+        None => discover(kube, namespace, endpoint).await?,
+    };
+    // Bootstrap's JSON report owns stdout; a second document there would break parsers.
+    let print = global.output == Output::Human;
+    register_endpoint(global, &client, cluster.clone(), &ep, endpoint, print).await?;
+    Ok(true)
+}
+
+fn flag_endpoint(url: &str) -> Endpoint {
+    Endpoint {
+        url: url.to_owned(),
+        via: Via::Flag,
+        detail: "--prometheus-url".into(),
+    }
+}
+
+async fn register_endpoint(
+    global: &GlobalArgs,
+    grafana: &GrafanaClient,
+    cluster: ClusterName,
+    endpoint: &Endpoint,
+    args: &EndpointArgs,
+    print: bool,
+) -> anyhow::Result<()> {
     let mut target = PrometheusTarget {
         url: endpoint.url.clone(),
         tls_skip_verify: args.prometheus_tls_skip_verify,
@@ -199,10 +271,14 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
         },
     };
     tracing::info!(cluster = %req.cluster, prometheus = %endpoint.url, via = %endpoint.detail, grafana = %grafana.base_url(), "registering");
-    let report = cmm_central::register(&grafana, &req)
+    let report = cmm_central::register(grafana, &req)
         .await
         .classify_by(central_class)?;
-    print_report(global.output, &endpoint, &report)?;
+    if print {
+        print_report(global.output, endpoint, &report)?;
+    } else {
+        tracing::info!(cluster = %report.cluster, datasource = %report.datasource_uid, action = ?report.datasource, healthy = report.health.ok, health = %report.health.message, "registered");
+    }
     finish(&report)
 }
 
@@ -224,35 +300,25 @@ pub fn finish(report: &RegisterReport) -> anyhow::Result<()> {
     .classify(ExitCode::PrometheusCheck)
 }
 
-async fn discover(args: &RegisterArgs) -> anyhow::Result<Endpoint> {
-    let target = cmm_installer::kube::KubeTarget {
-        kubeconfig: args.kube.kubeconfig.clone(),
-        context: args.kube.context.clone(),
-    };
-    let kube = cmm_installer::kube::connect(&target)
-        .await
-        .classify_by(installer_class)
-        .context("finding the Prometheus endpoint in Kubernetes (or pass --prometheus-url)")?;
-    let services: Vec<Service> = kube
-        .list_in(&args.namespace)
-        .await
-        .classify_by(installer_class)?;
+async fn discover(
+    kube: &Connected,
+    namespace: &str,
+    args: &EndpointArgs,
+) -> anyhow::Result<Endpoint> {
+    let services: Vec<Service> = kube.list_in(namespace).await.classify_by(installer_class)?;
     let service = services
         .iter()
         .find(|s| s.metadata.name.as_deref() == Some(PROMETHEUS_SERVICE))
         .ok_or_else(|| cmm_central::Error::Discovery {
             problem: format!(
-                "no Service {PROMETHEUS_SERVICE} in namespace {} (context {}): install the \
-                     cluster with `cmm-agent bootstrap`, pass --namespace, or --prometheus-url",
-                args.namespace, kube.context
+                "no Service {PROMETHEUS_SERVICE} in namespace {namespace} (context {}): install \
+                 the cluster with `cmm-agent bootstrap`, pass --namespace, or --prometheus-url",
+                kube.context
             ),
         })
         .classify(ExitCode::Usage)?;
     let nodes = kube.nodes().await.classify_by(installer_class)?;
-    let ingresses: Vec<Ingress> = kube
-        .list_in(&args.namespace)
-        .await
-        .classify_by(installer_class)?;
+    let ingresses: Vec<Ingress> = kube.list_in(namespace).await.classify_by(installer_class)?;
     endpoint::discover(&DiscoveryInput {
         service,
         nodes: &nodes,
@@ -332,7 +398,7 @@ fn usage<T>(msg: &str) -> anyhow::Result<T> {
 }
 
 /// `500ms`, `10s`, `1m`, or plain seconds.
-fn duration(raw: &str, flag: &str) -> anyhow::Result<Duration> {
+pub(crate) fn duration(raw: &str, flag: &str) -> anyhow::Result<Duration> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (num, unit) = raw.split_at(split);
