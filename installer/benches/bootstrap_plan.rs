@@ -1,7 +1,8 @@
 //! Benchmark (not a test): the agent's own work before helm runs — detection, preflight (63
-//! access reviews with --kube-metrics, namespace, storage and release reads) and planning — against the fake API on
-//! 127.0.0.1, compared with `helm template` of the same plan on the real chart.
-//! Target: the agent's part under 1 s. Run: `cargo bench -p cmm-installer --bench bootstrap_plan`.
+//! access reviews with --kube-metrics; namespace, storage and release reads) and planning —
+//! against the fake API on 127.0.0.1, compared with `helm template` of the same plan on the
+//! real chart. Target: the agent's part under 1 s.
+//! Run: `cargo bench -p cmm-installer --bench bootstrap_plan`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
