@@ -176,6 +176,8 @@ pub struct RulesReport {
     pub rules: Vec<String>,
     pub mode: RulesMode,
     pub folder_created: bool,
+    /// Whether the group was written; false when Grafana already held exactly these rules.
+    pub changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -287,9 +289,18 @@ async fn provision_rules(
         .ensure_folder(&folder, &rules::folder_title(cluster))
         .await?;
     let body = rules::render(cluster);
-    grafana
-        .put_rule_group(&folder, rules::GROUP, &body, mode == RulesMode::Editable)
-        .await?;
+    let editable = mode == RulesMode::Editable;
+    let stored = if folder_created {
+        None
+    } else {
+        grafana.rule_group(&folder, rules::GROUP).await?
+    };
+    let changed = !stored.is_some_and(|s| rules::stored_matches(&body, &s, editable));
+    if changed {
+        grafana
+            .put_rule_group(&folder, rules::GROUP, &body, editable)
+            .await?;
+    }
     Ok(RulesReport {
         folder_uid: folder,
         group: rules::GROUP.to_owned(),
@@ -301,6 +312,7 @@ async fn provision_rules(
             .collect(),
         mode,
         folder_created,
+        changed,
     })
 }
 

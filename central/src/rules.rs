@@ -85,6 +85,40 @@ pub fn stored_editable(group: &Value) -> bool {
         .unwrap_or(true)
 }
 
+/// Whether the stored group already is what [`render`] produced, with the same editability:
+/// then a registration sends no write at all. Grafana adds fields (ids, timestamps, org), so
+/// the rendered group must be contained in the stored one, not equal to it.
+pub fn stored_matches(desired: &Value, stored: &Value, editable: bool) -> bool {
+    let rules_of = |v: &Value| v["rules"].as_array().cloned().unwrap_or_default();
+    let (want, have) = (rules_of(desired), rules_of(stored));
+    stored_editable(stored) == editable
+        && numbers_equal(&desired["interval"], &stored["interval"])
+        && want.len() == have.len()
+        && want.iter().all(|w| {
+            have.iter()
+                .find(|h| h["uid"] == w["uid"])
+                .is_some_and(|h| contained(w, h, true))
+        })
+}
+
+fn numbers_equal(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+// `top` skips `orgID`: Grafana overwrites it with the caller's org.
+fn contained(want: &Value, have: &Value, top: bool) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| {
+            (top && k == "orgID") || h.get(k).is_some_and(|hv| contained(v, hv, false))
+        }),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| contained(a, b, false))
+        }
+        (Value::Number(_), Value::Number(_)) => numbers_equal(want, have),
+        _ => want == have,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +189,31 @@ mod tests {
             assert!(r["uid"].as_str().unwrap().len() <= 40);
         }
         assert!(folder_uid(&long).len() <= 40);
+    }
+
+    #[test]
+    fn a_stored_group_matches_only_when_nothing_would_change() {
+        let c = ClusterName::parse("kr-mum").unwrap();
+        let want = render(&c);
+        // What Grafana returns: the same, plus its own fields, floats for numbers.
+        let mut stored = want.clone();
+        for r in stored["rules"].as_array_mut().unwrap() {
+            r["id"] = serde_json::json!(7);
+            r["updated"] = serde_json::json!("2024-01-01T00:00:00Z");
+            r["orgID"] = serde_json::json!(2);
+            r["provenance"] = serde_json::json!("api");
+        }
+        stored["interval"] = serde_json::json!(60.0);
+        assert!(stored_matches(&want, &stored, false));
+        assert!(!stored_matches(&want, &stored, true), "editability differs");
+        let mut edited = stored.clone();
+        edited["rules"][0]["for"] = serde_json::json!("1m");
+        assert!(!stored_matches(&want, &edited, false));
+        let mut fewer = stored.clone();
+        fewer["rules"].as_array_mut().unwrap().pop();
+        assert!(!stored_matches(&want, &fewer, false));
+        let other = render(&ClusterName::parse("wai-eks").unwrap());
+        assert!(!stored_matches(&other, &stored, false));
     }
 
     #[test]

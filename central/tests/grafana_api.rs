@@ -104,9 +104,25 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
     let uids: Vec<_> = stored.iter().map(|r| r["uid"].clone()).collect();
     let posts_before = fake.count("POST", "/api/datasources");
 
+    let writes_before = fake.requests().iter().filter(|r| r.method != "GET").count();
     let r2 = register(&g, &req).await.unwrap();
     assert_eq!(r2.datasource, DatasourceAction::Unchanged);
-    assert!(!r2.rules.unwrap().folder_created);
+    let rules2 = r2.rules.unwrap();
+    assert!(!rules2.folder_created && !rules2.changed);
+    let writes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert_eq!(
+        writes.len(),
+        writes_before,
+        "a second registration writes nothing: {:?}",
+        writes
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         fake.count("POST", "/api/datasources"),
         posts_before,
@@ -304,8 +320,16 @@ async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it
     let fake = fake!();
     let g = client(&fake, ADMIN_TOKEN);
     let mut req = request("wai-eks", &dead_url());
-    req.rules = RulesMode::Editable;
     register(&g, &req).await.unwrap();
+    assert_eq!(
+        fake.rules("cmm-wai-eks", "cluster-health")[0]["provenance"],
+        "api"
+    );
+
+    // Switching to editable rewrites the group (Grafana allows api -> none for groups).
+    req.rules = RulesMode::Editable;
+    let r = register(&g, &req).await.unwrap();
+    assert!(r.rules.unwrap().changed);
     for r in fake.rules("cmm-wai-eks", "cluster-health") {
         assert!(
             r.get("provenance").is_none(),
@@ -315,11 +339,13 @@ async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it
     let puts: Vec<_> = fake
         .requests()
         .into_iter()
-        .filter(|r| r.path.contains("/rule-groups/"))
+        .filter(|r| r.method == "PUT" && r.path.contains("/rule-groups/"))
         .collect();
-    assert!(puts
-        .iter()
-        .all(|r| r.header("x-disable-provenance").is_some()));
+    assert_eq!(puts.len(), 2);
+    assert!(puts[0].header("x-disable-provenance").is_none());
+    assert!(puts[1].header("x-disable-provenance").is_some());
+    // Editable and unchanged: nothing written again.
+    assert!(!register(&g, &req).await.unwrap().rules.unwrap().changed);
 
     let d = deregister(&g, &ClusterName::parse("wai-eks").unwrap())
         .await
@@ -331,6 +357,7 @@ async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it
         .find(|r| r.method == "DELETE" && r.path.contains("/rule-groups/"))
         .unwrap();
     assert!(del.header("x-disable-provenance").is_some());
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
 #[tokio::test]

@@ -359,11 +359,16 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
             println!("  datasource   {}: {action}", r.datasource_uid);
             match &r.rules {
                 Some(rules) => println!(
-                    "  alert rules  folder {}, group {}: {} ({:?})",
+                    "  alert rules  folder {}, group {}: {} ({:?}, {})",
                     rules.folder_uid,
                     rules.group,
                     rules.rules.join(", "),
-                    rules.mode
+                    rules.mode,
+                    if rules.changed {
+                        "written"
+                    } else {
+                        "unchanged"
+                    }
                 ),
                 None => println!("  alert rules  skipped (--rules skip)"),
             }
