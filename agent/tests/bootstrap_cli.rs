@@ -441,6 +441,7 @@ async fn a_dry_run_reports_plans_and_renders_but_writes_nothing() {
     assert_eq!(code(&o), 0, "{}", err(&o));
     let r: Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(r["cluster"], "kr-mum");
+    assert_eq!(r["server_version"], "v1.33.1");
     assert_eq!(r["environment"]["kinds"], json!(["wsl2", "docker-desktop"]));
     assert!(r["environment"]["evidence"]
         .as_array()

@@ -240,6 +240,8 @@ pub struct Report {
     pub namespace: String,
     pub context: String,
     pub api_url: String,
+    /// The API server's gitVersion.
+    pub server_version: String,
     pub dry_run: bool,
     pub environment: EnvironmentReport,
     pub preflight: Vec<Check>,
@@ -371,7 +373,7 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
     if denied > 0 {
         // Reads of the namespace, its volumes and helm's records may be what is denied; the
         // install cannot go ahead anyway, so report what is missing and stop here.
-        return finish(conn, opts, env, checks, None).await;
+        return finish(conn, opts, env, &server_version, checks, None).await;
     }
 
     let ns = conn.namespace(&opts.namespace).await?;
@@ -417,7 +419,15 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
         });
     }
 
-    finish(conn, opts, env, checks, Some(namespace_exists)).await
+    finish(
+        conn,
+        opts,
+        env,
+        &server_version,
+        checks,
+        Some(namespace_exists),
+    )
+    .await
 }
 
 /// The plan proper: fixes, values, digest, release step, helm command and actions.
@@ -426,6 +436,7 @@ async fn finish(
     conn: &Connected,
     opts: &Options,
     env: Environment,
+    server_version: &str,
     mut checks: Vec<Check>,
     namespace: Option<bool>,
 ) -> Result<Prepared> {
@@ -577,6 +588,7 @@ async fn finish(
         namespace: opts.namespace.clone(),
         context: conn.context.clone(),
         api_url: conn.api_url.clone(),
+        server_version: server_version.to_owned(),
         dry_run: opts.dry_run,
         environment: EnvironmentReport {
             kinds: env.kinds.clone(),

@@ -61,6 +61,27 @@ pub struct Install<'a> {
     pub labels: Vec<(String, String)>,
 }
 
+/// `--kube-version` for `helm template` from the API server's gitVersion, so a dry run renders
+/// with the cluster's capabilities rather than helm's built-in default:
+/// `v1.31.5-eks-5d632ec` → `1.31.5`.
+pub fn kube_version_args(git_version: &str) -> Vec<String> {
+    let core = git_version
+        .trim_start_matches('v')
+        .split(['-', '+'])
+        .next()
+        .unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        vec!["--kube-version".to_owned(), core.to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// helm >= 3.13 stores `--labels` on the release; older helm rejects the flag.
 pub fn supports_labels(version: &str) -> bool {
     parse_version(version).is_some_and(|v| v >= (3, 13))
@@ -336,6 +357,23 @@ mod tests {
             "{rb}"
         );
         assert!(supports_labels("v3.17.3") && !supports_labels("v3.12.3"));
+    }
+
+    #[test]
+    fn kube_version_drops_provider_suffixes() {
+        assert_eq!(
+            kube_version_args("v1.31.5-eks-5d632ec"),
+            ["--kube-version", "1.31.5"]
+        );
+        assert_eq!(
+            kube_version_args("v1.31.5+k3s1"),
+            ["--kube-version", "1.31.5"]
+        );
+        assert_eq!(
+            kube_version_args("v1.31.6-gke.1020000"),
+            ["--kube-version", "1.31.6"]
+        );
+        assert!(kube_version_args("weird").is_empty());
     }
 
     #[tokio::test]

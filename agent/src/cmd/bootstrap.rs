@@ -13,7 +13,7 @@ use anyhow::Context;
 use cmm_core::ClusterName;
 use cmm_installer::bootstrap::{check_set, prepare, Options, Prepared, Report};
 use cmm_installer::fleet::Role;
-use cmm_installer::helm::Helm;
+use cmm_installer::helm::{kube_version_args, Helm};
 use cmm_installer::kube::{connect, host_proc_version, Connected};
 use cmm_installer::release::Next;
 use cmm_installer::render::Rendered;
@@ -98,11 +98,10 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
     // 5. Dry run: render exactly what would be installed, change nothing.
     if args.dry_run {
         let release = prepared.release(&opts);
+        let mut args = Helm::template_args(&release);
+        args.extend(kube_version_args(&prepared.report.server_version));
         let stream = progress
-            .step(
-                "render with helm template",
-                settings.helm.template(&release),
-            )
+            .step("render with helm template", settings.helm.run(&args))
             .await
             .classify_by(installer_class)?;
         let rendered = Rendered::parse(&stream).classify(ExitCode::Chart)?;
