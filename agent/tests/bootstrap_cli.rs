@@ -306,6 +306,41 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_lists_merge_like_kubectl_and_the_token_never_shows() {
+    let fake = fake_with(&[]).await;
+    let r = Run::new();
+    // Two files in KUBECONFIG, one missing (skipped, as kubectl does); the context comes from
+    // the second file, while the first names another current-context.
+    let real = fake.write_kubeconfig(r.path(), "kr-mum");
+    let other = r.path().join("other-config");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: Config\ncurrent-context: elsewhere\nclusters:\n- name: elsewhere\n  cluster:\n    server: https://10.255.255.1:6443\ncontexts:\n- name: elsewhere\n  context:\n    cluster: elsewhere\n    user: e\nusers:\n- name: e\n  user:\n    token: other-token\n",
+    )
+    .unwrap();
+    let list = format!(
+        "{}:{}:{}",
+        r.path().join("missing").display(),
+        other.display(),
+        real.display()
+    );
+    let r = r.env("KUBECONFIG", &list);
+    let (_r, o) = run(
+        r,
+        &["--log-level", "debug", "fix-storage", "--context", "kr-mum"],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(fake.requests().iter().any(|q| q.path == "/version"));
+    for text in [out(&o), err(&o)] {
+        assert!(
+            !text.contains("fake-token-not-a-secret"),
+            "token leaked: {text}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- preflight
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
