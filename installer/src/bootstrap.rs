@@ -41,13 +41,19 @@ fn overlay_values(o: Overlay) -> Value {
     serde_yaml::from_str::<Value>(o.file().text).unwrap_or(Value::Null)
 }
 
+/// The first two pieces of evidence; the full list is in the report's environment section.
 fn evidence_of(env: &Environment, pick: impl Fn(EnvKind) -> bool) -> String {
-    env.evidence
+    let all: Vec<String> = env
+        .evidence
         .iter()
         .filter(|e| pick(e.kind))
         .map(|e| format!("{} = {:?}", e.source, e.value))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    let mut shown = all.iter().take(2).cloned().collect::<Vec<_>>().join("; ");
+    if all.len() > 2 {
+        shown.push_str(&format!("; {} more", all.len() - 2));
+    }
+    shown
 }
 
 /// The fixes an environment needs, in the order their overlays are applied.

@@ -345,12 +345,17 @@ fn print_human(r: &Report) {
         .filter(|c| c.check.starts_with("rbac: ") && c.ok)
         .count();
     println!("preflight:");
-    println!(
-        "  [{}] rbac: {rbac_ok}/{rbac_total} permissions allowed",
-        mark(rbac_ok == rbac_total)
-    );
+    let mut summarised = false;
     for c in &r.preflight {
-        if c.check.starts_with("rbac: ") && c.ok {
+        let rbac = c.check.starts_with("rbac: ");
+        if rbac && !summarised {
+            println!(
+                "  [{}] rbac: {rbac_ok}/{rbac_total} permissions allowed",
+                mark(rbac_ok == rbac_total)
+            );
+            summarised = true;
+        }
+        if rbac && c.ok {
             continue;
         }
         println!("  [{}] {}: {}", mark(c.ok), c.check, c.detail);
