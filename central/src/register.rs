@@ -323,6 +323,8 @@ pub struct DeregisterReport {
     pub datasource_deleted: bool,
     pub rules_deleted: bool,
     pub folder_deleted: bool,
+    /// Why the folder was left in place (it holds content CMM did not make).
+    pub folder_kept: Option<String>,
 }
 
 /// Remove what [`register`] made: the rule group, its folder, the datasource (by CMM's uid
@@ -342,7 +344,17 @@ pub async fn deregister(
         }
         None => false,
     };
-    let folder_deleted = grafana.delete_folder(&folder).await?;
+    // The folder may also hold rules someone added by hand: Grafana then refuses to delete it
+    // (without forceDeleteRules), and CMM leaves it rather than delete their rules.
+    let (folder_deleted, folder_kept) = match grafana.delete_folder(&folder).await {
+        Ok(deleted) => (deleted, None),
+        Err(Error::GrafanaStatus {
+            status: 400 | 409 | 412,
+            message,
+            ..
+        }) => (false, Some(message)),
+        Err(e) => return Err(e),
+    };
     let uid = cluster.datasource_uid();
     let datasource_deleted = grafana.delete_datasource(&uid).await?;
     Ok(DeregisterReport {
@@ -351,6 +363,7 @@ pub async fn deregister(
         datasource_deleted,
         rules_deleted,
         folder_deleted,
+        folder_kept,
     })
 }
 

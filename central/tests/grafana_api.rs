@@ -501,3 +501,37 @@ async fn a_starting_grafana_is_waited_for_within_a_deadline() {
         "the deadline bounds the wait"
     );
 }
+
+#[tokio::test]
+async fn deregister_keeps_a_folder_that_holds_rules_someone_added() {
+    let fake = fake!();
+    let g = client(&fake, ADMIN_TOKEN);
+    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
+    let mut custom = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap());
+    let rules = custom["rules"].as_array_mut().unwrap();
+    rules.truncate(1);
+    rules[0]["uid"] = json!("hand-made-1");
+    rules[0]["title"] = json!("MyOwnRule");
+    rules[0]["ruleGroup"] = json!("mine");
+    g.put_rule_group("cmm-kr-mum", "mine", &custom, false)
+        .await
+        .unwrap();
+
+    let d = deregister(&g, &ClusterName::parse("kr-mum").unwrap())
+        .await
+        .unwrap();
+    assert!(d.rules_deleted && d.datasource_deleted && !d.folder_deleted);
+    assert!(
+        d.folder_kept
+            .as_deref()
+            .unwrap_or("")
+            .contains("alert rules"),
+        "{d:?}"
+    );
+    assert_eq!(
+        fake.rules("cmm-kr-mum", "mine").len(),
+        1,
+        "their rule survives"
+    );
+    assert!(fake.rules("cmm-kr-mum", "cluster-health").is_empty());
+}

@@ -37,7 +37,10 @@ pub async fn run(global: &GlobalArgs, args: DeregisterArgs) -> anyhow::Result<()
                 said(r.datasource_deleted)
             );
             println!("  alert rules  {}", said(r.rules_deleted));
-            println!("  rule folder  {}", said(r.folder_deleted));
+            match &r.folder_kept {
+                Some(why) => println!("  rule folder  kept: {why}"),
+                None => println!("  rule folder  {}", said(r.folder_deleted)),
+            }
         }
     }
     Ok(())
