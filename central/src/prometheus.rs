@@ -139,7 +139,12 @@ impl PrometheusProbe {
                     last = if e.is_timeout() {
                         "timed out".into()
                     } else {
-                        format!("cannot connect: {e}")
+                        // The root cause says "certificate", "refused", … where the top does not.
+                        let mut cause: &dyn std::error::Error = &e;
+                        while let Some(next) = cause.source() {
+                            cause = next;
+                        }
+                        format!("cannot connect: {cause}")
                     };
                 }
             }

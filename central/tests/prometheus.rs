@@ -110,3 +110,71 @@ async fn an_endpoint_that_does_not_answer_is_a_prometheus_check_failure() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_prometheus_behind_tls_and_basic_auth_registers_with_its_ca_and_password() {
+    use cmm_testkit::prometheus::{start_with, Options, BASIC_PASSWORD, BASIC_USER};
+    let opts = Options {
+        tls: true,
+        basic_auth: true,
+    };
+    let Some(prom) = start_with("tls-auth", "kr-mum", opts).await else {
+        return;
+    };
+    let Some(fake) = FakeGrafana::start_or_skip("tls-auth").await else {
+        return;
+    };
+    let g = GrafanaClient::new(
+        &fake.url,
+        Credentials::Token(Secret::new(ADMIN_TOKEN)),
+        fast(),
+    )
+    .unwrap();
+    let cluster = ClusterName::parse("kr-mum").unwrap();
+    let secured = PrometheusTarget {
+        url: prom.url.clone(),
+        basic_auth: Some((BASIC_USER.into(), Secret::new(BASIC_PASSWORD))),
+        ca_pem: prom.ca_pem.clone(),
+        tls_skip_verify: false,
+    };
+
+    // Without the CA the certificate is not trusted; with a wrong password Prometheus says 401.
+    let no_ca = PrometheusTarget {
+        ca_pem: None,
+        ..secured.clone()
+    };
+    let e = PrometheusProbe::new(no_ca, fast())
+        .unwrap()
+        .check(&cluster)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::PrometheusCheck, "{e}");
+    assert!(
+        e.to_string().contains("certificate"),
+        "the cause is named: {e}"
+    );
+    let wrong = PrometheusTarget {
+        basic_auth: Some((BASIC_USER.into(), Secret::new("nope"))),
+        ..secured.clone()
+    };
+    let e = PrometheusProbe::new(wrong, fast())
+        .unwrap()
+        .check(&cluster)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("refused the credentials (401)"),
+        "{e}"
+    );
+
+    let mut r = req("kr-mum", &prom.url);
+    r.prometheus = secured;
+    let report = register(&g, &r).await.unwrap();
+    assert!(report.prometheus.unwrap().series >= 2);
+    // Grafana's own check used the CA and the password it was given in secureJsonData.
+    assert!(report.health.ok, "{:?}", report.health);
+    let secrets = fake.datasource_secrets("cmm-kr-mum");
+    assert_eq!(secrets["basicAuthPassword"], BASIC_PASSWORD);
+    assert!(secrets["tlsCACert"].contains("BEGIN CERTIFICATE"));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}

@@ -1068,14 +1068,40 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
                 d.dto["basicAuth"] == true,
                 d.dto["basicAuthUser"].as_str().unwrap_or("").to_owned(),
                 d.secure.get("basicAuthPassword").cloned(),
+                // Grafana's HTTP client settings: a custom CA only with tlsAuthWithCACert.
+                (d.dto["jsonData"]["tlsAuthWithCACert"] == true)
+                    .then(|| d.secure.get("tlsCACert").cloned())
+                    .flatten(),
+                d.dto["jsonData"]["tlsSkipVerify"] == true,
             ),
             None => return msg(500, "Unable to load datasource metadata"),
         }
     };
-    let (url, basic, user, password) = target;
+    let (url, basic, user, password, ca, skip_verify) = target;
+    let client = if ca.is_some() || skip_verify {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .tls_danger_accept_invalid_certs(skip_verify);
+        if let Some(pem) = &ca {
+            match reqwest::Certificate::from_pem(pem.as_bytes()) {
+                Ok(c) => b = b.add_root_certificate(c),
+                Err(e) => {
+                    return reply(
+                        400,
+                        json!({"message": format!("failed to parse tlsCACert: {e} - There was an error returned querying the Prometheus API."), "status": "ERROR"}),
+                    )
+                }
+            }
+        }
+        match b.build() {
+            Ok(c) => c,
+            Err(e) => return msg(500, &format!("fake: {e}")),
+        }
+    } else {
+        shared.http.clone()
+    };
     let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
-    let mut req = shared
-        .http
+    let mut req = client
         .post(&endpoint)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("query=1%2B1");
