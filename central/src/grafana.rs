@@ -93,6 +93,17 @@ pub struct DatasourceHealth {
 impl GrafanaClient {
     /// `base` is Grafana's root URL (a sub-path such as `https://ops.example/grafana/` works).
     pub fn new(base: &str, credentials: Credentials, retry: RetryPolicy) -> Result<Self> {
+        Self::with_ca(base, credentials, retry, None)
+    }
+
+    /// As [`new`](Self::new), also trusting `ca_pem` (a private CA in front of Grafana) on
+    /// top of the system's roots.
+    pub fn with_ca(
+        base: &str,
+        credentials: Credentials,
+        retry: RetryPolicy,
+        ca_pem: Option<&str>,
+    ) -> Result<Self> {
         let mut base = Url::parse(base).map_err(|e| {
             Error::invalid(
                 "--grafana-url",
@@ -109,13 +120,17 @@ impl GrafanaClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(retry.timeout)
-            .connect_timeout(retry.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| {
-                Error::invalid("--grafana-url", format!("cannot build an HTTP client: {e}"))
-            })?;
+            .connect_timeout(retry.timeout.min(Duration::from_secs(5)));
+        if let Some(pem) = ca_pem {
+            for cert in crate::prometheus::pem_certificates(pem, "--grafana-ca-file")? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            Error::invalid("--grafana-url", format!("cannot build an HTTP client: {e}"))
+        })?;
         Ok(Self {
             http,
             base,

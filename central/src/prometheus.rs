@@ -85,13 +85,9 @@ impl PrometheusProbe {
         let base = target.parsed_url()?;
         let mut builder = reqwest::Client::builder().timeout(retry.timeout);
         if let Some(pem) = &target.ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-                Error::invalid(
-                    "--prometheus-ca-file",
-                    format!("is not a PEM certificate: {e}"),
-                )
-            })?;
-            builder = builder.add_root_certificate(cert);
+            for cert in pem_certificates(pem, "--prometheus-ca-file")? {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         if target.tls_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -197,6 +193,24 @@ impl PrometheusProbe {
     }
 }
 
+/// The certificates of a PEM bundle; an error naming `field` when there is none (reqwest
+/// accepts some non-PEM input silently, which would leave the CA untrusted without a word).
+pub fn pem_certificates(pem: &str, field: &'static str) -> Result<Vec<reqwest::Certificate>> {
+    let certs = if pem.contains("-----BEGIN CERTIFICATE-----") {
+        reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| Error::invalid(field, format!("is not a PEM certificate bundle: {e}")))?
+    } else {
+        Vec::new()
+    };
+    if certs.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate file",
+        ));
+    }
+    Ok(certs)
+}
+
 /// Judge the answer to `up`: (series, targets up), or what is wrong with it.
 pub fn evaluate_up(
     answer: &Value,
@@ -287,6 +301,23 @@ mod tests {
         assert!(e.starts_with("1 of 2") && e.contains("another"), "{e}");
         let e = evaluate_up(&up(&[]), &c).unwrap_err();
         assert!(e.contains("scrapes nothing"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_by_name() {
+        let t = PrometheusTarget {
+            url: "https://10.0.0.1:30090".into(),
+            ca_pem: Some("not a certificate".into()),
+            ..Default::default()
+        };
+        let e = PrometheusProbe::new(t, RetryPolicy::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("--prometheus-ca-file") && e.contains("BEGIN CERTIFICATE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -178,3 +178,32 @@ async fn a_prometheus_behind_tls_and_basic_auth_registers_with_its_ca_and_passwo
     assert!(secrets["tlsCACert"].contains("BEGIN CERTIFICATE"));
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+/// No fake Grafana speaks TLS here, so the Grafana client's CA option is proven against the TLS
+/// Prometheus: with the CA the handshake succeeds and Prometheus answers (404 to /api/health);
+/// without it the certificate is refused.
+#[tokio::test]
+async fn the_grafana_client_trusts_a_private_ca_only_when_given_it() {
+    use cmm_testkit::prometheus::{start_with, Options};
+    let opts = Options {
+        tls: true,
+        basic_auth: false,
+    };
+    let Some(server) = start_with("grafana-ca", "kr-mum", opts).await else {
+        return;
+    };
+    let creds = || Credentials::Token(Secret::new("t"));
+    let plain = GrafanaClient::new(&server.url, creds(), fast()).unwrap();
+    let e = plain.health().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::GrafanaUnreachable, "{e}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let trusting =
+        GrafanaClient::with_ca(&server.url, creds(), fast(), server.ca_pem.as_deref()).unwrap();
+    let e = trusting.health().await.unwrap_err();
+    assert!(
+        matches!(e, cmm_central::Error::GrafanaStatus { status: 404, .. }),
+        "{e:?}"
+    );
+    let bad = GrafanaClient::with_ca(&server.url, creds(), fast(), Some("not a pem")).unwrap_err();
+    assert!(bad.to_string().contains("--grafana-ca-file"), "{bad}");
+}

@@ -42,6 +42,10 @@ pub struct GrafanaArgs {
     /// Timeout of one Grafana call, e.g. 10s, 500ms, 1m.
     #[arg(long, env = "CMM_GRAFANA_TIMEOUT", default_value = "10s")]
     pub grafana_timeout: String,
+    /// PEM file of a private CA that signs the central Grafana's certificate (trusted on top
+    /// of the system's roots).
+    #[arg(long, env = "CMM_GRAFANA_CA_FILE")]
+    pub grafana_ca_file: Option<PathBuf>,
 }
 
 impl GrafanaArgs {
@@ -102,7 +106,15 @@ impl GrafanaArgs {
                  e.g. http://grafana.ops.example:3000",
             );
         };
-        GrafanaClient::new(url, creds, self.retry()?).classify_by(central_class)
+        let ca = match &self.grafana_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .classify(ExitCode::Usage)
+                    .with_context(|| format!("reading --grafana-ca-file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        GrafanaClient::with_ca(url, creds, self.retry()?, ca.as_deref()).classify_by(central_class)
     }
 }
 
