@@ -158,18 +158,12 @@ impl Helm {
         kube: &KubeArgs,
         timeout_secs: u64,
     ) -> Vec<String> {
-        let mut args = vec![
-            "rollback".to_owned(),
-            name.to_owned(),
-            revision.to_string(),
-            "--namespace".to_owned(),
-            namespace.to_owned(),
-            "--wait".to_owned(),
-            "--timeout".to_owned(),
-            format!("{timeout_secs}s"),
-        ];
-        args.extend(kube.args());
-        args
+        Self::recovery_args(
+            ["rollback", name, &revision.to_string()],
+            namespace,
+            kube,
+            timeout_secs,
+        )
     }
 
     /// `helm uninstall` of a release that never deployed.
@@ -179,42 +173,25 @@ impl Helm {
         kube: &KubeArgs,
         timeout_secs: u64,
     ) -> Vec<String> {
-        let mut args = vec![
-            "uninstall".to_owned(),
-            name.to_owned(),
+        Self::recovery_args(["uninstall", name], namespace, kube, timeout_secs)
+    }
+
+    /// A recovery step on an existing release: it must reach the same namespace and cluster
+    /// as the install, and finish before the upgrade that follows it starts.
+    fn recovery_args<const N: usize>(
+        head: [&str; N],
+        namespace: &str,
+        kube: &KubeArgs,
+        timeout_secs: u64,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = head.iter().map(|&a| a.to_owned()).collect();
+        args.extend([
             "--namespace".to_owned(),
             namespace.to_owned(),
             "--wait".to_owned(),
             "--timeout".to_owned(),
             format!("{timeout_secs}s"),
-        ];
-        args.extend(kube.args());
-        args
-    }
-
-    /// `helm status` / `helm history` as JSON, for people and scripts following up a failure.
-    pub fn status_args(name: &str, namespace: &str, kube: &KubeArgs) -> Vec<String> {
-        let mut args = vec![
-            "status".to_owned(),
-            name.to_owned(),
-            "--namespace".to_owned(),
-            namespace.to_owned(),
-            "--output".to_owned(),
-            "json".to_owned(),
-        ];
-        args.extend(kube.args());
-        args
-    }
-
-    pub fn history_args(name: &str, namespace: &str, kube: &KubeArgs) -> Vec<String> {
-        let mut args = vec![
-            "history".to_owned(),
-            name.to_owned(),
-            "--namespace".to_owned(),
-            namespace.to_owned(),
-            "--output".to_owned(),
-            "json".to_owned(),
-        ];
+        ]);
         args.extend(kube.args());
         args
     }
@@ -351,10 +328,14 @@ mod tests {
             assert!(joined.contains(part), "{part} not in {joined}");
         }
         assert!(!joined.contains("--atomic"));
-        let rb = Helm::rollback_args("wai-eks", "monitor", 4, &kube, 300).join(" ");
-        assert!(
-            rb.starts_with("rollback wai-eks 4 --namespace monitor --wait"),
-            "{rb}"
+        let kube_tail = "--kubeconfig /home/a/.kube/config --kube-context wai-eks-admin";
+        assert_eq!(
+            Helm::rollback_args("wai-eks", "monitor", 4, &kube, 300).join(" "),
+            format!("rollback wai-eks 4 --namespace monitor --wait --timeout 300s {kube_tail}")
+        );
+        assert_eq!(
+            Helm::uninstall_args("wai-eks", "monitor", &kube, 300).join(" "),
+            format!("uninstall wai-eks --namespace monitor --wait --timeout 300s {kube_tail}")
         );
         assert!(supports_labels("v3.17.3") && !supports_labels("v3.12.3"));
     }
