@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,43 +25,42 @@ pub fn readiness(
     daemonsets: &[DaemonSet],
     statefulsets: &[StatefulSet],
 ) -> Vec<Workload> {
-    let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        m.name.clone().unwrap_or_default()
+    // Deployments and StatefulSets count replicas the same way; an unset `replicas` means 1,
+    // as the API server defaults it.
+    let replicated = |kind, meta: &ObjectMeta, ready: Option<i32>, desired: Option<i32>| Workload {
+        kind,
+        name: meta.name.clone().unwrap_or_default(),
+        ready: ready.unwrap_or(0),
+        desired: desired.unwrap_or(1),
     };
-    let mut out = Vec::new();
-    for d in deployments {
-        out.push(Workload {
-            kind: "Deployment",
-            name: name(&d.metadata),
-            ready: d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
-            desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        });
-    }
-    for d in daemonsets {
-        let s = d.status.clone().unwrap_or_default();
-        out.push(Workload {
-            kind: "DaemonSet",
-            name: name(&d.metadata),
-            ready: s.number_ready,
-            desired: s.desired_number_scheduled,
-        });
-    }
-    for d in statefulsets {
-        out.push(Workload {
-            kind: "StatefulSet",
-            name: name(&d.metadata),
-            ready: d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
-            desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        });
-    }
+    let mut out: Vec<Workload> = deployments
+        .iter()
+        .map(|d| {
+            replicated(
+                "Deployment",
+                &d.metadata,
+                d.status.as_ref().and_then(|s| s.ready_replicas),
+                d.spec.as_ref().and_then(|s| s.replicas),
+            )
+        })
+        .chain(statefulsets.iter().map(|d| {
+            replicated(
+                "StatefulSet",
+                &d.metadata,
+                d.status.as_ref().and_then(|s| s.ready_replicas),
+                d.spec.as_ref().and_then(|s| s.replicas),
+            )
+        }))
+        .chain(daemonsets.iter().map(|d| {
+            let s = d.status.as_ref();
+            Workload {
+                kind: "DaemonSet",
+                name: d.metadata.name.clone().unwrap_or_default(),
+                ready: s.map_or(0, |s| s.number_ready),
+                desired: s.map_or(0, |s| s.desired_number_scheduled),
+            }
+        }))
+        .collect();
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     out
 }
@@ -178,7 +178,30 @@ mod tests {
             "status": {"currentNumberScheduled": 3, "desiredNumberScheduled": 3, "numberMisscheduled": 0, "numberReady": 2}
         }))
         .unwrap();
-        let w = readiness(&[], &[ds], &[]);
-        assert_eq!((w[0].ready, w[0].desired, w[0].is_ready()), (2, 3, false));
+        // No status yet and replicas left to the API server's default of 1.
+        let sts: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "prometheus-cmm"},
+            "spec": {"selector": {}, "template": {}, "serviceName": "prometheus-operated"}
+        }))
+        .unwrap();
+        let dep: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "cmm-operator"},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"readyReplicas": 2}
+        }))
+        .unwrap();
+        let w = readiness(&[dep], &[ds], &[sts]);
+        let seen: Vec<_> = w
+            .iter()
+            .map(|w| (w.kind, w.name.as_str(), w.ready, w.desired, w.is_ready()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("DaemonSet", "cmm-node-exporter", 2, 3, false),
+                ("Deployment", "cmm-operator", 2, 2, true),
+                ("StatefulSet", "prometheus-cmm", 0, 1, false),
+            ]
+        );
     }
 }
