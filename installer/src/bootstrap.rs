@@ -36,11 +36,6 @@ pub struct Fix {
     pub which: Overlay,
 }
 
-fn overlay_values(o: Overlay) -> Value {
-    // The overlays are CMM's own files; a parse failure is a build defect caught by tests.
-    serde_yaml::from_str::<Value>(o.file().text).unwrap_or(Value::Null)
-}
-
 /// The first two pieces of evidence; the full list is in the report's environment section.
 fn evidence_of(env: &Environment, pick: impl Fn(EnvKind) -> bool) -> String {
     let all: Vec<String> = env
@@ -56,42 +51,50 @@ fn evidence_of(env: &Environment, pick: impl Fn(EnvKind) -> bool) -> String {
     shown
 }
 
+impl Fix {
+    fn new(id: &'static str, reason: String, which: Overlay) -> Self {
+        let file = which.file();
+        Fix {
+            id,
+            reason,
+            overlay: file.name,
+            // The overlays are CMM's own files; a parse failure is a build defect caught by tests.
+            values: serde_yaml::from_str::<Value>(file.text).unwrap_or(Value::Null),
+            which,
+        }
+    }
+}
+
 /// The fixes an environment needs, in the order their overlays are applied.
 pub fn fixes(env: &Environment, kube_metrics: bool) -> Vec<Fix> {
     let mut out = Vec::new();
     if env.kinds.iter().any(|k| k.breaks_root_mount()) {
-        out.push(Fix {
-            id: "wsl-root-mount",
-            reason: format!(
+        out.push(Fix::new(
+            "wsl-root-mount",
+            format!(
                 "WSL2 / Docker Desktop: node-exporter cannot mount the host root there ({})",
                 evidence_of(env, EnvKind::breaks_root_mount)
             ),
-            overlay: Overlay::Wsl.file().name,
-            values: overlay_values(Overlay::Wsl),
-            which: Overlay::Wsl,
-        });
+            Overlay::Wsl,
+        ));
     }
     if kube_metrics {
-        out.push(Fix {
-            id: "kube-metrics",
-            reason: "requested with --kube-metrics: kube-state-metrics and the Kubernetes component ServiceMonitors".into(),
-            overlay: Overlay::KubeMetrics.file().name,
-            values: overlay_values(Overlay::KubeMetrics),
-            which: Overlay::KubeMetrics,
-        });
+        out.push(Fix::new(
+            "kube-metrics",
+            "requested with --kube-metrics: kube-state-metrics and the Kubernetes component ServiceMonitors".into(),
+            Overlay::KubeMetrics,
+        ));
     }
     if env.kinds.iter().any(|k| k.hides_control_plane()) {
         // After kube-metrics: it must switch the unreachable components off again.
-        out.push(Fix {
-            id: "managed-control-plane",
-            reason: format!(
+        out.push(Fix::new(
+            "managed-control-plane",
+            format!(
                 "the control plane (etcd, scheduler, controller-manager, kube-proxy metrics) is out of Prometheus' reach ({})",
                 evidence_of(env, EnvKind::hides_control_plane)
             ),
-            overlay: Overlay::ManagedControlPlane.file().name,
-            values: overlay_values(Overlay::ManagedControlPlane),
-            which: Overlay::ManagedControlPlane,
-        });
+            Overlay::ManagedControlPlane,
+        ));
     }
     out
 }
@@ -532,6 +535,59 @@ async fn finish(
         labels: labels.clone(),
     });
 
+    let actions = if namespace.is_some() {
+        planned_actions(opts, namespace_exists, &next, &digest, &helm_args)
+    } else {
+        vec![Action {
+            action: "none".into(),
+            detail:
+                "preflight failed: nothing will be done until the missing permissions are granted"
+                    .into(),
+        }]
+    };
+
+    let report = Report {
+        cluster: opts.cluster.to_string(),
+        role: opts.role,
+        namespace: opts.namespace.clone(),
+        context: conn.context.clone(),
+        api_url: conn.api_url.clone(),
+        server_version: server_version.to_owned(),
+        dry_run: opts.dry_run,
+        environment: EnvironmentReport {
+            kinds: env.kinds,
+            evidence: env.evidence,
+        },
+        preflight: checks,
+        fixes,
+        values: value_names,
+        plan_digest: digest.clone(),
+        helm: HelmReport {
+            version: opts.helm_version.clone(),
+            args: helm_args,
+        },
+        actions,
+        rendered: None,
+        workloads: Vec::new(),
+        outcome: "planned".into(),
+    };
+    Ok(Prepared {
+        report,
+        next,
+        namespace_exists,
+        files,
+        labels,
+    })
+}
+
+/// What an apply will do, in order, once preflight has read the namespace and the release.
+fn planned_actions(
+    opts: &Options,
+    namespace_exists: bool,
+    next: &Next,
+    digest: &str,
+    helm_args: &[String],
+) -> Vec<Action> {
     let mut actions = Vec::new();
     if !namespace_exists {
         actions.push(Action {
@@ -539,7 +595,7 @@ async fn finish(
             detail: format!("create namespace {}", opts.namespace),
         });
     }
-    match &next {
+    match next {
         Next::Rollback {
             pending,
             status,
@@ -579,47 +635,7 @@ async fn finish(
         ),
     });
 
-    if namespace.is_none() {
-        actions = vec![Action {
-            action: "none".into(),
-            detail:
-                "preflight failed: nothing will be done until the missing permissions are granted"
-                    .into(),
-        }];
-    }
-
-    let report = Report {
-        cluster: opts.cluster.to_string(),
-        role: opts.role,
-        namespace: opts.namespace.clone(),
-        context: conn.context.clone(),
-        api_url: conn.api_url.clone(),
-        server_version: server_version.to_owned(),
-        dry_run: opts.dry_run,
-        environment: EnvironmentReport {
-            kinds: env.kinds.clone(),
-            evidence: env.evidence.clone(),
-        },
-        preflight: checks,
-        fixes,
-        values: value_names,
-        plan_digest: digest.clone(),
-        helm: HelmReport {
-            version: opts.helm_version.clone(),
-            args: helm_args,
-        },
-        actions,
-        rendered: None,
-        workloads: Vec::new(),
-        outcome: "planned".into(),
-    };
-    Ok(Prepared {
-        report,
-        next,
-        namespace_exists,
-        files,
-        labels,
-    })
+    actions
 }
 
 #[cfg(test)]
@@ -671,6 +687,14 @@ mod tests {
             .reason
             .contains("microsoft-standard-WSL2"));
         assert!(fixes(&Environment::default(), false).is_empty());
+        for f in fixes(&env, true) {
+            assert!(
+                f.values.is_object(),
+                "{} carries no values: {}",
+                f.id,
+                f.values
+            );
+        }
         let files = values_for(Role::Cluster, None, None, &fixes(&env, false));
         let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
