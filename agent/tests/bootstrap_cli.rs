@@ -6,93 +6,20 @@
 //! recording shim stands in for helm (there is no cluster for a real `helm upgrade` here) and
 //! the test asserts which helm commands the agent ran, in which order.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use cmm_testkit::kube::FakeKube;
 use serde_json::{json, Value};
+use support::{chart as real_chart, helm as real_helm, stderr as err, stdout as out, Agent};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+/// The chart as a repo reference: never fetched, since the helm shim renders nothing.
+const REPO_CHART: &str = "https://charts.example#kube-prometheus-stack";
 
-/// A tool or the chart is missing: fail when CI demands every tool, else skip with a reason.
-fn require(what: &str) {
-    if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
-        panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
-    }
-    eprintln!("skipping: {what} not found (run `scripts/dev tools`)");
-}
-
-fn real_helm() -> Option<PathBuf> {
-    let found = [
-        std::env::var_os("CMM_HELM").map(PathBuf::from),
-        Some(root().join(".tools/bin/helm")),
-        Some(PathBuf::from("/usr/local/bin/helm")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.is_file());
-    if found.is_none() {
-        require("helm");
-    }
-    found
-}
-
-fn real_chart() -> Option<PathBuf> {
-    let found = [
-        std::env::var_os("CMM_CHART").map(PathBuf::from),
-        Some(root().join("../shared/charts/kube-prometheus-stack")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("Chart.yaml").is_file());
-    if found.is_none() {
-        require("the kube-prometheus-stack chart");
-    }
-    found
-}
-
-struct Run {
-    dir: tempfile::TempDir,
-    envs: Vec<(String, String)>,
-}
-
-impl Run {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            envs: Vec::new(),
-        }
-    }
-    fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.envs
-            .push((k.to_owned(), v.as_ref().to_string_lossy().into_owned()));
-        self
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    /// Blocking: call from `spawn_blocking` when a fake runs on this runtime.
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cmm-agent"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", self.dir.path())
-            .env("CMM_LOG_FORMAT", "human");
-        for (k, v) in &self.envs {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-}
-
-async fn run(r: Run, args: &[&str]) -> (Run, Output) {
+/// Blocking runs go to `spawn_blocking`: the fake serves on this test's runtime.
+async fn run(r: Agent, args: &[&str]) -> (Agent, Output) {
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -105,12 +32,6 @@ async fn run(r: Run, args: &[&str]) -> (Run, Output) {
 
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A helm stand-in: logs every invocation, answers `version`, and for anything else does what
@@ -143,7 +64,12 @@ fn helm_log(dir: &Path) -> Vec<String> {
 }
 
 fn fixture_node(name: &str) -> Value {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/nodes").join(name)).unwrap();
+    let text = std::fs::read_to_string(
+        support::workspace_root()
+            .join("tests/fixtures/nodes")
+            .join(name),
+    )
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -172,16 +98,39 @@ async fn fake_with(nodes: &[&str]) -> FakeKube {
     fake
 }
 
+/// A fake API server holding `nodes`, and an agent whose kubeconfig (CMM_KUBECONFIG) reaches it
+/// through `context`.
+async fn cluster(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
+    let fake = fake_with(nodes).await;
+    let r = Agent::new();
+    let kc = fake.write_kubeconfig(r.home.path(), context);
+    (fake, r.env("CMM_KUBECONFIG", kc))
+}
+
+/// [`cluster`] with the recording helm shim (a current helm) and the chart at [`REPO_CHART`].
+async fn shimmed(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
+    let (fake, r) = cluster(nodes, context).await;
+    let shim = helm_shim(r.home.path(), "v3.17.3");
+    (fake, r.env("CMM_HELM", shim).env("CMM_CHART", REPO_CHART))
+}
+
+/// The names of the failed preflight checks of a JSON report.
+fn failed_checks(report: &Value) -> Vec<&str> {
+    report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect()
+}
+
 // ---------------------------------------------------------------- bad input
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_cluster_name_is_refused_before_anything_is_contacted() {
-    let fake = fake_with(&["kind.json"]).await;
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
-    let r = r
-        .env("CMM_KUBECONFIG", kc)
-        .env("CMM_HELM", "/nonexistent/helm");
+    let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
+    let r = r.env("CMM_HELM", "/nonexistent/helm");
     let (_r, o) = run(r, &["bootstrap", "--cluster", "Kr_Mum"]).await;
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(
@@ -195,7 +144,7 @@ async fn an_invalid_cluster_name_is_refused_before_anything_is_contacted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_kubeconfig_and_unknown_context_name_the_fix() {
     let Some(helm) = real_helm() else { return };
-    let r = Run::new().env("CMM_HELM", &helm);
+    let r = Agent::new().env("CMM_HELM", &helm);
     let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(
@@ -205,7 +154,7 @@ async fn missing_kubeconfig_and_unknown_context_name_the_fix() {
     );
 
     let fake = fake_with(&[]).await;
-    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
+    let kc = fake.write_kubeconfig(r.home.path(), "kind-cmm");
     let r = r.env("KUBECONFIG", &kc);
     let (_r, o) = run(
         r,
@@ -230,8 +179,8 @@ async fn an_unreachable_api_exits_5() {
         .local_addr()
         .unwrap()
         .port();
-    let r = Run::new();
-    let kc = r.path().join("kubeconfig");
+    let r = Agent::new();
+    let kc = r.home.path().join("kubeconfig");
     std::fs::write(
         &kc,
         format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"),
@@ -249,11 +198,8 @@ async fn an_unreachable_api_exits_5() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
-    let fake = fake_with(&["kind.json"]).await;
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
-    let old = helm_shim(r.path(), "v3.9.4");
-    let r = r.env("CMM_KUBECONFIG", &kc);
+    let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
+    let old = helm_shim(r.home.path(), "v3.9.4");
 
     let r = r.env("CMM_HELM", "/nonexistent/helm");
     let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
@@ -309,11 +255,11 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_lists_merge_like_kubectl_and_the_token_never_shows() {
     let fake = fake_with(&[]).await;
-    let r = Run::new();
+    let r = Agent::new();
     // Two files in KUBECONFIG, one missing (skipped, as kubectl does); the context comes from
     // the second file, while the first names another current-context.
-    let real = fake.write_kubeconfig(r.path(), "kr-mum");
-    let other = r.path().join("other-config");
+    let real = fake.write_kubeconfig(r.home.path(), "kr-mum");
+    let other = r.home.path().join("other-config");
     std::fs::write(
         &other,
         "apiVersion: v1\nkind: Config\ncurrent-context: elsewhere\nclusters:\n- name: elsewhere\n  cluster:\n    server: https://10.255.255.1:6443\ncontexts:\n- name: elsewhere\n  context:\n    cluster: elsewhere\n    user: e\nusers:\n- name: e\n  user:\n    token: other-token\n",
@@ -321,7 +267,7 @@ async fn kubeconfig_lists_merge_like_kubectl_and_the_token_never_shows() {
     .unwrap();
     let list = format!(
         "{}:{}:{}",
-        r.path().join("missing").display(),
+        r.home.path().join("missing").display(),
         other.display(),
         real.display()
     );
@@ -345,7 +291,7 @@ async fn kubeconfig_lists_merge_like_kubectl_and_the_token_never_shows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
-    let fake = fake_with(&["eks.json"]).await;
+    let (fake, r) = shimmed(&["eks.json"], "wai-eks").await;
     fake.deny(
         "create",
         "apiextensions.k8s.io",
@@ -357,10 +303,6 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
         &["system:authenticated"],
     )
     .set_version("v1.31.5-eks-5d632ec");
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "wai-eks");
-    let helm = helm_shim(r.path(), "v3.17.3");
-    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
     let (r, o) = run(
         r,
         &["--output", "json", "bootstrap", "--cluster", "wai-eks"],
@@ -368,13 +310,7 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
     .await;
     assert_eq!(code(&o), 6, "{}", err(&o));
     let report: Value = serde_json::from_str(&out(&o)).unwrap();
-    let failed: Vec<&str> = report["preflight"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["check"].as_str().unwrap())
-        .collect();
+    let failed = failed_checks(&report);
     assert!(
         failed.contains(
             &"rbac: create customresourcedefinitions.apiextensions.k8s.io (cluster-wide)"
@@ -386,7 +322,7 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
     ), "{}", err(&o));
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     // helm was asked its version only: no install was attempted.
-    assert_eq!(helm_log(r.path()), ["version --template {{.Version}}"]);
+    assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
     assert!(fake
         .requests()
         .iter()
@@ -395,7 +331,7 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_reads_become_preflight_findings_not_crashes() {
-    let fake = fake_with(&["eks.json"]).await;
+    let (fake, r) = shimmed(&["eks.json"], "wai-eks").await;
     fake.deny("list", "", "nodes")
         .deny("get", "", "namespaces")
         .set_user(
@@ -403,10 +339,6 @@ async fn forbidden_reads_become_preflight_findings_not_crashes() {
             &["system:authenticated"],
         )
         .set_version("v1.31.5-eks-5d632ec");
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "wai-eks");
-    let helm = helm_shim(r.path(), "v3.17.3");
-    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
     let (_r, o) = run(
         r,
         &["--output", "json", "bootstrap", "--cluster", "wai-eks"],
@@ -416,13 +348,7 @@ async fn forbidden_reads_become_preflight_findings_not_crashes() {
     let report: Value = serde_json::from_str(&out(&o)).unwrap();
     // The provider is still recognised from /version, so the fix is the EKS one.
     assert_eq!(report["environment"]["kinds"], json!(["eks"]));
-    let failed: Vec<&str> = report["preflight"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| c["check"].as_str().unwrap())
-        .collect();
+    let failed = failed_checks(&report);
     assert!(
         failed.contains(&"rbac: list nodes (cluster-wide)"),
         "{failed:?}"
@@ -452,13 +378,8 @@ async fn a_dry_run_reports_plans_and_renders_but_writes_nothing() {
     let (Some(helm), Some(chart)) = (real_helm(), real_chart()) else {
         return;
     };
-    let fake = fake_with(&["docker-desktop-wsl2.json"]).await;
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "docker-desktop");
-    let r = r
-        .env("CMM_KUBECONFIG", &kc)
-        .env("CMM_HELM", &helm)
-        .env("CMM_CHART", &chart);
+    let (fake, r) = cluster(&["docker-desktop-wsl2.json"], "docker-desktop").await;
+    let r = r.env("CMM_HELM", &helm).env("CMM_CHART", &chart);
     let (_r, o) = run(
         r,
         &[
@@ -532,14 +453,9 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
     let (Some(real), Some(chart)) = (real_helm(), real_chart()) else {
         return;
     };
-    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    let (fake, r) = cluster(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
-    let r = r
-        .env("CMM_KUBECONFIG", &kc)
-        .env("CMM_HELM", &real)
-        .env("CMM_CHART", &chart);
+    let r = r.env("CMM_HELM", &real).env("CMM_CHART", &chart);
     // Learn the plan's digest from a dry run, then pretend it was deployed by an earlier run.
     let (r, o) = run(
         r,
@@ -561,7 +477,7 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
     fake.insert(release_secret(1, "superseded", 1_700_000_000, None));
     fake.insert(release_secret(2, "deployed", 1_700_000_100, Some(&digest)));
 
-    let shim = helm_shim(r.path(), "v3.17.3");
+    let shim = helm_shim(r.home.path(), "v3.17.3");
     let r = r.env("CMM_HELM", &shim);
     let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
@@ -572,7 +488,7 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
         rep["outcome"]
     );
     assert_eq!(
-        helm_log(r.path()),
+        helm_log(r.home.path()),
         ["version --template {{.Version}}"],
         "helm must not upgrade"
     );
@@ -592,7 +508,7 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
     )
     .await;
     assert_eq!(code(&o), 0, "{}", err(&o));
-    let log = helm_log(r.path());
+    let log = helm_log(r.home.path());
     assert!(
         log.iter()
             .any(|l| l.starts_with("upgrade --install kr-mum") && l.contains("--labels cmm-plan=")),
@@ -603,32 +519,17 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_created_only_when_missing(
 ) {
-    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
     fake.insert(release_secret(3, "superseded", 1_700_000_000, None));
     fake.insert(release_secret(4, "deployed", 1_700_000_100, None));
     fake.insert(release_secret(5, "pending-upgrade", 1_700_000_200, None));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
-    let shim = helm_shim(r.path(), "v3.17.3");
     let r = r
-        .env("CMM_KUBECONFIG", &kc)
-        .env("CMM_HELM", &shim)
         .env("HELM_SHIM_ROLLBACK", "ok")
         .env("HELM_SHIM_UPGRADE", "ok");
-    let (r, o) = run(
-        r,
-        &[
-            "bootstrap",
-            "--cluster",
-            "kr-mum",
-            "--chart",
-            "https://charts.example#kube-prometheus-stack",
-        ],
-    )
-    .await;
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
-    let log = helm_log(r.path());
+    let log = helm_log(r.home.path());
     assert_eq!(log.len(), 3, "{log:?}");
     assert!(
         log[1].starts_with("rollback kr-mum 4 --namespace monitor --wait"),
@@ -638,7 +539,7 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
     assert!(
         log[2].contains(&format!(
             "--kubeconfig {}",
-            r.path().join("kubeconfig").display()
+            r.home.path().join("kubeconfig").display()
         )),
         "{log:?}"
     );
@@ -654,40 +555,28 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_deployed_pending_install_is_uninstalled_first() {
-    let fake = fake_with(&["kind.json"]).await;
+    let (fake, r) = shimmed(&["kind.json"], "kind-cmm").await;
     fake.insert(namespace("monitor"));
     fake.insert(release_secret(1, "pending-install", 1_700_000_000, None));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kind-cmm");
-    let shim = helm_shim(r.path(), "v3.17.3");
     let r = r
-        .env("CMM_KUBECONFIG", &kc)
-        .env("CMM_HELM", &shim)
         .env("HELM_SHIM_UNINSTALL", "ok")
         .env("HELM_SHIM_UPGRADE", "ok");
-    let (r, o) = run(
-        r,
-        &[
-            "bootstrap",
-            "--cluster",
-            "kr-mum",
-            "--chart",
-            "https://charts.example#kube-prometheus-stack",
-        ],
-    )
-    .await;
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
-    let log = helm_log(r.path());
+    let log = helm_log(r.home.path());
+    assert_eq!(log.len(), 3, "{log:?}");
     assert!(
-        log[1].starts_with("uninstall kr-mum --namespace monitor"),
+        log[1].starts_with("uninstall kr-mum --namespace monitor --wait"),
         "{log:?}"
     );
     assert!(log[2].starts_with("upgrade --install kr-mum"), "{log:?}");
+    // The namespace existed and helm did the recovery: the agent itself wrote nothing.
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
-    let fake = fake_with(&["wsl2-kubeadm.json"]).await;
+    let (fake, r) = shimmed(&["wsl2-kubeadm.json"], "wsl").await;
     fake.insert(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "cmm-node-exporter-x7k2p", "namespace": "monitor"},
@@ -704,21 +593,7 @@ async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
         "message": "Error: failed to generate container spec: path \"/\" is mounted on \"/\" but it is not a shared or slave mount",
         "lastTimestamp": "2026-11-24T02:00:00Z"
     }));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "wsl");
-    let shim = helm_shim(r.path(), "v3.17.3");
-    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &shim);
-    let (r, o) = run(
-        r,
-        &[
-            "bootstrap",
-            "--cluster",
-            "kr-mum",
-            "--chart",
-            "https://charts.example#kube-prometheus-stack",
-        ],
-    )
-    .await;
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 7, "{}", err(&o));
     let e = err(&o);
     assert!(
@@ -736,12 +611,11 @@ async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
         (writes[0].method.as_str(), writes[0].path.as_str()),
         ("POST", "/api/v1/namespaces")
     );
-    drop(r);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_are_reported_after_the_install_and_a_not_ready_one_fails_the_run() {
-    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
     fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "cmm-operator", "namespace": "monitor"},
@@ -755,14 +629,7 @@ async fn workloads_are_reported_after_the_install_and_a_not_ready_one_fails_the_
                  "template": {"metadata": {"labels": {"app": "ne"}},
                               "spec": {"containers": [{"name": "node-exporter", "image": "quay.io/prometheus/node-exporter:v1.8.2"}]}}},
         "status": {"currentNumberScheduled": 3, "desiredNumberScheduled": 3, "numberMisscheduled": 0, "numberReady": 3}}));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
-    let shim = helm_shim(r.path(), "v3.17.3");
-    let r = r
-        .env("CMM_KUBECONFIG", &kc)
-        .env("CMM_HELM", &shim)
-        .env("HELM_SHIM_UPGRADE", "ok")
-        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
     let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
     let rep: Value = serde_json::from_str(&out(&o)).unwrap();
@@ -817,14 +684,11 @@ fn stuck_volume(name: &str, claim: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fix_storage_is_a_dry_run_until_yes_and_never_touches_a_live_claims_volume() {
-    let fake = fake_with(&[]).await;
+    let (fake, r) = cluster(&[], "kr-mum").await;
     fake.insert(stuck_claim("prometheus-db", true));
     fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
     fake.insert(stuck_claim("grafana", false));
     fake.insert(stuck_volume("pv-grafana", "grafana"));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
-    let r = r.env("CMM_KUBECONFIG", &kc);
 
     let (r, o) = run(r, &["fix-storage"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
@@ -870,16 +734,13 @@ async fn fix_storage_is_a_dry_run_until_yes_and_never_touches_a_live_claims_volu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fix_storage_leaves_the_volume_when_a_pod_still_mounts_the_claim() {
-    let fake = fake_with(&[]).await;
+    let (fake, r) = cluster(&[], "kr-mum").await;
     fake.insert(stuck_claim("prometheus-db", true));
     fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
     fake.insert(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "prometheus-cmm-0", "namespace": "monitor"},
         "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}],
                  "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": "prometheus-db"}}]}}));
-    let r = Run::new();
-    let kc = fake.write_kubeconfig(r.path(), "kr-mum");
-    let r = r.env("CMM_KUBECONFIG", &kc);
     let (_r, o) = run(r, &["fix-storage", "--yes"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(out(&o).contains("prometheus-cmm-0"), "{}", out(&o));
