@@ -371,6 +371,31 @@ async fn forbidden_reads_become_preflight_findings_not_crashes() {
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_own_reads_are_checked_before_any_write() {
+    // A user who may install the chart but not list volumes (read before the install) or
+    // StatefulSets (read after it, for the readiness report).
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    fake.deny("list", "", "persistentvolumes")
+        .deny("list", "apps", "statefulsets")
+        .set_user("alice", &["system:authenticated"]);
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    let failed = failed_checks(&report);
+    for missing in [
+        "rbac: list persistentvolumes (cluster-wide)",
+        "rbac: list statefulsets.apps in namespace monitor",
+    ] {
+        assert!(failed.contains(&missing), "{missing} not in {failed:?}");
+    }
+    assert!(err(&o).contains("--user=alice"), "{}", err(&o));
+    assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
 // ---------------------------------------------------------------- dry run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,26 +91,33 @@ pub fn required_permissions(namespace: &str, kube_metrics: bool) -> Vec<Permissi
             resource: "nodes",
             namespace: None,
         },
-        // helm keeps releases as Secrets; the agent reads pods/events to explain failures.
-        Permission {
-            verb: "list",
-            group: "",
-            resource: "secrets",
-            namespace: ns(),
-        },
-        Permission {
-            verb: "list",
-            group: "",
-            resource: "pods",
-            namespace: ns(),
-        },
-        Permission {
-            verb: "list",
-            group: "",
-            resource: "events",
-            namespace: ns(),
-        },
     ];
+    // The agent's own reads: helm's release Secrets, the namespace's claims and the volumes
+    // they hold (stuck storage), pods and events (to explain a failure), and the workloads
+    // (readiness after the install). A forbidden one must stop the run here, before any write,
+    // not surface as a raw 403 halfway through.
+    for (group, resource) in [
+        ("", "secrets"),
+        ("", "persistentvolumeclaims"),
+        ("", "pods"),
+        ("", "events"),
+        ("apps", "deployments"),
+        ("apps", "daemonsets"),
+        ("apps", "statefulsets"),
+    ] {
+        out.push(Permission {
+            verb: "list",
+            group,
+            resource,
+            namespace: ns(),
+        });
+    }
+    out.push(Permission {
+        verb: "list",
+        group: "",
+        resource: "persistentvolumes",
+        namespace: None,
+    });
     for verb in ["create", "patch", "delete"] {
         if kube_metrics && namespace != "kube-system" {
             out.push(Permission {
@@ -215,6 +222,9 @@ mod tests {
             "create daemonsets.apps in namespace monitor",
             "patch servicemonitors.monitoring.coreos.com in namespace monitor",
             "create secrets in namespace monitor",
+            "list persistentvolumeclaims in namespace monitor",
+            "list persistentvolumes (cluster-wide)",
+            "list statefulsets.apps in namespace monitor",
         ] {
             assert!(all.iter().any(|d| d == needed), "missing {needed}");
         }
