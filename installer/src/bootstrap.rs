@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use cmm_core::ClusterName;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -19,7 +18,6 @@ use crate::helm::{supports_labels, Helm, Install, KubeArgs, Release};
 use crate::kube::Connected;
 use crate::preflight::{rbac_checks, rbac_fix, required_permissions, Check};
 use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
-use crate::storage;
 use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
 use crate::{Error, Result};
 
@@ -406,12 +404,7 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
 
     // Stuck storage and helm's release records only exist inside an existing namespace.
     if namespace_exists {
-        let claims = conn
-            .list_in::<PersistentVolumeClaim>(&opts.namespace)
-            .await?;
-        let volumes = conn.list_all::<PersistentVolume>().await?;
-        let pods = conn.list_in::<Pod>(&opts.namespace).await?;
-        let stuck = storage::plan(&opts.namespace, &claims, &volumes, &pods);
+        let stuck = conn.stuck_storage(&opts.namespace).await?;
         checks.push(Check {
             check: "storage".into(),
             ok: stuck.is_empty(),

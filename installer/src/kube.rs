@@ -331,6 +331,16 @@ impl Connected {
         Ok(list.items)
     }
 
+    /// What is stuck in `namespace`, from its claims and pods and the cluster's volumes.
+    /// Bootstrap's preflight and fix-storage both ask this, so they cannot disagree.
+    pub async fn stuck_storage(&self, namespace: &str) -> Result<crate::storage::StoragePlan> {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+        let claims = self.list_in::<PersistentVolumeClaim>(namespace).await?;
+        let volumes = self.list_all::<PersistentVolume>().await?;
+        let pods = self.list_in::<Pod>(namespace).await?;
+        Ok(crate::storage::plan(namespace, &claims, &volumes, &pods))
+    }
+
     /// Delete a claim; it is fine if it is already gone.
     pub async fn delete_claim(&self, namespace: &str, name: &str) -> Result<()> {
         let api = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(

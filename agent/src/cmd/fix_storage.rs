@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use cmm_installer::kube::{connect, Connected};
-use cmm_installer::storage::{self, StorageAction, StoragePlan};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use cmm_installer::storage::{StorageAction, StoragePlan};
 use serde::Serialize;
 
 use crate::cli::{FixStorageArgs, GlobalArgs, Output};
@@ -36,7 +35,8 @@ pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()
         .classify_by(installer_class)?;
     conn.server_version().await.classify_by(installer_class)?;
 
-    let plan = observe(&conn, &args.namespace)
+    let plan = conn
+        .stuck_storage(&args.namespace)
         .await
         .classify_by(installer_class)?;
     let mut report = StorageReport {
@@ -65,13 +65,6 @@ pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()
     Ok(())
 }
 
-async fn observe(conn: &Connected, ns: &str) -> cmm_installer::Result<StoragePlan> {
-    let claims = conn.list_in::<PersistentVolumeClaim>(ns).await?;
-    let volumes = conn.list_all::<PersistentVolume>().await?;
-    let pods = conn.list_in::<Pod>(ns).await?;
-    Ok(storage::plan(ns, &claims, &volumes, &pods))
-}
-
 async fn carry_out(
     conn: &Connected,
     plan: &StoragePlan,
@@ -92,11 +85,15 @@ async fn carry_out(
                 if let Some(claim) = after_claim {
                     // The claim must really be gone: re-read rather than trust the plan.
                     let deadline = Instant::now() + wait;
-                    let mut gone = !conn.claim_exists(&report.namespace, claim).await?;
-                    while !gone && Instant::now() < deadline {
+                    let gone = loop {
+                        if !conn.claim_exists(&report.namespace, claim).await? {
+                            break true;
+                        }
+                        if Instant::now() >= deadline {
+                            break false;
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        gone = !conn.claim_exists(&report.namespace, claim).await?;
-                    }
+                    };
                     if !gone {
                         report.not_done.push(format!(
                             "volume {name}: claim {}/{claim} is still there after {}s, so its finalizers were left alone",
