@@ -552,7 +552,11 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
     let r = r
         .env("HELM_SHIM_ROLLBACK", "ok")
         .env("HELM_SHIM_UPGRADE", "ok");
-    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    let (r, o) = run(
+        r,
+        &["--log-level", "debug", "bootstrap", "--cluster", "kr-mum"],
+    )
+    .await;
     assert_eq!(code(&o), 0, "{}", err(&o));
     let log = helm_log(r.home.path());
     assert_eq!(log.len(), 3, "{log:?}");
@@ -570,6 +574,15 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
     );
     // The namespace existed: the agent itself wrote nothing.
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    // helm finds the credentials in the kubeconfig: the token is in no argv, log or output
+    // (the debug log does show every helm command line).
+    assert!(err(&o).contains("running helm"), "{}", err(&o));
+    for text in [log.join("\n"), out(&o), err(&o)] {
+        assert!(
+            !text.contains("fake-token-not-a-secret"),
+            "token leaked: {text}"
+        );
+    }
     // Progress went to stderr, step by step.
     assert!(
         err(&o).contains("recover: helm rollback to revision 4") && err(&o).contains("done ("),

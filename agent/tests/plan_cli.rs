@@ -153,7 +153,12 @@ fn every_flag_has_an_environment_twin() {
         }
         checked.push(shown);
     }
-    assert!(checked.iter().any(|c| c.ends_with(" plan")), "{checked:?}");
+    for command in [" plan", " bootstrap", " fix-storage"] {
+        assert!(
+            checked.iter().any(|c| c.ends_with(command)),
+            "{command} not walked: {checked:?}"
+        );
+    }
 }
 
 fn subcommands(help: &str) -> Vec<String> {
