@@ -197,7 +197,7 @@ async fn an_unreachable_api_exits_5() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
+async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_file_exit_2() {
     let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
     let old = helm_shim(r.home.path(), "v3.9.4");
 
@@ -229,7 +229,7 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(err(&o).contains("helm pull"), "{}", err(&o));
 
-    let (_r, o) = run(
+    let (r, o) = run(
         r,
         &[
             "bootstrap",
@@ -243,6 +243,24 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_or_set_syntax_exit_2() {
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(
         err(&o).contains("--set") && err(&o).contains("KEY=VALUE"),
+        "{}",
+        err(&o)
+    );
+
+    let (_r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--values",
+            "/nonexistent/values.yaml",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("--values / CMM_VALUES") && err(&o).contains("/nonexistent/values.yaml"),
         "{}",
         err(&o)
     );

@@ -141,7 +141,8 @@ impl FakeKube {
             .cloned()
     }
 
-    /// Make SelfSubjectAccessReviews for this verb on `group/resource` answer not allowed.
+    /// Make SelfSubjectAccessReviews for this verb on `group/resource` answer not allowed, and
+    /// refuse the matching requests themselves with 403 Forbidden, as RBAC would.
     pub fn deny(&self, verb: &str, group: &str, resource: &str) -> &Self {
         self.state.lock().unwrap().denied.push(Denied {
             verb: verb.to_owned(),
