@@ -489,6 +489,42 @@ async fn a_dry_run_reports_plans_and_renders_but_writes_nothing() {
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_doubles_as_a_check_and_exits_6_when_preflight_fails() {
+    let (Some(helm), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
+    fake.deny("create", "rbac.authorization.k8s.io", "clusterroles");
+    let r = r.env("CMM_HELM", &helm).env("CMM_CHART", &chart);
+    let (_r, o) = run(
+        r,
+        &[
+            "--output",
+            "json",
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(
+        failed_checks(&report)
+            .contains(&"rbac: create clusterroles.rbac.authorization.k8s.io (cluster-wide)"),
+        "{report}"
+    );
+    // Still rendered, so the same run shows what would be installed once access is granted.
+    assert!(
+        report["rendered"]["DaemonSet"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        report["rendered"]
+    );
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
 // ---------------------------------------------------------------- apply
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
