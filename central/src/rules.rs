@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use cmm_core::naming::NODE_EXPORTER_JOB;
 use cmm_core::ClusterName;
 
 /// The template, shipped in the binary.
@@ -47,6 +48,8 @@ pub fn render(cluster: &ClusterName) -> Value {
         ("${DATASOURCE_UID}", cluster.datasource_uid()),
         ("${FOLDER_UID}", folder_uid(cluster)),
         ("${GROUP}", GROUP.to_owned()),
+        // The job label is pinned by the values files; one definition keeps rules and values in step.
+        ("${NODE_EXPORTER_JOB}", NODE_EXPORTER_JOB.to_owned()),
         ("${RULE_UID_PREFIX}", rule_uid_prefix(cluster)),
     ];
     fill(&mut v, &subst);
@@ -175,6 +178,17 @@ mod tests {
                 "{uid}"
             );
         }
+        // The job selector is the one the values files pin, so NodeDown watches node-exporter.
+        let node_down = g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["title"] == "NodeDown")
+            .unwrap();
+        assert_eq!(
+            node_down["data"][0]["model"]["expr"],
+            format!("up{{job=\"{NODE_EXPORTER_JOB}\"}}")
+        );
         assert!(!serde_json::to_string(&g).unwrap().contains("${"));
     }
 
