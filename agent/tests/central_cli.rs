@@ -37,26 +37,12 @@ fn token_file(dir: &Path, token: &str) -> String {
     p.display().to_string()
 }
 
-fn dead_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", l.local_addr().unwrap())
-}
-
-macro_rules! fake {
-    () => {
-        match FakeGrafana::start_or_skip(module_path!()).await {
-            Some(f) => f,
-            None => return,
-        }
-    };
-}
-
 #[tokio::test]
 async fn register_then_deregister_with_a_real_prometheus() {
     let Some(prom) = cmm_testkit::prometheus::start("cli-register", "kr-mum").await else {
         return;
     };
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let dir = tempfile::tempdir().unwrap();
     let tf = token_file(dir.path(), ADMIN_TOKEN);
     let args = [
@@ -111,7 +97,7 @@ async fn register_then_deregister_with_a_real_prometheus() {
 
 #[tokio::test]
 async fn exit_codes_tell_failures_apart_and_secrets_stay_out_of_output() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     fake.add_token("glsa_viewer_secret", Role::Viewer);
     let base = |url: &str| -> Vec<String> {
         [
@@ -121,7 +107,7 @@ async fn exit_codes_tell_failures_apart_and_secrets_stay_out_of_output() {
             "--grafana-url",
             url,
             "--prometheus-url",
-            &dead_url(),
+            &cmm_testkit::dead_url(),
             "--skip-prometheus-check",
         ]
         .iter()
@@ -163,7 +149,7 @@ async fn exit_codes_tell_failures_apart_and_secrets_stay_out_of_output() {
         "{err}"
     );
 
-    let (code, _, err) = run(base(&dead_url()), ADMIN_TOKEN).await;
+    let (code, _, err) = run(base(&cmm_testkit::dead_url()), ADMIN_TOKEN).await;
     assert_eq!(code, Some(8), "{err}");
     assert!(err.contains("after 2 attempt(s)"), "{err}");
 
@@ -201,7 +187,7 @@ async fn a_prometheus_of_another_cluster_exits_11_and_writes_nothing() {
     let Some(prom) = cmm_testkit::prometheus::start("cli-wrong", "wai-eks").await else {
         return;
     };
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let o = agent(
         &[
             "register",
@@ -223,7 +209,7 @@ async fn a_prometheus_of_another_cluster_exits_11_and_writes_nothing() {
 
 #[tokio::test]
 async fn central_token_prints_once_or_writes_an_owner_only_file() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("admin-password");
     std::fs::write(&pw, "admin\n").unwrap();
@@ -258,7 +244,7 @@ async fn central_token_prints_once_or_writes_an_owner_only_file() {
             "--grafana-url",
             &fake.url,
             "--prometheus-url",
-            &dead_url(),
+            &cmm_testkit::dead_url(),
             "--skip-prometheus-check",
             "--rules",
             "skip",
@@ -321,7 +307,7 @@ async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
     let Some(prom) = cmm_testkit::prometheus::start("cli-discover", "kr-mum").await else {
         return;
     };
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let kube = cmm_testkit::kube::FakeKube::start().await;
     let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
     // The node's address and the NodePort are where the real Prometheus listens.
@@ -428,7 +414,7 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
     let Some(prom) = cmm_testkit::prometheus::start("cli-bootstrap", "kr-mum").await else {
         return;
     };
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
     let kube = cluster_with_prometheus_at(port).await;
     let dir = tempfile::tempdir().unwrap();
@@ -469,7 +455,7 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
 
     // Grafana down: the install is fine and the error says exactly that, with Grafana's code.
     let o = agent(
-        &[&base[..], &["--grafana-url", &dead_url()]].concat(),
+        &[&base[..], &["--grafana-url", &cmm_testkit::dead_url()]].concat(),
         &[
             ("CMM_GRAFANA_TOKEN", ADMIN_TOKEN),
             ("HOME", dir.path().to_str().unwrap()),
@@ -493,7 +479,7 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
 
 #[tokio::test]
 async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin_secret() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let kube = cluster_with_prometheus_at(30090).await;
     // admin/admin, as the fake's org admin login.
     kube.insert(

@@ -28,11 +28,6 @@ fn client(fake: &FakeGrafana, token: &str) -> GrafanaClient {
 }
 
 /// A URL nothing listens on: the datasource is written, Grafana's health check fails.
-fn dead_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", l.local_addr().unwrap())
-}
-
 fn request(cluster: &str, url: &str) -> RegisterRequest {
     RegisterRequest {
         cluster: ClusterName::parse(cluster).unwrap(),
@@ -47,20 +42,11 @@ fn request(cluster: &str, url: &str) -> RegisterRequest {
     }
 }
 
-macro_rules! fake {
-    () => {
-        match FakeGrafana::start_or_skip(module_path!()).await {
-            Some(f) => f,
-            None => return,
-        }
-    };
-}
-
 #[tokio::test]
 async fn first_registration_creates_and_a_second_changes_nothing() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    let url = dead_url();
+    let url = cmm_testkit::dead_url();
     let req = request("kr-mum", &url);
 
     let r1 = register(&g, &req).await.unwrap();
@@ -155,10 +141,12 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
 
 #[tokio::test]
 async fn a_moved_endpoint_updates_in_place_with_the_stored_version() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
-    let new_url = dead_url();
+    register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
+        .await
+        .unwrap();
+    let new_url = cmm_testkit::dead_url();
     let r = register(&g, &request("kr-mum", &new_url)).await.unwrap();
     assert_eq!(r.datasource, DatasourceAction::Update { version: 1 });
     let ds = fake.datasources();
@@ -176,13 +164,13 @@ async fn a_moved_endpoint_updates_in_place_with_the_stored_version() {
 
 #[tokio::test]
 async fn a_foreign_datasource_with_the_name_is_reported_not_overwritten_unless_forced() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let foreign = fake.seed_datasource(
         json!({"uid": "P1809F7CD0C75ACF3", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://legacy:9090"}),
         false,
     );
     let g = client(&fake, ADMIN_TOKEN);
-    let err = register(&g, &request("kr-mum", &dead_url()))
+    let err = register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::GrafanaConflict);
@@ -196,7 +184,7 @@ async fn a_foreign_datasource_with_the_name_is_reported_not_overwritten_unless_f
         assert_eq!(fake.count(m, "/api/"), 0, "{m} sent on conflict");
     }
 
-    let mut forced = request("kr-mum", &dead_url());
+    let mut forced = request("kr-mum", &cmm_testkit::dead_url());
     forced.force = true;
     let r = register(&g, &forced).await.unwrap();
     assert_eq!(
@@ -212,13 +200,13 @@ async fn a_foreign_datasource_with_the_name_is_reported_not_overwritten_unless_f
 
 #[tokio::test]
 async fn a_file_provisioned_datasource_that_differs_is_a_conflict_even_with_force() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     fake.seed_datasource(
         json!({"uid": "cmm-kr-mum", "name": "kr-mum", "type": "prometheus", "access": "proxy", "url": "http://old:30090"}),
         true,
     );
     let g = client(&fake, ADMIN_TOKEN);
-    let mut req = request("kr-mum", &dead_url());
+    let mut req = request("kr-mum", &cmm_testkit::dead_url());
     req.force = true;
     let err = register(&g, &req).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::GrafanaConflict);
@@ -227,11 +215,11 @@ async fn a_file_provisioned_datasource_that_differs_is_a_conflict_even_with_forc
 
 #[tokio::test]
 async fn bad_token_and_missing_permission_are_told_apart() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     fake.add_token("glsa_editor", Role::Editor);
     let bad = register(
         &client(&fake, "glsa_wrong"),
-        &request("kr-mum", &dead_url()),
+        &request("kr-mum", &cmm_testkit::dead_url()),
     )
     .await
     .unwrap_err();
@@ -248,7 +236,7 @@ async fn bad_token_and_missing_permission_are_told_apart() {
 
     let denied = register(
         &client(&fake, "glsa_editor"),
-        &request("kr-mum", &dead_url()),
+        &request("kr-mum", &cmm_testkit::dead_url()),
     )
     .await
     .unwrap_err();
@@ -270,7 +258,7 @@ async fn bad_token_and_missing_permission_are_told_apart() {
 
 #[tokio::test]
 async fn outages_are_retried_with_backoff_then_reported() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
     fake.fail_next(2, Fault::Status(503));
     let v = g.health().await.unwrap();
@@ -294,11 +282,11 @@ async fn outages_are_retried_with_backoff_then_reported() {
     assert!(started.elapsed() >= Duration::from_millis(15));
 
     // A slow answer (longer than the per-attempt timeout) is a timeout, retried.
-    let fake2 = fake!();
+    let fake2 = cmm_testkit::fake_grafana!();
     fake2.fail_next(1, Fault::Delay(Duration::from_millis(1500)));
     let r = register(
         &client(&fake2, ADMIN_TOKEN),
-        &request("kr-mum", &dead_url()),
+        &request("kr-mum", &cmm_testkit::dead_url()),
     )
     .await
     .unwrap();
@@ -306,9 +294,13 @@ async fn outages_are_retried_with_backoff_then_reported() {
     assert_eq!(fake2.datasources().len(), 1);
 
     // Nobody listening at all.
-    let nobody =
-        GrafanaClient::new(&dead_url(), Credentials::Token(Secret::new("x")), fast()).unwrap();
-    let err = register(&nobody, &request("kr-mum", &dead_url()))
+    let nobody = GrafanaClient::new(
+        &cmm_testkit::dead_url(),
+        Credentials::Token(Secret::new("x")),
+        fast(),
+    )
+    .unwrap();
+    let err = register(&nobody, &request("kr-mum", &cmm_testkit::dead_url()))
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::GrafanaUnreachable);
@@ -317,9 +309,9 @@ async fn outages_are_retried_with_backoff_then_reported() {
 
 #[tokio::test]
 async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    let mut req = request("wai-eks", &dead_url());
+    let mut req = request("wai-eks", &cmm_testkit::dead_url());
     register(&g, &req).await.unwrap();
     assert_eq!(
         fake.rules("cmm-wai-eks", "cluster-health")[0]["provenance"],
@@ -362,10 +354,12 @@ async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it
 
 #[tokio::test]
 async fn deregister_removes_only_what_registration_made_and_can_repeat() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
-    register(&g, &request("wai-eks", &dead_url()))
+    register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
+        .await
+        .unwrap();
+    register(&g, &request("wai-eks", &cmm_testkit::dead_url()))
         .await
         .unwrap();
     let kr = ClusterName::parse("kr-mum").unwrap();
@@ -398,9 +392,9 @@ async fn deregister_removes_only_what_registration_made_and_can_repeat() {
 
 #[tokio::test]
 async fn basic_auth_password_goes_to_secure_json_data_only() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    let mut req = request("kr-mum", &dead_url());
+    let mut req = request("kr-mum", &cmm_testkit::dead_url());
     req.prometheus.basic_auth = Some(("cmm".into(), Secret::new("s3cret-pw")));
     register(&g, &req).await.unwrap();
     assert_eq!(
@@ -420,7 +414,7 @@ async fn basic_auth_password_goes_to_secure_json_data_only() {
 
 #[tokio::test]
 async fn the_registration_token_is_issued_once_and_works_for_registration() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let admin = GrafanaClient::new(
         &fake.url,
         Credentials::Basic {
@@ -444,7 +438,7 @@ async fn the_registration_token_is_issued_once_and_works_for_registration() {
 
     let r = register(
         &client(&fake, t.token.expose()),
-        &request("kr-mum", &dead_url()),
+        &request("kr-mum", &cmm_testkit::dead_url()),
     )
     .await
     .unwrap();
@@ -481,7 +475,7 @@ async fn the_registration_token_is_issued_once_and_works_for_registration() {
 
 #[tokio::test]
 async fn a_starting_grafana_is_waited_for_within_a_deadline() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
     // Each health() call makes 3 attempts; 7 failures span three calls, then it answers.
     fake.fail_next(7, Fault::Status(503));
@@ -504,9 +498,11 @@ async fn a_starting_grafana_is_waited_for_within_a_deadline() {
 
 #[tokio::test]
 async fn deregister_keeps_a_folder_that_holds_rules_someone_added() {
-    let fake = fake!();
+    let fake = cmm_testkit::fake_grafana!();
     let g = client(&fake, ADMIN_TOKEN);
-    register(&g, &request("kr-mum", &dead_url())).await.unwrap();
+    register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
+        .await
+        .unwrap();
     let mut custom = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap());
     let rules = custom["rules"].as_array_mut().unwrap();
     rules.truncate(1);

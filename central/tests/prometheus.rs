@@ -21,6 +21,15 @@ fn fast() -> RetryPolicy {
     }
 }
 
+fn admin_client(fake: &FakeGrafana) -> GrafanaClient {
+    GrafanaClient::new(
+        &fake.url,
+        Credentials::Token(Secret::new(ADMIN_TOKEN)),
+        fast(),
+    )
+    .unwrap()
+}
+
 fn req(cluster: &str, url: &str) -> RegisterRequest {
     RegisterRequest {
         cluster: ClusterName::parse(cluster).unwrap(),
@@ -43,12 +52,7 @@ async fn a_labelled_prometheus_registers_and_grafana_reports_it_healthy() {
     let Some(fake) = FakeGrafana::start_or_skip("healthy").await else {
         return;
     };
-    let g = GrafanaClient::new(
-        &fake.url,
-        Credentials::Token(Secret::new(ADMIN_TOKEN)),
-        fast(),
-    )
-    .unwrap();
+    let g = admin_client(&fake);
     let r = register(&g, &req("kr-mum", &prom.url)).await.unwrap();
     let p = r.prometheus.unwrap();
     assert!(p.series >= 2, "{p:?}");
@@ -66,12 +70,7 @@ async fn another_clusters_prometheus_is_refused_before_grafana_is_touched() {
     let Some(fake) = FakeGrafana::start_or_skip("wrong-label").await else {
         return;
     };
-    let g = GrafanaClient::new(
-        &fake.url,
-        Credentials::Token(Secret::new(ADMIN_TOKEN)),
-        fast(),
-    )
-    .unwrap();
+    let g = admin_client(&fake);
     let err = register(&g, &req("wai-eks", &prom.url)).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::PrometheusCheck);
     let text = err.to_string();
@@ -124,12 +123,7 @@ async fn a_prometheus_behind_tls_and_basic_auth_registers_with_its_ca_and_passwo
     let Some(fake) = FakeGrafana::start_or_skip("tls-auth").await else {
         return;
     };
-    let g = GrafanaClient::new(
-        &fake.url,
-        Credentials::Token(Secret::new(ADMIN_TOKEN)),
-        fast(),
-    )
-    .unwrap();
+    let g = admin_client(&fake);
     let cluster = ClusterName::parse("kr-mum").unwrap();
     let secured = PrometheusTarget {
         url: prom.url.clone(),

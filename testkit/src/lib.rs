@@ -8,3 +8,22 @@ pub mod grafana;
 pub mod kube;
 /// Not a fake: a real Prometheus and node_exporter (Debian packages) run for endpoint checks.
 pub mod prometheus;
+
+/// A `http://127.0.0.1:PORT` URL nothing listens on: the port was bound and released, so a
+/// connection is refused at once (an unreachable Grafana or Prometheus without a slow timeout).
+pub fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    format!("http://{}", l.local_addr().expect("local address"))
+}
+
+/// Start a [`grafana::FakeGrafana`], or return from the calling test when the spec it is held
+/// to is absent (it fails instead under `CMM_REQUIRE_TOOLS`).
+#[macro_export]
+macro_rules! fake_grafana {
+    () => {
+        match $crate::grafana::FakeGrafana::start_or_skip(module_path!()).await {
+            Some(f) => f,
+            None => return,
+        }
+    };
+}
