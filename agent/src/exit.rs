@@ -95,7 +95,9 @@ where
 pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
     use cmm_installer::Error as E;
     match e {
-        E::ChartMissing(_) | E::NotAChart { .. } | E::BadChartRef(_) => ExitCode::Usage,
+        E::ChartMissing(_) | E::NotAChart { .. } | E::BadChartRef(_) | E::ChartDash(_) => {
+            ExitCode::Usage
+        }
         E::Fleet { .. } | E::ClusterName { .. } => ExitCode::Usage,
         E::HelmMissing { .. } | E::HelmTooOld { .. } | E::HelmSpawn { .. } => ExitCode::Tool,
         E::HelmFailed { .. } | E::RenderParse { .. } => ExitCode::Chart,

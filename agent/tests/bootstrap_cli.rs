@@ -42,7 +42,7 @@ fn helm_shim(dir: &Path, version: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
             log = log.display()
         ),
     )
@@ -53,6 +53,11 @@ fn helm_shim(dir: &Path, version: &str) -> PathBuf {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     path
+}
+
+/// The environment the shim's last invocation saw, as `KEY=VALUE` lines.
+fn helm_env(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("helm.log.env")).unwrap_or_default()
 }
 
 fn helm_log(dir: &Path) -> Vec<String> {
@@ -616,6 +621,73 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
         "{}",
         err(&o)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_runs_pinned_to_the_agents_cluster_with_private_values_and_no_cmm_secrets() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let values = r.home.path().join("mine.yaml");
+    std::fs::write(
+        &values,
+        "prometheus:\n  prometheusSpec:\n    retention: 7d\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&values, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let r = r
+        .env("HELM_SHIM_UPGRADE", "ok")
+        // Each would point helm elsewhere than the cluster the agent checked.
+        .env("HELM_KUBEAPISERVER", "https://other-cluster.example:6443")
+        .env("HELM_KUBETOKEN", "other-identity-token")
+        .env("HELM_KUBEASUSER", "system:admin")
+        .env("HELM_NAMESPACE", "kube-system")
+        .env("HELM_DRIVER", "memory")
+        .env("CMM_GRAFANA_TOKEN", "glsa_grafana_secret_value");
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--values",
+            values.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let _ = code(&o);
+    let env = helm_env(r.home.path());
+    assert!(env.lines().any(|l| l == "HELM_DRIVER=secret"), "{env}");
+    for gone in [
+        "HELM_KUBEAPISERVER",
+        "HELM_KUBETOKEN",
+        "HELM_KUBEASUSER",
+        "HELM_NAMESPACE",
+        "CMM_",
+        "glsa_grafana_secret_value",
+    ] {
+        assert!(!env.contains(gone), "{gone} reached helm:\n{env}");
+    }
+    // The user's 0600 file reached helm as a 0600 copy in a 0700 directory, gone afterwards.
+    let modes = std::fs::read_to_string(r.home.path().join("helm.log.modes")).unwrap();
+    let mut dirs = Vec::new();
+    for line in modes.lines() {
+        let (mode, path) = line.split_once(' ').unwrap();
+        let expected = if path.contains("cmm-values-") && !path.ends_with(".yaml") {
+            dirs.push(path.to_owned());
+            "700"
+        } else {
+            "600"
+        };
+        assert_eq!(mode, expected, "{line}");
+    }
+    assert!(!dirs.is_empty(), "{modes}");
+    for d in dirs {
+        assert!(!Path::new(&d).exists(), "{d} left behind");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,11 @@ impl ChartSource {
 
     /// `REPO_URL#CHART[@VERSION]`, a `.tgz`/`.tar.gz` file, or a directory holding Chart.yaml.
     pub fn parse(raw: &str) -> Result<Self> {
+        // helm would read a leading '-' as one of its own flags (`--post-renderer=…`), not as
+        // the chart: a path like that must be written ./-name.
+        if raw.starts_with('-') || raw.split(['#', '@']).any(|p| p.starts_with('-')) {
+            return Err(Error::ChartDash(raw.to_owned()));
+        }
         if let Some((url, chart)) = raw.split_once('#') {
             let (name, version) = match chart.split_once('@') {
                 Some((n, v)) => (n, v),
@@ -123,6 +128,22 @@ mod tests {
         );
         let c = ChartSource::parse("oci://registry.example/charts#kps@67.0.0").unwrap();
         assert_eq!(c.helm_args()[4], "67.0.0");
+    }
+
+    #[test]
+    fn a_reference_helm_would_read_as_a_flag_is_refused() {
+        for bad in [
+            "--post-renderer=/tmp/x",
+            "-x",
+            "https://charts.example#-kps",
+            "https://charts.example#kps@--devel",
+        ] {
+            let err = ChartSource::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("starts with '-'") && err.contains("./"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub enum Error {
     ChartMissing(PathBuf),
     #[error("chart {path:?} is not a helm chart (no Chart.yaml): point --chart / CMM_CHART at the kube-prometheus-stack directory")]
     NotAChart { path: PathBuf },
+    #[error("--chart / CMM_CHART {0:?}: a part starts with '-', which helm would take for one of its flags; write a local path as ./NAME")]
+    ChartDash(String),
     #[error("chart reference {0:?} is not understood: use a directory, a .tgz file, or REPO_URL#CHART[@VERSION]")]
     BadChartRef(String),
     #[error(

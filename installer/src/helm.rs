@@ -220,25 +220,22 @@ impl Helm {
     pub async fn run(&self, args: &[String]) -> Result<String> {
         let shown = args.join(" ");
         tracing::debug!(helm = %self.bin.display(), args = %shown, "running helm");
-        let out = tokio::process::Command::new(&self.bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    Error::HelmMissing {
-                        bin: self.bin.clone(),
-                        min: MIN_HELM_TEXT,
-                    }
-                } else {
-                    Error::HelmSpawn {
-                        args: shown.clone(),
-                        source,
-                    }
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        pin_env(&mut cmd, std::env::vars_os().map(|(k, _)| k));
+        let out = cmd.output().await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::HelmMissing {
+                    bin: self.bin.clone(),
+                    min: MIN_HELM_TEXT,
                 }
-            })?;
+            } else {
+                Error::HelmSpawn {
+                    args: shown.clone(),
+                    source,
+                }
+            }
+        })?;
         if !out.status.success() {
             return Err(Error::HelmFailed {
                 args: shown,
@@ -251,6 +248,39 @@ impl Helm {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// helm reads these to pick its cluster, identity and release storage (the list is what
+/// `helm env` of helm 3.17 prints; pkg/cli/environment.go upstream). Any of them set in the
+/// agent's environment would let helm act on another server or as another user than the one
+/// the agent checked, or keep its releases where the agent does not look: removed.
+const HELM_TARGET_VARS: &[&str] = &[
+    "HELM_KUBEAPISERVER",
+    "HELM_KUBEASGROUPS",
+    "HELM_KUBEASUSER",
+    "HELM_KUBECAFILE",
+    "HELM_KUBECONTEXT",
+    "HELM_KUBEINSECURE_SKIP_TLS_VERIFY",
+    "HELM_KUBETLS_SERVER_NAME",
+    "HELM_KUBETOKEN",
+    "HELM_NAMESPACE",
+    "HELM_DRIVER_SQL_CONNECTION_STRING",
+];
+
+/// The environment helm runs with: the agent reads release state from Secrets, so helm must
+/// store it there (`HELM_DRIVER=secret`); the cluster comes only from the `--kubeconfig` and
+/// `--kube-context` arguments (or the same KUBECONFIG the agent resolved); and nothing of the
+/// agent's own settings reaches the child, as some `CMM_*` variables carry secrets
+/// (`CMM_GRAFANA_TOKEN`).
+fn pin_env(cmd: &mut tokio::process::Command, present: impl Iterator<Item = std::ffi::OsString>) {
+    for key in present {
+        let Some(k) = key.to_str() else { continue };
+        let kube_override = k.starts_with("HELM_KUBE") || HELM_TARGET_VARS.contains(&k);
+        if kube_override || k.starts_with("CMM_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HELM_DRIVER", "secret");
 }
 
 /// `v3.17.3` / `3.12.0-rc.1` → (3, 17).

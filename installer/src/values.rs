@@ -65,7 +65,10 @@ impl Overlay {
 }
 
 /// Values written to a private temporary directory for helm's `--values`; removed on drop.
-/// Files, not `--set`, so nothing from them shows on a command line.
+/// Files, not `--set`, so nothing from them shows on a command line. The directory is 0700 and
+/// each file 0600 from its creation (never widened by the umask): a user's values file may hold
+/// a password. An interrupted run still removes them, because signals end a run by unwinding to
+/// here (see the agent's `interrupt` module), never by `process::exit`.
 pub struct Materialized {
     _dir: tempfile::TempDir,
     pub paths: Vec<PathBuf>,
@@ -73,8 +76,15 @@ pub struct Materialized {
 
 /// Write `(file name, text)` pairs, in order, for helm to read.
 pub fn materialize<'a>(files: impl IntoIterator<Item = (&'a str, String)>) -> Result<Materialized> {
-    let dir = tempfile::Builder::new()
-        .prefix("cmm-values-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("cmm-values-");
+    // tempfile creates directories 0777 less the umask (0755 under the usual 022).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let dir = builder
         .tempdir()
         .map_err(Error::io("creating a temporary directory for values files"))?;
     let mut paths = Vec::new();
@@ -83,8 +93,49 @@ pub fn materialize<'a>(files: impl IntoIterator<Item = (&'a str, String)>) -> Re
         let path = dir
             .path()
             .join(format!("{i:02}-{}", name.replace('/', "_")));
-        std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+        write_private(&path, text.as_bytes())
+            .map_err(Error::io(format!("writing {}", path.display())))?;
         paths.push(path);
     }
     Ok(Materialized { _dir: dir, paths })
+}
+
+impl Materialized {
+    /// The private directory holding the files (tests check it is gone after a run).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+/// Create `path` as a new file readable by its owner only and write `bytes` into it.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn values_for_helm_are_owner_only_and_removed_on_drop() {
+        use std::os::unix::fs::PermissionsExt;
+        let m = materialize([("secret.yaml", "password: hunter2\n".to_owned())]).unwrap();
+        let dir = m.dir().to_owned();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&m.paths[0]), 0o600);
+        drop(m);
+        assert!(!dir.exists());
+    }
 }
