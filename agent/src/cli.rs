@@ -126,9 +126,10 @@ pub struct BootstrapArgs {
     /// How long helm waits for the workloads, e.g. 600s, 10m.
     #[arg(long, env = "CMM_TIMEOUT", default_value = "10m")]
     pub timeout: String,
-    /// A release left pending for less than this may belong to a helm still running, and is
-    /// not recovered (e.g. 5m).
-    #[arg(long, env = "CMM_PENDING_GRACE", default_value = "5m")]
+    /// A release a plain `helm` (not cmm-agent) left pending for less than this may belong to a
+    /// helm still running, and is not recovered. A pending release of cmm-agent's own is judged
+    /// by the run lock instead (a Lease in the namespace).
+    #[arg(long, env = "CMM_PENDING_GRACE", default_value = "15m")]
     pub pending_grace: String,
     /// The admin host's kernel version file, read to recognise a local WSL2 cluster.
     #[arg(

@@ -29,9 +29,25 @@ pub enum ExitCode {
     GrafanaConflict = 10,
     /// The cluster's Prometheus endpoint did not answer, or its series lack the cluster label.
     PrometheusCheck = 11,
+    /// Another cmm-agent run holds this release's lock (a Lease); nothing was changed.
+    Locked = 12,
+    /// Stopped by SIGINT (128 + 2, as shells report it).
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15).
+    Terminated = 143,
 }
 
 impl ExitCode {
+    /// The code of a run stopped by `signal` (`SIGINT`, `SIGTERM`; any other stop reason is the
+    /// run lock lost to another run).
+    pub fn for_signal(signal: &str) -> Self {
+        match signal {
+            "SIGINT" => ExitCode::Interrupted,
+            "SIGTERM" => ExitCode::Terminated,
+            _ => ExitCode::Locked,
+        }
+    }
+
     /// The code attached to an error chain, or `Internal` when none was attached.
     pub fn of(err: &anyhow::Error) -> Self {
         err.chain()
@@ -103,6 +119,8 @@ pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
         E::HelmFailed { .. } | E::RenderParse { .. } => ExitCode::Chart,
         E::KubeconfigMissing { .. } | E::Kubeconfig { .. } | E::BadSet { .. } => ExitCode::Usage,
         E::KubeUnreachable { .. } | E::KubeApi { .. } => ExitCode::KubeUnreachable,
+        E::Locked { .. } => ExitCode::Locked,
+        E::Interrupted { signal, .. } => ExitCode::for_signal(signal),
         E::Io { .. } => ExitCode::Internal,
     }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod exit;
+mod interrupt;
 mod logging;
 mod progress;
 mod settings;
@@ -29,13 +30,40 @@ fn main() -> std::process::ExitCode {
             return exit::ExitCode::Internal.into();
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    let result = runtime.block_on(async {
+        let hard_stop = interrupt::install()
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGINT/SIGTERM handlers: {e}"))?;
+        tokio::select! {
+            r = cmd::run(cli) => r,
+            signal = hard_stop => {
+                use exit::Classify;
+                Err(cmm_installer::Error::Interrupted {
+                    signal: signal.to_owned(),
+                    detail: format!(
+                        "the run did not wind down within {}s (or a second signal came); ended at once",
+                        interrupt::HARD_STOP.as_secs()
+                    ),
+                })
+                .classify(exit::ExitCode::for_signal(signal))
+            }
+        }
+    });
+    match result {
         Ok(()) => exit::ExitCode::Ok.into(),
         Err(err) => {
             let code = exit::ExitCode::of(&err);
             eprintln!("cmm-agent: error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
+            }
+            if matches!(
+                code,
+                exit::ExitCode::Interrupted | exit::ExitCode::Terminated | exit::ExitCode::Locked
+            ) {
+                if let Some(stage) = interrupt::current_stage() {
+                    eprintln!("  state of the cluster: {}", stage.left);
+                    eprintln!("  the next run: {}", stage.next);
+                }
             }
             code.into()
         }

@@ -42,7 +42,7 @@ fn helm_shim(dir: &Path, version: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            "#!/bin/sh\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) if [ \"$HELM_SHIM_UPGRADE\" = slow ]; then trap 'echo \"got TERM\" >> {log}; echo \"Error: UPGRADE FAILED: context canceled\" >&2; exit 1' TERM; sleep 60 & wait; exit 0; fi; [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
             log = log.display()
         ),
     )
@@ -117,6 +117,29 @@ async fn shimmed(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
     let (fake, r) = cluster(nodes, context).await;
     let shim = helm_shim(r.home.path(), "v3.17.3");
     (fake, r.env("CMM_HELM", shim).env("CMM_CHART", REPO_CHART))
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/monitor/leases";
+
+/// The writes the run made other than taking, renewing and releasing its run lock.
+fn writes_besides_the_lock(fake: &FakeKube) -> Vec<cmm_testkit::kube::Recorded> {
+    fake.writes()
+        .into_iter()
+        .filter(|w| !w.path.starts_with(LEASES))
+        .collect()
+}
+
+/// The run wrote nothing but its lock, and gave the lock up at the end.
+fn assert_only_the_lock_was_written(fake: &FakeKube) {
+    let others = writes_besides_the_lock(fake);
+    assert!(others.is_empty(), "{others:?}");
+    let lease = fake
+        .get(LEASES, "cmm-agent-kr-mum")
+        .expect("the run took its lock");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the lock was not released: {lease}"
+    );
 }
 
 /// The names of the failed preflight checks of a JSON report.
@@ -549,7 +572,7 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
         ["version --template {{.Version}}"],
         "helm must not upgrade"
     );
-    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_only_the_lock_was_written(&fake);
 
     // A changed --set is a changed plan: now it upgrades.
     let r = r.env("HELM_SHIM_UPGRADE", "ok");
@@ -605,7 +628,7 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
         "{log:?}"
     );
     // The namespace existed: the agent itself wrote nothing.
-    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_only_the_lock_was_written(&fake);
     // helm finds the credentials in the kubeconfig: the token is in no argv, log or output
     // (the debug log does show every helm command line).
     assert!(err(&o).contains("running helm"), "{}", err(&o));
@@ -690,6 +713,126 @@ async fn helm_runs_pinned_to_the_agents_cluster_with_private_values_and_no_cmm_s
     }
 }
 
+fn lease(holder: &str, renewed_secs_ago: i64) -> Value {
+    let renewed = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(renewed_secs_ago))
+        .unwrap();
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+           "metadata": {"name": "cmm-agent-kr-mum", "namespace": "monitor"},
+           "spec": {"holderIdentity": holder, "leaseDurationSeconds": 60,
+                    "acquireTime": renewed.to_string(), "renewTime": renewed.to_string(),
+                    "leaseTransitions": 3}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_lock_of_another_run_stops_this_one_before_any_change() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    // Another host's run left the release pending and is still renewing its lock.
+    fake.insert(release_secret(4, "deployed", 1_700_000_100, Some("aa")));
+    fake.insert(release_secret(
+        5,
+        "pending-upgrade",
+        1_700_000_200,
+        Some("bb"),
+    ));
+    fake.insert(lease("admin-b/4242", 10));
+    let r = r
+        .env("HELM_SHIM_UPGRADE", "ok")
+        .env("HELM_SHIM_ROLLBACK", "ok");
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 12, "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("admin-b/4242") && e.contains("expires in") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    // No rollback of the other run's helm, no upgrade, no write at all.
+    assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lock_is_taken_over_and_the_release_it_left_pending_recovered_at_once() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    // The run that crashed 2 minutes ago: its lock expired, its pending revision is young
+    // (well inside --pending-grace) but it carries CMM's plan label.
+    let young = jiff::Timestamp::now().as_second() - 120;
+    fake.insert(release_secret(4, "deployed", 1_700_000_100, Some("aa")));
+    fake.insert(release_secret(5, "pending-upgrade", young, Some("bb")));
+    fake.insert(lease("admin-b/4242", 120));
+    let r = r
+        .env("HELM_SHIM_UPGRADE", "ok")
+        .env("HELM_SHIM_ROLLBACK", "ok");
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let log = helm_log(r.home.path());
+    assert!(log[1].starts_with("rollback kr-mum 4 "), "{log:?}");
+    assert!(log[2].starts_with("upgrade --install kr-mum "), "{log:?}");
+    assert!(
+        err(&o).contains("took over an expired run lock"),
+        "{}",
+        err(&o)
+    );
+    let lease = fake.get(LEASES, "cmm-agent-kr-mum").unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 4, "{lease}");
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_helm_releases_the_lock_removes_values_and_says_what_next() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let r = r.env("HELM_SHIM_UPGRADE", "slow");
+    let home = r.home.path().to_owned();
+    let child = r.spawn(&["bootstrap", "--cluster", "kr-mum"]);
+    // Wait (bounded) until helm upgrade runs, then stop the agent as systemd would.
+    let started = std::time::Instant::now();
+    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "helm upgrade never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let values_dirs: Vec<String> = std::fs::read_to_string(home.join("helm.log.modes"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, p)| p.to_owned()))
+        .collect();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&o), 143, "{}", err(&o));
+    let e = err(&o);
+    // helm got the signal and ended on its own, within the grace.
+    assert!(
+        helm_log(&home).contains(&"got TERM".to_owned()),
+        "{:?}",
+        helm_log(&home)
+    );
+    assert!(
+        e.contains("interrupted by SIGTERM") && e.contains("was sent SIGTERM and ended"),
+        "{e}"
+    );
+    assert!(
+        e.contains("state of the cluster: `helm upgrade --install kr-mum` was stopped")
+            && e.contains("the next run: finds no live lock"),
+        "{e}"
+    );
+    assert!(!values_dirs.is_empty());
+    for p in values_dirs {
+        assert!(!Path::new(&p).exists(), "{p} left behind");
+    }
+    let lease = fake.get(LEASES, "cmm-agent-kr-mum").unwrap();
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_deployed_pending_install_is_uninstalled_first() {
     let (fake, r) = shimmed(&["kind.json"], "kind-cmm").await;
@@ -708,7 +851,7 @@ async fn a_never_deployed_pending_install_is_uninstalled_first() {
     );
     assert!(log[2].starts_with("upgrade --install kr-mum"), "{log:?}");
     // The namespace existed and helm did the recovery: the agent itself wrote nothing.
-    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_only_the_lock_was_written(&fake);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -742,7 +885,7 @@ async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
         "{e}"
     );
     // The namespace was missing: it is the one write the agent itself made.
-    let writes = fake.writes();
+    let writes = writes_besides_the_lock(&fake);
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(
         (writes[0].method.as_str(), writes[0].path.as_str()),

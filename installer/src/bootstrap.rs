@@ -316,6 +316,22 @@ impl Prepared {
         }
     }
 
+    /// Re-read the release's revisions and decide again. Called once the run lock is held, so
+    /// the decision (and any recovery it implies) is made on the state no other run can change.
+    pub async fn refresh_next(&mut self, conn: &Connected, opts: &Options) -> Result<&Next> {
+        let secrets = conn
+            .release_secrets(&opts.namespace, opts.cluster.release())
+            .await?;
+        let revs = revisions(&secrets, opts.cluster.release());
+        self.next = next_step(
+            &revs,
+            &self.report.plan_digest,
+            opts.now_unix,
+            opts.pending_grace_secs,
+        );
+        Ok(&self.next)
+    }
+
     pub fn install<'a>(
         &'a self,
         release: &'a Release<'a>,

@@ -57,6 +57,14 @@ pub enum Error {
         reason: String,
         message: String,
     },
+    #[error("another cmm-agent run holds the lock of this release (Lease {lease}, holder {holder}): {detail}; nothing was changed. Wait for it to finish, or re-run after the lease expires")]
+    Locked {
+        lease: String,
+        holder: String,
+        detail: String,
+    },
+    #[error("interrupted by {signal}: {detail}")]
+    Interrupted { signal: String, detail: String },
     #[error("--set {raw:?} is not understood: {reason}")]
     BadSet { raw: String, reason: String },
     #[error("{context}: {source}")]

@@ -14,7 +14,13 @@ const MIN_HELM_TEXT: &str = "3.12";
 #[derive(Debug, Clone)]
 pub struct Helm {
     bin: PathBuf,
+    stop: crate::stop::Stop,
 }
+
+/// How long helm gets to finish after it is asked to stop. helm 3 cancels its context on
+/// SIGINT/SIGTERM (cmd/helm/upgrade.go and install.go upstream) and then records the release as
+/// failed rather than leaving it pending, which takes a few seconds of API calls.
+pub const HELM_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What to render or install: one release of the chart.
 #[derive(Debug, Clone)]
@@ -89,7 +95,16 @@ pub fn supports_labels(version: &str) -> bool {
 
 impl Helm {
     pub fn new(bin: PathBuf) -> Self {
-        Self { bin }
+        Self {
+            bin,
+            stop: crate::stop::Stop::new(),
+        }
+    }
+
+    /// Stop helm (SIGTERM, then after [`HELM_STOP_GRACE`] SIGKILL) when `stop` is raised.
+    pub fn with_stop(mut self, stop: crate::stop::Stop) -> Self {
+        self.stop = stop;
+        self
     }
 
     pub fn bin(&self) -> &Path {
@@ -223,7 +238,12 @@ impl Helm {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
         pin_env(&mut cmd, std::env::vars_os().map(|(k, _)| k));
-        let out = cmd.output().await.map_err(|source| {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Its own process group: a terminal's Ctrl-C reaches the agent only, which forwards it
+        // (and waits), and a stop reaches helm's children (plugins, post-renderers) too.
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let spawn_err = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Error::HelmMissing {
                     bin: self.bin.clone(),
@@ -235,7 +255,23 @@ impl Helm {
                     source,
                 }
             }
-        })?;
+        };
+        if self.stop.is_stopped() {
+            return Err(Error::Interrupted {
+                signal: self.stop.reason(),
+                detail: format!("`helm {shown}` was not started"),
+            });
+        }
+        let child = cmd.spawn().map_err(spawn_err)?;
+        let pid = child.id();
+        let output = child.wait_with_output();
+        tokio::pin!(output);
+        let out = tokio::select! {
+            out = &mut output => out.map_err(spawn_err)?,
+            _ = self.stop.stopped() => {
+                return Err(self.stop_child(pid, output, &shown).await);
+            }
+        };
         if !out.status.success() {
             return Err(Error::HelmFailed {
                 args: shown,
@@ -247,6 +283,53 @@ impl Helm {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Helm {
+    /// Forward the stop to helm as SIGTERM, give it [`HELM_STOP_GRACE`] to record its state,
+    /// then kill it (dropping the output future kills the child: `kill_on_drop`).
+    async fn stop_child(
+        &self,
+        pid: Option<u32>,
+        output: std::pin::Pin<
+            &mut (impl std::future::Future<Output = std::io::Result<std::process::Output>> + ?Sized),
+        >,
+        shown: &str,
+    ) -> Error {
+        let signal = self.stop.reason();
+        let group = pid
+            .and_then(|p| i32::try_from(p).ok())
+            .map(|p| nix::unistd::Pid::from_raw(-p));
+        let signal_group = |sig| {
+            if let Some(g) = group {
+                let _ = nix::sys::signal::kill(g, sig);
+            }
+        };
+        signal_group(nix::sys::signal::Signal::SIGTERM);
+        let verb = shown.split(' ').next().unwrap_or("helm");
+        let detail = match tokio::time::timeout(HELM_STOP_GRACE, output).await {
+            Ok(Ok(out)) => format!(
+                "`helm {verb}` was sent SIGTERM and ended (exit {}): {}",
+                out.status
+                    .code()
+                    .map_or_else(|| "by signal".to_owned(), |c| c.to_string()),
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+            ),
+            Ok(Err(e)) => format!("`helm {verb}` was sent SIGTERM; waiting for it failed: {e}"),
+            Err(_) => {
+                signal_group(nix::sys::signal::Signal::SIGKILL);
+                format!(
+                    "`helm {verb}` did not end within {}s of SIGTERM and was killed",
+                    HELM_STOP_GRACE.as_secs()
+                )
+            }
+        };
+        Error::Interrupted { signal, detail }
     }
 }
 

@@ -166,7 +166,10 @@ fn context_names(kc: &Kubeconfig) -> String {
 }
 
 impl Connected {
-    fn api_err(&self, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error + '_ {
+    pub(crate) fn api_err(
+        &self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Error + '_ {
         let what = what.into();
         move |e| match e {
             kube::Error::Api(s) => Error::KubeApi {

@@ -118,6 +118,15 @@ pub fn required_permissions(namespace: &str, kube_metrics: bool) -> Vec<Permissi
         resource: "persistentvolumes",
         namespace: None,
     });
+    // The run lock (crate::lock): read, create once, then renew and release by update.
+    for verb in ["get", "create", "update"] {
+        out.push(Permission {
+            verb,
+            group: "coordination.k8s.io",
+            resource: "leases",
+            namespace: ns(),
+        });
+    }
     for verb in ["create", "patch", "delete"] {
         if kube_metrics && namespace != "kube-system" {
             out.push(Permission {

@@ -93,16 +93,8 @@ pub fn next_step(revs: &[Revision], plan: &str, now_unix: i64, grace_secs: i64) 
             revision: latest.version,
         },
         "pending-install" | "pending-upgrade" | "pending-rollback" => {
-            let age = latest.modified_unix.map(|t| now_unix - t);
-            if age.is_none_or(|a| a < grace_secs) {
-                let since = age.map_or_else(|| "an unknown time".to_owned(), |a| format!("{a}s"));
-                return Next::Blocked {
-                    reason: format!(
-                        "revision {} is {} since {since} ago: another helm may still be running; \
-                         wait, or re-run after {grace_secs}s (--pending-grace) to recover it",
-                        latest.version, latest.status
-                    ),
-                };
+            if let Some(reason) = foreign_pending_in_grace(latest, now_unix, grace_secs) {
+                return Next::Blocked { reason };
             }
             let good = revs
                 .iter()
@@ -131,6 +123,45 @@ pub fn next_step(revs: &[Revision], plan: &str, now_unix: i64, grace_secs: i64) 
             from: latest.version,
         },
     }
+}
+
+/// Whether a pending revision may still belong to a helm that is running. This is decided
+/// while the caller holds the run lock (`lock`), so a revision a CMM run left (it carries the
+/// `cmm-plan` label) cannot be in use: every CMM run holds the lock while its helm runs.
+/// Only a revision from a plain `helm` (no label) is protected by the grace period, and its
+/// age is taken from helm's own label (the client's clock): saturating, and a time further in
+/// the future than the grace itself can only be clock skew, so it cannot block forever.
+fn foreign_pending_in_grace(latest: &Revision, now_unix: i64, grace_secs: i64) -> Option<String> {
+    if latest.plan.is_some() {
+        return None;
+    }
+    let Some(modified) = latest.modified_unix else {
+        return Some(format!(
+            "revision {} is {} and carries no time: it was not made by cmm-agent and may belong \
+             to a helm still running; when it is not, recover it by hand (`helm rollback` or \
+             `helm uninstall`)",
+            latest.version, latest.status
+        ));
+    };
+    let age = now_unix.saturating_sub(modified);
+    if age < grace_secs.saturating_neg() {
+        tracing::warn!(
+            revision = latest.version,
+            ahead_secs = age.unsigned_abs(),
+            "a pending revision is dated in the future (clock skew on the host that ran helm); judging it by the run lock alone"
+        );
+        return None;
+    }
+    if age < grace_secs {
+        return Some(format!(
+            "revision {} is {} since {}s ago and was not made by cmm-agent: a plain `helm` may \
+             still be running; wait, or re-run after {grace_secs}s (--pending-grace) to recover it",
+            latest.version,
+            latest.status,
+            age.max(0)
+        ));
+    }
+    None
 }
 
 /// A short, stable digest of everything that decides what helm installs. FNV-1a, not a
@@ -216,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_pending_revision_may_be_another_helm_and_blocks() {
+    fn a_fresh_pending_revision_of_a_plain_helm_blocks_one_of_cmms_does_not() {
         let revs = revisions(&[secret(1, "pending-install", NOW - 20, None)], "kr-mum");
         let Next::Blocked { reason } = next_step(&revs, "x", NOW, 300) else {
             panic!("not blocked");
@@ -225,6 +256,43 @@ mod tests {
             reason.contains("20s") && reason.contains("--pending-grace"),
             "{reason}"
         );
+        // Left by a CMM run: that run held the lock, and the caller holds it now.
+        let revs = revisions(
+            &[secret(1, "pending-install", NOW - 20, Some("aa"))],
+            "kr-mum",
+        );
+        assert!(matches!(
+            next_step(&revs, "x", NOW, 300),
+            Next::Uninstall { pending: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn release_ages_neither_overflow_nor_block_forever_on_clock_skew() {
+        for modified in [i64::MAX, NOW + 10 * 365 * 86_400, i64::MIN] {
+            let revs = revisions(
+                &[
+                    secret(1, "deployed", 1, None),
+                    secret(2, "pending-upgrade", modified, None),
+                ],
+                "kr-mum",
+            );
+            assert_eq!(
+                next_step(&revs, "x", NOW, 900),
+                Next::Rollback {
+                    pending: 2,
+                    status: "pending-upgrade".into(),
+                    to: 1
+                },
+                "modified {modified}"
+            );
+        }
+        // Slightly ahead (within the grace): still protected.
+        let revs = revisions(&[secret(1, "pending-install", NOW + 60, None)], "kr-mum");
+        assert!(matches!(
+            next_step(&revs, "x", NOW, 900),
+            Next::Blocked { .. }
+        ));
     }
 
     #[test]

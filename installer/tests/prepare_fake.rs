@@ -84,7 +84,7 @@ async fn access_reviews_and_reads_follow_the_api_contract() {
         .filter(|r| r.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
         .map(|r| r.body.as_ref().unwrap())
         .collect();
-    assert_eq!(reviews.len(), 65);
+    assert_eq!(reviews.len(), 68);
     assert!(reviews
         .iter()
         .all(|b| b["apiVersion"] == "authorization.k8s.io/v1"

@@ -56,6 +56,15 @@ struct State {
     username: String,
     groups: Vec<String>,
     git_version: String,
+    /// The last resourceVersion handed out; every write gets the next one.
+    resource_version: u64,
+}
+
+impl State {
+    fn next_rv(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
 }
 
 /// The running fake. Dropping it stops the server.
@@ -84,6 +93,7 @@ impl FakeKube {
                 "system:authenticated".to_owned(),
             ],
             git_version: "v1.33.1".to_owned(),
+            resource_version: 100,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -122,13 +132,11 @@ impl FakeKube {
     }
 
     /// Store an object; its path comes from apiVersion, kind, namespace and name.
-    pub fn insert(&self, object: Value) -> &Self {
+    pub fn insert(&self, mut object: Value) -> &Self {
         let (collection, name) = collection_of(&object);
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .insert((collection, name), object);
+        let mut s = self.state.lock().unwrap();
+        object["metadata"]["resourceVersion"] = json!(s.next_rv());
+        s.objects.insert((collection, name), object);
         self
     }
 
@@ -326,6 +334,7 @@ fn handle(
         (Method::POST, None) => create(&mut s, &route, body_json),
         (Method::DELETE, Some(name)) => delete(&mut s, &route, name),
         (Method::PATCH, Some(name)) => patch(&mut s, &route, name, &headers, body_json),
+        (Method::PUT, Some(name)) => update(&mut s, &route, name, body_json),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -490,6 +499,7 @@ fn create(s: &mut State, route: &Route, body: Option<Value>) -> Response {
     }
     object["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", s.objects.len()));
     object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    object["metadata"]["resourceVersion"] = json!(s.next_rv());
     if route.resource == "namespaces" {
         object["status"] = json!({"phase": "Active"});
     }
@@ -516,6 +526,54 @@ fn delete(s: &mut State, route: &Route, name: &str) -> Response {
     if object["metadata"]["deletionTimestamp"].is_null() {
         object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     }
+    s.objects.insert(key, object.clone());
+    axum::Json(object).into_response()
+}
+
+/// PUT: replace an object, with optimistic concurrency as the API server does it. A body whose
+/// `metadata.resourceVersion` differs from the stored one is refused with 409 Conflict and the
+/// message of `OptimisticLockErrorMsg` (k8s.io/apiserver/pkg/registry/generic/registry/store.go,
+/// wrapped by `NewConflict` in k8s.io/apimachinery/pkg/api/errors/errors.go); a missing object
+/// is 404 for the kinds the agent updates (their strategies do not allow create-on-update).
+fn update(s: &mut State, route: &Route, name: &str, body: Option<Value>) -> Response {
+    let Some(mut object) = body else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+        );
+    };
+    if object["metadata"]["name"].as_str() != Some(name) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name of the object does not match the name on the URL",
+        );
+    }
+    let key = (route.collection.clone(), name.to_owned());
+    let Some(stored) = s.objects.get(&key).cloned() else {
+        return not_found(route, name);
+    };
+    let sent = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    let current = stored["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    if !sent.is_empty() && sent != current {
+        let group_resource = if route.group.is_empty() {
+            route.resource.clone()
+        } else {
+            format!("{}.{}", route.resource, route.group)
+        };
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {group_resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    for kept in ["uid", "creationTimestamp", "namespace"] {
+        object["metadata"][kept] = stored["metadata"][kept].clone();
+    }
+    object["metadata"]["resourceVersion"] = json!(s.next_rv());
     s.objects.insert(key, object.clone());
     axum::Json(object).into_response()
 }
@@ -565,6 +623,7 @@ fn patch(
         return not_found(route, name);
     };
     merge_patch(&mut object, &body.unwrap_or(Value::Null));
+    object["metadata"]["resourceVersion"] = json!(s.next_rv());
     let finalizers = object["metadata"]["finalizers"]
         .as_array()
         .map_or(0, Vec::len);

@@ -116,12 +116,101 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         return preflight_verdict(&prepared.report, preflight_ok);
     }
 
-    // 6. Apply.
-    let result = apply(&conn, &settings.helm, &opts, &mut prepared, &progress).await;
+    // 6. Apply, holding the run lock of the release for everything that writes.
+    let stop = crate::interrupt::stop();
+    let helm = settings.helm.clone().with_stop(stop.clone());
+    crate::interrupt::stage(
+        "nothing was changed",
+        "starts from the beginning, as this one did",
+    );
+    if !prepared.namespace_exists {
+        progress
+            .step(
+                &format!("create namespace {}", opts.namespace),
+                stop.or_stop(
+                    "creating the namespace",
+                    conn.create_namespace(&opts.namespace),
+                ),
+            )
+            .await
+            .classify_by(installer_class)?;
+        crate::interrupt::stage(
+            format!("only namespace {} was created", opts.namespace),
+            "installs into it",
+        );
+    }
+    let holder = cmm_installer::lock::holder_identity();
+    let lock = progress
+        .step(
+            "take the run lock",
+            stop.or_stop(
+                "taking the run lock",
+                conn.acquire_lock(&opts.namespace, opts.cluster.release(), &holder),
+            ),
+        )
+        .await
+        .classify_by(installer_class)?;
+    {
+        // Losing the lock mid-run (another host took it over) stops this run like a signal.
+        let (lost, stop) = (lock.lost.clone(), stop.clone());
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            stop.stop("the run lock was lost to another run");
+        });
+    }
+    if let Some(prev) = &lock.took_over {
+        prepared.report.outcome = format!("took over the expired run lock of {prev}");
+    }
+    let result = locked(
+        global,
+        &args,
+        &conn,
+        &helm,
+        &opts,
+        &mut prepared,
+        &progress,
+        &stop,
+    )
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the run lock");
+    }
+    result
+}
+
+/// Everything bootstrap does while it holds the run lock: decide again on fresh state, apply,
+/// report readiness, wait for Prometheus, and register.
+#[allow(clippy::too_many_arguments)]
+async fn locked(
+    global: &GlobalArgs,
+    args: &BootstrapArgs,
+    conn: &Connected,
+    helm: &Helm,
+    opts: &Options,
+    prepared: &mut Prepared,
+    progress: &Progress,
+    stop: &cmm_installer::stop::Stop,
+) -> anyhow::Result<()> {
+    stop.or_stop(
+        "reading the release under the lock",
+        prepared.refresh_next(conn, opts),
+    )
+    .await
+    .classify_by(installer_class)?;
+    if let Next::Blocked { reason } = &prepared.next {
+        prepared.report.outcome = format!("blocked: {reason}");
+        emit(global, &prepared.report)?;
+        return Err(BadInput(format!(
+            "release {}: {reason}",
+            opts.cluster.release()
+        )))
+        .classify(ExitCode::Preflight);
+    }
+    let result = apply(conn, helm, opts, prepared, progress).await;
     if let Err(err) = &result {
         if ExitCode::of(err) == ExitCode::Install {
             prepared.report.outcome = format!("install failed: {err}");
-            for line in explain(&conn, &opts.namespace).await {
+            for line in explain(conn, &opts.namespace).await {
                 eprintln!("  {line}");
             }
         }
@@ -130,7 +219,11 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
     }
 
     // 7. What is running now.
-    prepared.report.workloads = readiness(&conn, &opts.namespace)
+    prepared.report.workloads = stop
+        .or_stop(
+            "reading workload readiness",
+            readiness(conn, &opts.namespace),
+        )
         .await
         .classify_by(installer_class)?;
     emit(global, &prepared.report)?;
@@ -142,7 +235,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         .map(|w| format!("{} {} {}/{}", w.kind, w.name, w.ready, w.desired))
         .collect();
     if !not_ready.is_empty() {
-        for line in explain(&conn, &opts.namespace).await {
+        for line in explain(conn, &opts.namespace).await {
             eprintln!("  {line}");
         }
         return Err(BadInput(format!(
@@ -161,13 +254,13 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
                 &args.grafana,
                 &args.endpoint,
                 &opts.cluster,
-                &conn,
+                conn,
                 &opts.namespace,
             )
             .await
         }
         Role::Central => {
-            crate::cmd::central::after_install(&args.grafana, &args.central, &conn, &opts.namespace)
+            crate::cmd::central::after_install(&args.grafana, &args.central, conn, &opts.namespace)
                 .await
         }
     };
@@ -217,18 +310,17 @@ async fn apply(
     prepared: &mut Prepared,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    if !prepared.namespace_exists {
-        progress
-            .step(
-                &format!("create namespace {}", opts.namespace),
-                conn.create_namespace(&opts.namespace),
-            )
-            .await
-            .classify_by(installer_class)?;
-    }
     let release_name = opts.cluster.release();
     match &prepared.next {
-        Next::Rollback { to, .. } => {
+        Next::Rollback { to, pending, .. } => {
+            crate::interrupt::stage(
+                format!(
+                    "`helm rollback` of {release_name} to revision {to} was stopped: revision \
+                     {pending} or the rollback may be left pending"
+                ),
+                "finds no live lock, so it recovers the release again (rollback to the last \
+                 deployed revision), then upgrades",
+            );
             let args = Helm::rollback_args(
                 release_name,
                 &opts.namespace,
@@ -245,6 +337,10 @@ async fn apply(
                 .classify(ExitCode::Install)?;
         }
         Next::Uninstall { .. } => {
+            crate::interrupt::stage(
+                format!("`helm uninstall` of the never-deployed {release_name} was stopped"),
+                "uninstalls what is left, then installs",
+            );
             let args =
                 Helm::uninstall_args(release_name, &opts.namespace, &conn.helm, opts.timeout_secs);
             progress
@@ -262,6 +358,14 @@ async fn apply(
             format!("unchanged: revision {revision} already deployed from this plan");
         return Ok(());
     }
+    crate::interrupt::stage(
+        format!(
+            "`helm upgrade --install {release_name}` was stopped: helm marks the release failed \
+             (or, if it was killed, leaves it pending)"
+        ),
+        "finds no live lock, recovers a pending release (rollback to the last deployed \
+         revision, or uninstall of one that never deployed) and upgrades again",
+    );
     let release = prepared.release(opts);
     let install = prepared.install(&release, &conn.helm, opts);
     let args = Helm::upgrade_install_args(&install);
@@ -279,6 +383,10 @@ async fn apply(
             other => installer_class(other),
         })?;
     prepared.report.outcome = "applied".into();
+    crate::interrupt::stage(
+        format!("release {release_name} is installed from this plan"),
+        "finds the same plan deployed, changes nothing and re-checks readiness and registration",
+    );
     Ok(())
 }
 

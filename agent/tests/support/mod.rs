@@ -65,6 +65,19 @@ impl Agent {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run cmm-agent")
+    }
+
+    /// Start the agent without waiting, its output captured (for signal tests).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start cmm-agent")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmm-agent"));
         cmd.args(args)
             .current_dir(self.home.path())
@@ -75,7 +88,7 @@ impl Agent {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.output().expect("run cmm-agent")
+        cmd
     }
 }
 
