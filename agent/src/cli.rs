@@ -139,6 +139,10 @@ pub struct BootstrapArgs {
         hide = true
     )]
     pub host_proc_version: PathBuf,
+    /// Do not ask the central Grafana before installing (when it cannot be reached from here
+    /// yet); the report says it was not checked, and registration still runs at the end.
+    #[arg(long, env = "CMM_SKIP_GRAFANA_CHECK")]
+    pub skip_grafana_check: bool,
     /// Last step: with --grafana-url, register the cluster in the central Grafana (role
     /// cluster), or wait for the new Grafana and issue the registration token (role central).
     #[command(flatten)]

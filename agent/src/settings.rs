@@ -1,6 +1,8 @@
 //! The one place settings are resolved. Today: flags and their `CMM_*` twins (clap merges
 //! those); the `/etc/cmm/agent.toml` layer slots in here without touching the commands.
 
+use std::time::Duration;
+
 use cmm_installer::chart::ChartSource;
 use cmm_installer::helm::Helm;
 
@@ -58,25 +60,44 @@ pub fn check_namespace(ns: &str) -> anyhow::Result<()> {
     .classify(ExitCode::Usage)
 }
 
-/// `90`, `90s`, `10m`, `1h` → seconds; `flag` names the setting in the error.
-pub fn duration_secs(raw: &str, flag: &str) -> anyhow::Result<u64> {
-    let raw = raw.trim();
-    let (num, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => raw.split_at(i),
-        None => (raw, "s"),
-    };
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if factor > 0 && n > 0 => Ok(n * factor),
-        _ => Err(BadInput(format!(
-            "{flag} {raw:?} is not a duration: write e.g. 90s, 10m or 1h"
-        )))
-        .classify(ExitCode::Usage),
+/// Every duration setting and its bounds, in CMM's one grammar (`cmm_core::duration`).
+#[derive(Debug, Clone, Copy)]
+pub enum DurationSetting {
+    Timeout,
+    PendingGrace,
+    ClaimWait,
+    GrafanaTimeout,
+    GrafanaWait,
+    FirstScrapeWait,
+}
+
+impl DurationSetting {
+    fn spec(self) -> (&'static str, Duration, Duration) {
+        const S: Duration = Duration::from_secs(1);
+        const MIN: Duration = Duration::from_secs(60);
+        const H: Duration = Duration::from_secs(3600);
+        match self {
+            DurationSetting::Timeout => ("--timeout / CMM_TIMEOUT", S, 2 * H),
+            DurationSetting::PendingGrace => ("--pending-grace / CMM_PENDING_GRACE", S, 24 * H),
+            DurationSetting::ClaimWait => ("--claim-wait / CMM_CLAIM_WAIT", S, H),
+            DurationSetting::GrafanaTimeout => (
+                "--grafana-timeout / CMM_GRAFANA_TIMEOUT",
+                Duration::from_millis(100),
+                5 * MIN,
+            ),
+            DurationSetting::GrafanaWait => ("--grafana-wait / CMM_GRAFANA_WAIT", S, H),
+            DurationSetting::FirstScrapeWait => (
+                "--first-scrape-wait / CMM_FIRST_SCRAPE_WAIT",
+                Duration::ZERO,
+                H,
+            ),
+        }
+    }
+
+    /// Parse `raw` for this setting; an error names the flag, its variable and the fix.
+    pub fn parse(self, raw: &str) -> anyhow::Result<Duration> {
+        let (name, min, max) = self.spec();
+        cmm_core::duration::parse(raw, name, min, max).classify(ExitCode::Usage)
     }
 }
 
@@ -96,12 +117,23 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_the_units_helm_users_write() {
-        assert_eq!(duration_secs("600", "--timeout").unwrap(), 600);
-        assert_eq!(duration_secs("10m", "--timeout").unwrap(), 600);
-        assert_eq!(duration_secs("1h", "--timeout").unwrap(), 3600);
-        let err = duration_secs("10 minutes", "--timeout").unwrap_err();
-        assert_eq!(ExitCode::of(&err), ExitCode::Usage);
-        assert!(err.to_string().contains("--timeout"), "{err}");
+    fn durations_take_the_units_helm_users_write_within_bounds() {
+        let t = DurationSetting::Timeout;
+        assert_eq!(t.parse("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(t.parse("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(t.parse("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["10 minutes", "3h", "0s"] {
+            let err = t.parse(bad).unwrap_err();
+            assert_eq!(ExitCode::of(&err), ExitCode::Usage);
+            assert!(err.to_string().contains("--timeout / CMM_TIMEOUT"), "{err}");
+        }
+        assert_eq!(
+            DurationSetting::GrafanaTimeout.parse("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert!(DurationSetting::FirstScrapeWait
+            .parse("0s")
+            .unwrap()
+            .is_zero());
     }
 }

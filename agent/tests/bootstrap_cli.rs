@@ -112,9 +112,24 @@ async fn cluster(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
     (fake, r.env("CMM_KUBECONFIG", kc))
 }
 
+/// The StatefulSet prometheus-operator makes for CMM's Prometheus resource, with `ready` of
+/// one replica ready (labels as the operator sets them: pkg/prometheus/server/statefulset.go).
+fn operator_prometheus(ready: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "prometheus-cmm", "namespace": "monitor",
+                     "labels": {"operator.prometheus.io/name": "cmm", "operator.prometheus.io/shard": "0",
+                                "operator.prometheus.io/mode": "server", "app.kubernetes.io/managed-by": "prometheus-operator"}},
+        "spec": {"replicas": 1, "serviceName": "prometheus-operated",
+                 "selector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}},
+                              "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}]}}},
+        "status": {"replicas": 1, "readyReplicas": ready, "availableReplicas": ready}})
+}
+
 /// [`cluster`] with the recording helm shim (a current helm) and the chart at [`REPO_CHART`].
 async fn shimmed(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
     let (fake, r) = cluster(nodes, context).await;
+    fake.insert(operator_prometheus(1));
     let shim = helm_shim(r.home.path(), "v3.17.3");
     (fake, r.env("CMM_HELM", shim).env("CMM_CHART", REPO_CHART))
 }
@@ -247,6 +262,21 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
     let mut r = r;
     for (flag, value, says) in [
         ("--chart", "/nonexistent/kps", &["helm pull"][..]),
+        (
+            "--chart",
+            "--post-renderer=/tmp/evil",
+            &["starts with '-'", "./NAME"],
+        ),
+        (
+            "--timeout",
+            "3h",
+            &["--timeout / CMM_TIMEOUT", "outside 1s..=2h"],
+        ),
+        (
+            "--pending-grace",
+            "1.5m",
+            &["--pending-grace", "e.g. 500ms"],
+        ),
         ("--set", "kubeStateMetrics.enabled", &["--set", "KEY=VALUE"]),
         (
             "--values",
@@ -254,7 +284,8 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
             &["--values / CMM_VALUES", "/nonexistent/values.yaml"],
         ),
     ] {
-        let (back, o) = run(r, &["bootstrap", "--cluster", "kr-mum", flag, value]).await;
+        let pair = format!("{flag}={value}");
+        let (back, o) = run(r, &["bootstrap", "--cluster", "kr-mum", &pair]).await;
         r = back;
         assert_eq!(code(&o), 2, "{flag} {value}: {}", err(&o));
         for s in says {
@@ -535,6 +566,7 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
     };
     let (fake, r) = cluster(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
+    fake.insert(operator_prometheus(1));
     let r = r.env("CMM_HELM", &real).env("CMM_CHART", &chart);
     // Learn the plan's digest from a dry run, then pretend it was deployed by an earlier run.
     let (r, o) = run(
@@ -834,6 +866,50 @@ async fn sigterm_stops_helm_releases_the_lock_removes_values_and_says_what_next(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_helm_the_run_waits_for_the_prometheus_the_operator_makes() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    // helm --wait returned, but the operator has only just made the StatefulSet.
+    fake.insert(operator_prometheus(0));
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
+    let fake = std::sync::Arc::new(fake);
+    let later = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            fake.insert(operator_prometheus(1));
+        })
+    };
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    later.await.unwrap();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("wait for the operator-made Prometheus")
+            && e.contains("Prometheus StatefulSet 0/1 ready"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_the_operator_never_makes_fails_the_run_within_the_timeout() {
+    let (fake, r) = cluster(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let shim = helm_shim(r.home.path(), "v3.17.3");
+    let r = r
+        .env("CMM_HELM", shim)
+        .env("CMM_CHART", REPO_CHART)
+        .env("HELM_SHIM_UPGRADE", "ok");
+    let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum", "--timeout", "2s"]).await;
+    assert_eq!(code(&o), 7, "{}", err(&o));
+    assert!(
+        err(&o).contains("not ready within 2s (--timeout): the operator has not created the Prometheus StatefulSet yet"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_deployed_pending_install_is_uninstalled_first() {
     let (fake, r) = shimmed(&["kind.json"], "kind-cmm").await;
     fake.insert(namespace("monitor"));
@@ -918,7 +994,8 @@ async fn workloads_are_reported_after_the_install_and_a_not_ready_one_fails_the_
         rep["workloads"],
         json!([
             {"kind": "DaemonSet", "name": "cmm-node-exporter", "ready": 3, "desired": 3},
-            {"kind": "Deployment", "name": "cmm-operator", "ready": 1, "desired": 1}
+            {"kind": "Deployment", "name": "cmm-operator", "ready": 1, "desired": 1},
+            {"kind": "StatefulSet", "name": "prometheus-cmm", "ready": 1, "desired": 1}
         ])
     );
 

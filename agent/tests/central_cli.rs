@@ -374,12 +374,17 @@ async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
     );
 }
 
-/// A helm stand-in for the apply path (no cluster for a real `helm upgrade` here).
+/// A helm stand-in for the apply path (no cluster for a real `helm upgrade` here); it logs
+/// every invocation to helm.log beside itself.
 fn helm_shim(dir: &Path) -> String {
     let path = dir.join("helm");
+    let log = dir.join("helm.log");
     std::fs::write(
         &path,
-        "#!/bin/sh\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            log.display()
+        ),
     )
     .unwrap();
     #[cfg(unix)]
@@ -399,6 +404,15 @@ async fn cluster_with_prometheus_at(port: u16) -> cmm_testkit::kube::FakeKube {
     kube.insert(json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
         "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": port}]}}));
+    // The StatefulSet prometheus-operator makes for the chart's Prometheus resource, ready.
+    kube.insert(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "prometheus-cmm", "namespace": "monitor",
+                     "labels": {"operator.prometheus.io/name": "cmm"}},
+        "spec": {"replicas": 1, "serviceName": "prometheus-operated",
+                 "selector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}},
+                              "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1}}));
     kube.insert(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1",
             "labels": {"kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": ""}},
         "status": {"conditions": [{"type": "Ready", "status": "True"}],
@@ -453,9 +467,63 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
     assert_eq!(fake.datasources().len(), 1);
     assert!(!out.contains(ADMIN_TOKEN) && !err.contains(ADMIN_TOKEN));
 
-    // Grafana down: the install is fine and the error says exactly that, with Grafana's code.
+    // Grafana down before the install: it is asked first, and nothing is changed.
+    let helm_log = dir.path().join("helm.log");
+    let upgrades = || {
+        std::fs::read_to_string(&helm_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("upgrade"))
+            .count()
+    };
+    let installed = upgrades();
     let o = agent(
         &[&base[..], &["--grafana-url", &cmm_testkit::dead_url()]].concat(),
+        &[
+            ("CMM_GRAFANA_TOKEN", ADMIN_TOKEN),
+            ("HOME", dir.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{out}\n{err}");
+    assert!(
+        err.contains("checking the central Grafana before installing; nothing was changed")
+            && err.contains("--skip-grafana-check"),
+        "{err}"
+    );
+    assert_eq!(upgrades(), installed, "helm ran although Grafana was down");
+
+    // A refused token: exit 9 in seconds, nothing installed.
+    let o = agent(
+        &[&base[..], &["--grafana-url", &fake.url]].concat(),
+        &[
+            ("CMM_GRAFANA_TOKEN", "glsa_not_a_valid_token"),
+            ("HOME", dir.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(9), "{out}\n{err}");
+    assert_eq!(
+        upgrades(),
+        installed,
+        "helm ran although the token was refused"
+    );
+    assert!(!err.contains("glsa_not_a_valid_token"), "{err}");
+
+    // Grafana unreachable from here, check skipped: the install is fine and the error says
+    // exactly that, with Grafana's code.
+    let o = agent(
+        &[
+            &base[..],
+            &[
+                "--grafana-url",
+                &cmm_testkit::dead_url(),
+                "--skip-grafana-check",
+            ],
+        ]
+        .concat(),
         &[
             ("CMM_GRAFANA_TOKEN", ADMIN_TOKEN),
             ("HOME", dir.path().to_str().unwrap()),
@@ -534,4 +602,136 @@ async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin
         auth.iter().all(|a| a.starts_with("Basic ")),
         "the admin login from the Secret was used"
     );
+}
+
+/// A Prometheus that is ready but has not scraped yet (`up` is empty), as right after an
+/// install: register waits for the first scrape, bounded, with progress; never-scraping fails
+/// with the reason seen last. Both against a real Prometheus whose scrape configs are loaded
+/// later by a real reload.
+#[tokio::test]
+async fn register_waits_a_bounded_time_for_the_first_scrape() {
+    let opts = cmm_testkit::prometheus::Options {
+        unscraped: true,
+        ..Default::default()
+    };
+    let Some(prom) = cmm_testkit::prometheus::start_with("cli-first-scrape", "kr-mum", opts).await
+    else {
+        return;
+    };
+    let fake = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let tf = token_file(dir.path(), ADMIN_TOKEN);
+    let args = |wait: &'static str| {
+        vec![
+            "register".to_owned(),
+            "--cluster".into(),
+            "kr-mum".into(),
+            "--grafana-url".into(),
+            fake.url.clone(),
+            "--grafana-token-file".into(),
+            tf.clone(),
+            "--prometheus-url".into(),
+            prom.url.clone(),
+            "--first-scrape-wait".into(),
+            wait.into(),
+        ]
+    };
+    // Never scraped within the wait: exit 11, the reason, nothing written to Grafana.
+    let a = args("2s");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = agent(&a, &[]).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("has no `up` series") && err.contains("--first-scrape-wait"),
+        "{err}"
+    );
+    assert!(fake.datasources().is_empty());
+
+    // The first scrape comes while the agent waits: it registers.
+    let reload = async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        prom.start_scraping().await;
+    };
+    let a = args("60s");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (o, ()) = tokio::join!(agent(&a, &[]), reload);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        err.contains("waiting for Prometheus' first scrape"),
+        "{err}"
+    );
+    assert!(out.contains("datasource   cmm-kr-mum: created"), "{out}");
+}
+
+/// Bad Grafana inputs are refused as input errors that name the setting and the fix, before
+/// any contact, and never echo the secret.
+#[tokio::test]
+async fn credentials_in_the_url_and_multi_line_tokens_are_input_errors() {
+    let fake = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let with_userinfo = fake.url.replace("http://", "http://admin:s3cr3t-pw@");
+    let tf = token_file(dir.path(), ADMIN_TOKEN);
+    let o = agent(
+        &[
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &with_userinfo,
+            "--grafana-token-file",
+            &tf,
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+        ],
+        &[],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--grafana-url")
+            && err.contains("user:pass@")
+            && err.contains("--grafana-token-file"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("s3cr3t-pw") && !err.contains("s3cr3t-pw"),
+        "{err}"
+    );
+
+    let two_lines = dir.path().join("two-lines");
+    std::fs::write(&two_lines, format!("{ADMIN_TOKEN}\nsecond-line\n")).unwrap();
+    let tf2 = two_lines.display().to_string();
+    for (source, env) in [
+        (vec!["--grafana-token-file", tf2.as_str()], vec![]),
+        (vec![], vec![("CMM_GRAFANA_TOKEN", "abc\u{1b}[2Jdef")]),
+    ] {
+        let args = [
+            &[
+                "register",
+                "--cluster",
+                "kr-mum",
+                "--grafana-url",
+                &fake.url,
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+            ][..],
+            &source[..],
+        ]
+        .concat();
+        let o = agent(&args, &env).await;
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("control character") && err.contains("single line"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(ADMIN_TOKEN) && !err.contains("second-line"),
+            "{err}"
+        );
+    }
+    assert!(fake.requests().is_empty(), "Grafana was contacted");
 }

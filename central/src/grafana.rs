@@ -116,6 +116,14 @@ impl GrafanaClient {
                 format!("{base} must be an http:// or https:// URL"),
             ));
         }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(Error::invalid(
+                "--grafana-url",
+                "carries a user or password (user:pass@): they would be printed and logged with \
+                 the URL; give the token with --grafana-token-file (or CMM_GRAFANA_TOKEN), or \
+                 the admin login with --grafana-user and --grafana-password-file",
+            ));
+        }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);

@@ -160,8 +160,55 @@ impl PrometheusProbe {
         }
     }
 
-    /// `/-/ready`, then `up`: every series must carry `cluster=<name>`.
+    /// `/-/ready`, then `up`: every series must carry `cluster=<name>`. No wait for a first
+    /// scrape (see [`check_within`](Self::check_within)).
     pub async fn check(&self, cluster: &ClusterName) -> Result<ProbeReport> {
+        self.check_within(cluster, std::time::Duration::ZERO).await
+    }
+
+    /// As [`check`](Self::check), but a Prometheus that is starting (`/-/ready` answers 503) or
+    /// ready without a scrape yet (`up` is empty) is asked again every few seconds for up to
+    /// `first_scrape`; then the run fails with the reason seen last. A freshly installed
+    /// Prometheus is in exactly that state for up to one scrape interval after it is ready.
+    pub async fn check_within(
+        &self,
+        cluster: &ClusterName,
+        first_scrape: std::time::Duration,
+    ) -> Result<ProbeReport> {
+        let start = tokio::time::Instant::now();
+        let poll = std::time::Duration::from_secs(3)
+            .min(first_scrape.max(std::time::Duration::from_millis(100)));
+        let mut said = String::new();
+        loop {
+            let attempt = self.check_once(cluster).await;
+            let reason = match &attempt {
+                Err(Error::Prometheus { problem, .. }) if is_not_yet(problem) => problem.clone(),
+                _ => return attempt,
+            };
+            let waited = start.elapsed();
+            if waited >= first_scrape {
+                if first_scrape.is_zero() {
+                    return attempt;
+                }
+                return Err(self.fail(format!(
+                    "{reason} — still so after waiting {}s for the first scrape \
+                     (--first-scrape-wait)",
+                    waited.as_secs()
+                )));
+            }
+            if reason != said {
+                tracing::info!(
+                    waited_secs = waited.as_secs(),
+                    limit_secs = first_scrape.as_secs(),
+                    "waiting for Prometheus' first scrape: {reason}"
+                );
+                said = reason;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    async fn check_once(&self, cluster: &ClusterName) -> Result<ProbeReport> {
         let (status, body) = self.get("-/ready", &[]).await?;
         if status == 401 || status == 403 {
             return Err(self.fail(format!(
@@ -170,7 +217,7 @@ impl PrometheusProbe {
         }
         if status != 200 {
             return Err(self.fail(format!(
-                "is not ready (/-/ready answered {status}: {})",
+                "{NOT_READY} (/-/ready answered {status}: {})",
                 body.trim()
             )));
         }
@@ -192,6 +239,14 @@ impl PrometheusProbe {
             .map_err(|p| self.fail(p))
     }
 }
+
+/// The states a Prometheus passes through right after an install, before it can answer `up`.
+fn is_not_yet(problem: &str) -> bool {
+    problem.starts_with(NOT_READY) || problem.starts_with(NO_UP)
+}
+
+const NOT_READY: &str = "is not ready";
+const NO_UP: &str = "has no `up` series";
 
 /// The certificates of a PEM bundle; an error naming `field` when there is none (reqwest
 /// accepts some non-PEM input silently, which would leave the CA untrusted without a word).
@@ -226,11 +281,10 @@ pub fn evaluate_up(
         .as_array()
         .ok_or("the answer to `up` has no data.result")?;
     if result.is_empty() {
-        return Err(
-            "has no `up` series: it scrapes nothing yet (wait for the first scrape, \
-                    or check its ServiceMonitors)"
-                .into(),
-        );
+        return Err(format!(
+            "{NO_UP}: it scrapes nothing yet (wait for the first scrape, or check its \
+             ServiceMonitors)"
+        ));
     }
     let mut wrong: Vec<String> = Vec::new();
     let mut up = 0;

@@ -36,6 +36,9 @@ pub struct RegisterRequest {
     /// Check `/-/ready` and the cluster label before touching Grafana.
     pub check_prometheus: bool,
     pub prometheus_retry: RetryPolicy,
+    /// How long a ready Prometheus may have no `up` series (no first scrape yet) before the
+    /// registration fails.
+    pub first_scrape_wait: std::time::Duration,
 }
 
 /// What to do with the cluster's datasource.
@@ -202,7 +205,7 @@ pub async fn register(grafana: &GrafanaClient, req: &RegisterRequest) -> Result<
     let desired = desired_datasource(cluster, &req.prometheus)?;
     let prometheus = if req.check_prometheus {
         let probe = PrometheusProbe::new(req.prometheus.clone(), req.prometheus_retry)?;
-        Some(probe.check(cluster).await?)
+        Some(probe.check_within(cluster, req.first_scrape_wait).await?)
     } else {
         None
     };

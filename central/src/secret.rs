@@ -79,6 +79,7 @@ pub fn resolve_token(
                 "is set but empty: unset it or put the service-account token in it",
             ));
         }
+        check_printable(trimmed, "CMM_GRAFANA_TOKEN", "the variable")?;
         return Ok(Some((
             Secret::new(trimmed),
             SecretOrigin::Env("CMM_GRAFANA_TOKEN"),
@@ -92,6 +93,27 @@ pub fn resolve_token(
         }
     }
     Ok(None)
+}
+
+/// A token or password goes into an HTTP header: a newline or other control character inside
+/// it would be refused by the HTTP library (and looks like "Grafana unreachable"), or, worse,
+/// split the header. Refused here as bad input naming its source.
+fn check_printable(value: &str, what: &'static str, source: &str) -> Result<()> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{source} holds a control character ({}) inside the secret: it must be a single \
+                 line; write only the secret, e.g. `printf %s \"$TOKEN\" > FILE`",
+                if c == '\n' || c == '\r' {
+                    "a line break".to_owned()
+                } else {
+                    format!("U+{:04X}", c as u32)
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Read a secret file: trailing newline stripped, empty refused. A file others can read is
@@ -109,6 +131,7 @@ pub fn read_secret_file(path: &Path, what: &'static str) -> Result<Secret> {
             format!("{} is empty: write the secret into it", path.display()),
         ));
     }
+    check_printable(value, what, &path.display().to_string())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -39,6 +39,7 @@ fn request(cluster: &str, url: &str) -> RegisterRequest {
         rules: RulesMode::Provisioned,
         check_prometheus: false,
         prometheus_retry: fast(),
+        first_scrape_wait: std::time::Duration::ZERO,
     }
 }
 

@@ -41,6 +41,7 @@ fn req(cluster: &str, url: &str) -> RegisterRequest {
         rules: RulesMode::Provisioned,
         check_prometheus: true,
         prometheus_retry: fast(),
+        first_scrape_wait: std::time::Duration::ZERO,
     }
 }
 
@@ -116,6 +117,7 @@ async fn a_prometheus_behind_tls_and_basic_auth_registers_with_its_ca_and_passwo
     let opts = Options {
         tls: true,
         basic_auth: true,
+        ..Default::default()
     };
     let Some(prom) = start_with("tls-auth", "kr-mum", opts).await else {
         return;
@@ -181,7 +183,7 @@ async fn the_grafana_client_trusts_a_private_ca_only_when_given_it() {
     use cmm_testkit::prometheus::{start_with, Options};
     let opts = Options {
         tls: true,
-        basic_auth: false,
+        ..Default::default()
     };
     let Some(server) = start_with("grafana-ca", "kr-mum", opts).await else {
         return;

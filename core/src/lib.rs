@@ -5,6 +5,7 @@
 //! here once, so the agent, the values files' tests and the Grafana side cannot drift apart.
 
 pub mod datasource;
+pub mod duration;
 pub mod naming;
 
 pub use naming::{ClusterName, NameError};

@@ -14,6 +14,11 @@ pub const FULLNAME: &str = "cmm";
 pub const PROMETHEUS_SERVICE: &str = "cmm-prometheus";
 pub const NODE_EXPORTER_DAEMONSET: &str = "cmm-node-exporter";
 pub const OPERATOR_DEPLOYMENT: &str = "cmm-operator";
+/// The Prometheus custom resource the chart creates (its name is the fullname).
+pub const PROMETHEUS_CR: &str = FULLNAME;
+/// Label the operator puts on the StatefulSets it makes for a Prometheus resource, valued with
+/// the resource's name (`PrometheusNameLabelName`, pkg/prometheus of prometheus-operator).
+pub const OPERATOR_PROMETHEUS_NAME_LABEL: &str = "operator.prometheus.io/name";
 
 /// `job` label of node-exporter series (from the chart's `jobLabel`), the same in every cluster.
 pub const NODE_EXPORTER_JOB: &str = "node-exporter";

@@ -315,6 +315,21 @@ impl Connected {
             .await
     }
 
+    /// Objects of a namespaced kind `K` in `namespace` matching a label selector.
+    pub async fn list_labeled<K>(&self, namespace: &str, selector: &str) -> Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let list = Api::<K>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(self.api_err(format!("listing {} ({selector})", K::plural(&()))))?;
+        Ok(list.items)
+    }
+
     /// Every object of kind `K` in the cluster.
     pub async fn list_all<K>(&self) -> Result<Vec<K>>
     where

@@ -20,6 +20,58 @@ impl Workload {
     }
 }
 
+/// The operator-made Prometheus, judged from the StatefulSets carrying its name label. helm's
+/// `--wait` covers only what helm created; the operator makes these afterwards, so right after
+/// an install there may be none yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum OperatorPrometheus {
+    /// The operator has not made a StatefulSet yet (it may still be starting).
+    NotCreated,
+    /// Made, not every replica ready.
+    Starting {
+        ready: i32,
+        desired: i32,
+    },
+    Ready {
+        replicas: i32,
+    },
+}
+
+impl OperatorPrometheus {
+    pub fn judge(statefulsets: &[StatefulSet]) -> Self {
+        if statefulsets.is_empty() {
+            return OperatorPrometheus::NotCreated;
+        }
+        let (mut ready, mut desired) = (0, 0);
+        for s in statefulsets {
+            desired += s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            ready += s
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+        }
+        if desired > 0 && ready >= desired {
+            OperatorPrometheus::Ready { replicas: ready }
+        } else {
+            OperatorPrometheus::Starting { ready, desired }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            OperatorPrometheus::NotCreated => {
+                "the operator has not created the Prometheus StatefulSet yet".into()
+            }
+            OperatorPrometheus::Starting { ready, desired } => {
+                format!("Prometheus StatefulSet {ready}/{desired} ready")
+            }
+            OperatorPrometheus::Ready { replicas } => format!("Prometheus ready ({replicas})"),
+        }
+    }
+}
+
 pub fn readiness(
     deployments: &[Deployment],
     daemonsets: &[DaemonSet],

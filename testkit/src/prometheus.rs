@@ -31,10 +31,15 @@ pub struct Options {
     pub tls: bool,
     /// Require [`BASIC_USER`] / [`BASIC_PASSWORD`].
     pub basic_auth: bool,
+    /// Start ready but scraping nothing (as right after an install, before the first scrape);
+    /// [`RealPrometheus::start_scraping`] loads the scrape configs with a real reload.
+    pub unscraped: bool,
 }
 
 pub struct RealPrometheus {
     pub url: String,
+    config_path: std::path::PathBuf,
+    full_config: String,
     /// PEM of the CA that signed the server certificate, with `tls`.
     pub ca_pem: Option<String>,
     _dir: tempfile::TempDir,
@@ -195,7 +200,11 @@ scrape_configs:
 "#
     );
     let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, config).unwrap();
+    if opts.unscraped {
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1s\nscrape_configs: []\n").unwrap();
+    } else {
+        std::fs::write(&cfg, &config).unwrap();
+    }
     let mut cmd = Command::new(PROMETHEUS);
     cmd.current_dir(dir.path())
         .arg(format!("--config.file={}", cfg.display()))
@@ -206,6 +215,9 @@ scrape_configs:
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if opts.unscraped {
+        cmd.arg("--web.enable-lifecycle");
+    }
     if !web.is_empty() {
         std::fs::write(dir.path().join("web.yml"), web).unwrap();
         cmd.arg("--web.config.file=web.yml");
@@ -230,6 +242,10 @@ scrape_configs:
             "{test}: Prometheus at {url} did not scrape both targets within 45 s"
         );
         let ok = async {
+            if opts.unscraped {
+                let r = http.get(format!("{url}/-/ready")).send().await.ok()?;
+                return r.status().is_success().then_some(());
+            }
             let mut req = http.get(format!("{url}/api/v1/query?query=up"));
             if opts.basic_auth {
                 req = req.basic_auth(BASIC_USER, Some(BASIC_PASSWORD));
@@ -246,9 +262,25 @@ scrape_configs:
     }
     Some(RealPrometheus {
         url,
+        config_path: cfg,
+        full_config: config,
         ca_pem,
         _dir: dir,
         _prom: prom,
         _node: node,
     })
+}
+
+impl RealPrometheus {
+    /// Load the scrape configs (node_exporter and self, with the cluster label) and reload, as
+    /// the config-reloader does when the operator writes the first config.
+    pub async fn start_scraping(&self) {
+        std::fs::write(&self.config_path, &self.full_config).unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{}/-/reload", self.url))
+            .send()
+            .await
+            .expect("reload prometheus");
+        assert!(r.status().is_success(), "reload: {}", r.status());
+    }
 }

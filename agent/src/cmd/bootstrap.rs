@@ -15,6 +15,7 @@ use cmm_installer::bootstrap::{check_set, prepare, Options, Prepared, Report};
 use cmm_installer::fleet::Role;
 use cmm_installer::helm::{kube_version_args, Helm};
 use cmm_installer::kube::{connect, host_proc_version, Connected};
+use cmm_installer::preflight::Check;
 use cmm_installer::release::Next;
 use cmm_installer::render::Rendered;
 use cmm_installer::workloads;
@@ -24,7 +25,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use crate::cli::{BootstrapArgs, GlobalArgs, Output, RoleArg};
 use crate::exit::{installer_class, Classify, ExitCode};
 use crate::progress::Progress;
-use crate::settings::{check_namespace, duration_secs, kube_target, BadInput, ChartSettings};
+use crate::settings::{check_namespace, kube_target, BadInput, ChartSettings, DurationSetting};
 
 pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()> {
     // 1. Inputs. Every error here names the flag and the fix; nothing has been contacted.
@@ -52,9 +53,23 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         }
         Some(files)
     };
-    let timeout_secs = duration_secs(&args.timeout, "--timeout / CMM_TIMEOUT")?;
-    let grace = duration_secs(&args.pending_grace, "--pending-grace / CMM_PENDING_GRACE")?;
+    let timeout_secs = DurationSetting::Timeout.parse(&args.timeout)?.as_secs();
+    let grace = DurationSetting::PendingGrace
+        .parse(&args.pending_grace)?
+        .as_secs();
     let settings = ChartSettings::resolve(&args.chart)?;
+    // The Grafana step's inputs too: a bad token file or URL must not surface after the install.
+    let registration = match (args.role, &args.grafana.grafana_url) {
+        (RoleArg::Cluster, Some(_)) => Some(crate::cmd::register::Registration::resolve(
+            &args.grafana,
+            &args.endpoint,
+        )?),
+        (RoleArg::Central, Some(_)) => {
+            crate::cmd::central::validate_inputs(&args.grafana, &args.central)?;
+            None
+        }
+        (_, None) => None,
+    };
 
     // 2. helm, before the cluster: a missing tool should not cost an API round trip.
     let helm_version = settings.helm.version().await.classify_by(installer_class)?;
@@ -116,6 +131,43 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         return preflight_verdict(&prepared.report, preflight_ok);
     }
 
+    // Grafana, before the cluster is changed: a wrong URL or token fails now, with nothing
+    // installed.
+    if let Some(reg) = &registration {
+        if args.skip_grafana_check {
+            prepared.report.preflight.push(Check {
+                check: "grafana".into(),
+                ok: true,
+                detail: "not checked before the install (--skip-grafana-check); registration \
+                         runs at the end"
+                    .into(),
+            });
+        } else {
+            let checked = progress
+                .step(
+                    "check the central Grafana",
+                    stop_or(reg.precheck(&opts.cluster)),
+                )
+                .await;
+            match checked {
+                Ok(detail) => prepared.report.preflight.push(Check {
+                    check: "grafana".into(),
+                    ok: true,
+                    detail,
+                }),
+                Err(e) => {
+                    prepared.report.outcome =
+                        "the central Grafana check failed: nothing changed".into();
+                    emit(global, &prepared.report)?;
+                    return Err(e.context(
+                        "checking the central Grafana before installing; nothing was changed \
+                         (pass --skip-grafana-check when Grafana cannot be reached from here yet)",
+                    ));
+                }
+            }
+        }
+    }
+
     // 6. Apply, holding the run lock of the release for everything that writes.
     let stop = crate::interrupt::stop();
     let helm = settings.helm.clone().with_stop(stop.clone());
@@ -170,6 +222,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         &mut prepared,
         &progress,
         &stop,
+        registration.as_ref(),
     )
     .await;
     if let Err(e) = lock.release().await {
@@ -190,6 +243,7 @@ async fn locked(
     prepared: &mut Prepared,
     progress: &Progress,
     stop: &cmm_installer::stop::Stop,
+    registration: Option<&crate::cmd::register::Registration>,
 ) -> anyhow::Result<()> {
     stop.or_stop(
         "reading the release under the lock",
@@ -218,7 +272,30 @@ async fn locked(
         return result;
     }
 
-    // 7. What is running now.
+    // 7. The Prometheus the operator makes after helm is done, then what is running now.
+    if opts.role == Role::Cluster {
+        let waited = progress
+            .step(
+                "wait for the operator-made Prometheus",
+                stop.or_stop(
+                    "waiting for Prometheus",
+                    wait_for_prometheus(conn, &opts.namespace, opts.timeout_secs),
+                ),
+            )
+            .await
+            .classify_by(installer_class)?;
+        if let Err(last) = waited {
+            for line in explain(conn, &opts.namespace).await {
+                eprintln!("  {line}");
+            }
+            return Err(BadInput(format!(
+                "helm finished, but the operator's Prometheus was not ready within {}s \
+                 (--timeout): {last}",
+                opts.timeout_secs
+            )))
+            .classify(ExitCode::Install);
+        }
+    }
     prepared.report.workloads = stop
         .or_stop(
             "reading workload readiness",
@@ -248,17 +325,18 @@ async fn locked(
     // 8. The central Grafana, only with --grafana-url. A failure here must not read as a
     // failed install: the release is in place and only `register` needs re-running.
     let step = match opts.role {
-        Role::Cluster => {
-            crate::cmd::register::after_install(
+        Role::Cluster => match registration {
+            Some(reg) => crate::cmd::register::after_install(
                 global,
-                &args.grafana,
-                &args.endpoint,
+                reg,
                 &opts.cluster,
                 conn,
                 &opts.namespace,
             )
             .await
-        }
+            .map(|()| true),
+            None => Ok(false),
+        },
         Role::Central => {
             crate::cmd::central::after_install(&args.grafana, &args.central, conn, &opts.namespace)
                 .await
@@ -388,6 +466,51 @@ async fn apply(
         "finds the same plan deployed, changes nothing and re-checks readiness and registration",
     );
     Ok(())
+}
+
+/// Poll the StatefulSets the operator makes for CMM's Prometheus until they are ready or
+/// `timeout_secs` pass; `Ok(Err(state))` carries the state seen last.
+async fn wait_for_prometheus(
+    conn: &Connected,
+    ns: &str,
+    timeout_secs: u64,
+) -> cmm_installer::Result<Result<(), String>> {
+    use cmm_core::naming::{OPERATOR_PROMETHEUS_NAME_LABEL, PROMETHEUS_CR};
+    use cmm_installer::workloads::OperatorPrometheus;
+    let selector = format!("{OPERATOR_PROMETHEUS_NAME_LABEL}={PROMETHEUS_CR}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+    let mut shown = String::new();
+    loop {
+        let sts: Vec<StatefulSet> = conn.list_labeled(ns, &selector).await?;
+        let state = OperatorPrometheus::judge(&sts);
+        if let OperatorPrometheus::Ready { .. } = state {
+            return Ok(Ok(()));
+        }
+        let said = state.describe();
+        if said != shown {
+            tracing::info!("{said}");
+            shown = said;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Err(shown));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
+}
+
+/// A read-only step that a signal may abandon.
+async fn stop_or<T>(
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let stop = crate::interrupt::stop();
+    tokio::select! {
+        r = fut => r,
+        _ = stop.stopped() => Err(cmm_installer::Error::Interrupted {
+            signal: stop.reason(),
+            detail: "stopped before any change".into(),
+        })
+        .classify_by(installer_class),
+    }
 }
 
 async fn readiness(conn: &Connected, ns: &str) -> cmm_installer::Result<Vec<workloads::Workload>> {

@@ -130,6 +130,35 @@ pub struct CentralBootstrapArgs {
     pub registration_service_account: String,
 }
 
+/// The central role's Grafana inputs, checked before bootstrap changes anything. The central
+/// Grafana is what is being installed, so it is not asked; only what can be known is checked.
+pub fn validate_inputs(grafana: &GrafanaArgs, args: &CentralBootstrapArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.registration_token_out {
+        if out.exists() {
+            return Err(Usage(format!(
+                "--registration-token-out {} exists; CMM never overwrites a token file: choose a new path",
+                out.display()
+            )))
+            .classify(ExitCode::Usage);
+        }
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !p.is_dir()) {
+            return Err(Usage(format!(
+                "--registration-token-out {}: its directory does not exist; create it first",
+                out.display()
+            )))
+            .classify(ExitCode::Usage);
+        }
+    }
+    crate::settings::DurationSetting::GrafanaWait.parse(&args.grafana_wait)?;
+    // The URL, CA file, retries and timeout, with a placeholder credential: the real one may
+    // only exist once the central Grafana's admin Secret does.
+    grafana.client_with(cmm_central::Credentials::Token(cmm_central::Secret::new(
+        "-",
+    )))?;
+    Ok(())
+}
+
 /// Bootstrap's last step for the central role. `Ok(false)` when no `--grafana-url` was given.
 /// Without a token source the admin login is read from [`ADMIN_SECRET`] in `namespace`.
 pub async fn after_install(
@@ -150,8 +179,7 @@ pub async fn after_install(
             .classify(ExitCode::Usage);
         }
     }
-    let wait =
-        crate::cmd::register::duration(&args.grafana_wait, "--grafana-wait / CMM_GRAFANA_WAIT")?;
+    let wait = crate::settings::DurationSetting::GrafanaWait.parse(&args.grafana_wait)?;
     let token_given = grafana.grafana_token_file.is_some()
         || std::env::var_os("CMM_GRAFANA_TOKEN").is_some()
         || std::env::var_os("CREDENTIALS_DIRECTORY")

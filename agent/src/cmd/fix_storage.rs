@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::{FixStorageArgs, GlobalArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
-use crate::settings::{check_namespace, duration_secs, kube_target, BadInput};
+use crate::settings::{check_namespace, kube_target, BadInput};
 
 #[derive(Debug, Serialize)]
 struct StorageReport {
@@ -26,10 +26,7 @@ struct StorageReport {
 
 pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()> {
     check_namespace(&args.namespace)?;
-    let wait = Duration::from_secs(duration_secs(
-        &args.claim_wait,
-        "--claim-wait / CMM_CLAIM_WAIT",
-    )?);
+    let wait = crate::settings::DurationSetting::ClaimWait.parse(&args.claim_wait)?;
     let conn = connect(&kube_target(&args.kube))
         .await
         .classify_by(installer_class)?;

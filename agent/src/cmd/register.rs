@@ -4,7 +4,6 @@
 //! Also the Grafana flags and credential resolution shared by `deregister` and `central token`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -23,6 +22,7 @@ use cmm_installer::kube::Connected;
 
 use crate::cli::{GlobalArgs, KubeTargetArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
+use crate::settings::DurationSetting;
 
 /// How to reach and authenticate to the central Grafana. The token itself is never a flag: it
 /// comes from a file, `CMM_GRAFANA_TOKEN`, or the systemd credential `grafana-token`.
@@ -50,15 +50,16 @@ pub struct GrafanaArgs {
 
 impl GrafanaArgs {
     pub fn retry(&self) -> anyhow::Result<RetryPolicy> {
-        if self.grafana_retries == 0 {
-            return usage("--grafana-retries / CMM_GRAFANA_RETRIES is 0: give at least 1 (one attempt, no retry)");
+        if !(1..=MAX_RETRIES).contains(&self.grafana_retries) {
+            return usage(&format!(
+                "--grafana-retries / CMM_GRAFANA_RETRIES is {}: give 1 (one attempt, no retry) \
+                 to {MAX_RETRIES}",
+                self.grafana_retries
+            ));
         }
         Ok(RetryPolicy {
             attempts: self.grafana_retries,
-            timeout: duration(
-                &self.grafana_timeout,
-                "--grafana-timeout / CMM_GRAFANA_TIMEOUT",
-            )?,
+            timeout: DurationSetting::GrafanaTimeout.parse(&self.grafana_timeout)?,
             ..RetryPolicy::default()
         })
     }
@@ -179,6 +180,10 @@ pub struct EndpointArgs {
     /// health check still runs.
     #[arg(long, env = "CMM_SKIP_PROMETHEUS_CHECK")]
     pub skip_prometheus_check: bool,
+    /// How long a ready Prometheus may answer `up` with nothing (no first scrape yet, as right
+    /// after an install) before registration fails; at least two scrape intervals (30s each).
+    #[arg(long, env = "CMM_FIRST_SCRAPE_WAIT", default_value = "2m")]
+    pub first_scrape_wait: String,
     /// Alert rules for the cluster.
     #[arg(long, env = "CMM_RULES", value_enum, default_value_t = RulesArg::Provisioned)]
     pub rules: RulesArg,
@@ -187,11 +192,78 @@ pub struct EndpointArgs {
     pub force: bool,
 }
 
+/// Every registration input, read and checked before anything is contacted or changed: the
+/// Grafana client (URL, token source, CA, retries, timeout) and the Prometheus-side settings.
+pub struct Registration {
+    pub client: GrafanaClient,
+    basic_auth: Option<(String, cmm_central::Secret)>,
+    ca_pem: Option<String>,
+    args: EndpointArgs,
+    first_scrape_wait: std::time::Duration,
+}
+
+impl Registration {
+    pub fn resolve(grafana: &GrafanaArgs, endpoint: &EndpointArgs) -> anyhow::Result<Self> {
+        let client = grafana.client(None)?;
+        let first_scrape_wait =
+            DurationSetting::FirstScrapeWait.parse(&endpoint.first_scrape_wait)?;
+        let basic_auth = match (
+            &endpoint.prometheus_user,
+            &endpoint.prometheus_password_file,
+        ) {
+            (Some(user), Some(file)) => Some((
+                user.clone(),
+                read_secret_file(file, "the Prometheus password (--prometheus-password-file)")
+                    .classify(ExitCode::Usage)?,
+            )),
+            _ => None,
+        };
+        let ca_pem = match &endpoint.prometheus_ca_file {
+            Some(ca) => Some(
+                std::fs::read_to_string(ca)
+                    .classify(ExitCode::Usage)
+                    .with_context(|| format!("reading --prometheus-ca-file {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(url) = &endpoint.prometheus_url {
+            PrometheusTarget {
+                url: url.clone(),
+                ..Default::default()
+            }
+            .parsed_url()
+            .classify_by(central_class)?;
+        }
+        Ok(Self {
+            client,
+            basic_auth,
+            ca_pem,
+            args: endpoint.clone(),
+            first_scrape_wait,
+        })
+    }
+
+    /// Ask Grafana before the cluster is changed: it answers (`/api/health`) and takes the
+    /// credentials (an authenticated read of the datasource this cluster would get), so a bad
+    /// URL or token fails in seconds with nothing installed.
+    pub async fn precheck(&self, cluster: &ClusterName) -> anyhow::Result<String> {
+        let version = self.client.health().await.classify_by(central_class)?;
+        self.client
+            .datasource_by_uid(&cluster.datasource_uid())
+            .await
+            .classify_by(central_class)?;
+        Ok(format!(
+            "Grafana {version} at {} answers and accepts the token",
+            self.client.base_url()
+        ))
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> {
     let cluster = ClusterName::parse(&args.cluster)
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
-    let grafana = args.grafana.client(None)?;
+    let reg = Registration::resolve(&args.grafana, &args.endpoint)?;
     let endpoint = match &args.endpoint.prometheus_url {
         Some(url) => flag_endpoint(url),
         None => {
@@ -208,31 +280,25 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
             discover(&kube, &args.namespace, &args.endpoint).await?
         }
     };
-    register_endpoint(global, &grafana, cluster, &endpoint, &args.endpoint, true).await
+    register_endpoint(global, &reg, cluster, &endpoint, true).await
 }
 
 /// Bootstrap's last step for a monitored cluster: register it with the cluster connection
 /// bootstrap already holds. `Ok(false)` when no `--grafana-url` was given (nothing to do).
 pub async fn after_install(
     global: &GlobalArgs,
-    grafana: &GrafanaArgs,
-    endpoint: &EndpointArgs,
+    reg: &Registration,
     cluster: &ClusterName,
     kube: &Connected,
     namespace: &str,
-) -> anyhow::Result<bool> {
-    if grafana.grafana_url.is_none() {
-        return Ok(false);
-    }
-    let client = grafana.client(None)?;
-    let ep = match &endpoint.prometheus_url {
+) -> anyhow::Result<()> {
+    let ep = match &reg.args.prometheus_url {
         Some(url) => flag_endpoint(url),
-        None => discover(kube, namespace, endpoint).await?,
+        None => discover(kube, namespace, &reg.args).await?,
     };
     // Bootstrap's JSON report owns stdout; a second document there would break parsers.
     let print = global.output == Output::Human;
-    register_endpoint(global, &client, cluster.clone(), &ep, endpoint, print).await?;
-    Ok(true)
+    register_endpoint(global, reg, cluster.clone(), &ep, print).await
 }
 
 fn flag_endpoint(url: &str) -> Endpoint {
@@ -245,28 +311,19 @@ fn flag_endpoint(url: &str) -> Endpoint {
 
 async fn register_endpoint(
     global: &GlobalArgs,
-    grafana: &GrafanaClient,
+    reg: &Registration,
     cluster: ClusterName,
     endpoint: &Endpoint,
-    args: &EndpointArgs,
     print: bool,
 ) -> anyhow::Result<()> {
-    let mut target = PrometheusTarget {
+    let args = &reg.args;
+    let grafana = &reg.client;
+    let target = PrometheusTarget {
         url: endpoint.url.clone(),
         tls_skip_verify: args.prometheus_tls_skip_verify,
-        ..Default::default()
+        basic_auth: reg.basic_auth.clone(),
+        ca_pem: reg.ca_pem.clone(),
     };
-    if let (Some(user), Some(file)) = (&args.prometheus_user, &args.prometheus_password_file) {
-        let pw = read_secret_file(file, "the Prometheus password (--prometheus-password-file)")
-            .classify(ExitCode::Usage)?;
-        target.basic_auth = Some((user.clone(), pw));
-    }
-    if let Some(ca) = &args.prometheus_ca_file {
-        let pem = std::fs::read_to_string(ca)
-            .classify(ExitCode::Usage)
-            .with_context(|| format!("reading --prometheus-ca-file {}", ca.display()))?;
-        target.ca_pem = Some(pem);
-    }
     let req = RegisterRequest {
         cluster,
         prometheus: target,
@@ -277,6 +334,7 @@ async fn register_endpoint(
             RulesArg::Skip => RulesMode::Skip,
         },
         check_prometheus: !args.skip_prometheus_check,
+        first_scrape_wait: reg.first_scrape_wait,
         prometheus_retry: RetryPolicy {
             attempts: 3,
             ..RetryPolicy::default()
@@ -406,6 +464,9 @@ pub fn central_class(e: &cmm_central::Error) -> ExitCode {
     }
 }
 
+/// More attempts than this would hold an unattended run for many minutes per call.
+const MAX_RETRIES: u32 = 20;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Usage(String);
@@ -414,45 +475,26 @@ fn usage<T>(msg: &str) -> anyhow::Result<T> {
     Err(Usage(msg.to_owned())).classify(ExitCode::Usage)
 }
 
-/// `500ms`, `10s`, `1m`, or plain seconds.
-pub(crate) fn duration(raw: &str, flag: &str) -> anyhow::Result<Duration> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (num, unit) = raw.split_at(split);
-    let n: u64 = match num.parse() {
-        Ok(n) if n > 0 => n,
-        _ => {
-            return usage(&format!(
-                "{flag} {raw:?} is not a duration: write e.g. 500ms, 10s or 1m"
-            ))
-        }
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => usage(&format!(
-            "{flag} {raw:?} is not a duration: write e.g. 500ms, 10s or 1m"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_retries_are_checked() {
-        assert_eq!(
-            duration("500ms", "--t").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(duration("10", "--t").unwrap(), Duration::from_secs(10));
-        assert_eq!(duration("2m", "--t").unwrap(), Duration::from_secs(120));
-        for bad in ["0s", "ten", "5h", ""] {
-            let e = duration(bad, "--grafana-timeout").unwrap_err();
+    fn retries_are_bounded() {
+        let mut g = GrafanaArgs {
+            grafana_url: None,
+            grafana_token_file: None,
+            grafana_retries: 0,
+            grafana_timeout: "10s".into(),
+            grafana_ca_file: None,
+        };
+        for n in [0, MAX_RETRIES + 1, u32::MAX] {
+            g.grafana_retries = n;
+            let e = g.retry().unwrap_err();
             assert_eq!(ExitCode::of(&e), ExitCode::Usage);
-            assert!(e.to_string().contains("--grafana-timeout"), "{e}");
+            assert!(e.to_string().contains("--grafana-retries"), "{e}");
         }
+        g.grafana_retries = 3;
+        assert_eq!(g.retry().unwrap().attempts, 3);
     }
 }
