@@ -14,7 +14,14 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(level).map_err(|e| {
+    // kube-rs logs every failed request at ERROR itself; the agent says it once, in words
+    // (cmm_installer::kube::in_words). A filter that names kube explicitly keeps its choice.
+    let directives = if level.contains("kube") {
+        level.to_owned()
+    } else {
+        format!("{level},kube_client=off")
+    };
+    let filter = EnvFilter::try_new(&directives).map_err(|e| {
         anyhow::anyhow!(
             "--log-level / CMM_LOG_LEVEL {level:?} is not a valid filter ({e}): use e.g. info, debug or cmm_installer=debug"
         )

@@ -48,7 +48,7 @@ pub enum Error {
     KubeconfigMissing { path: String, from: &'static str },
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
-    #[error("the Kubernetes API at {url} is unreachable: {message}; check the kubeconfig's server, VPN/network and credentials")]
+    #[error("the Kubernetes API at {url} is unreachable: {message}")]
     KubeUnreachable { url: String, message: String },
     #[error("{what}: the API server answered {code} {reason}: {message}")]
     KubeApi {

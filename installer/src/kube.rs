@@ -128,6 +128,16 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             ),
         });
     }
+    // kubectl's proxy choice: the cluster's own proxy-url, else the environment (crate::proxy).
+    let kubeconfig_proxy = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| kc.clusters.iter().find(|cl| cl.name == c.cluster))
+        .and_then(|cl| cl.cluster.as_ref())
+        .and_then(|cl| cl.proxy_url.clone())
+        .filter(|p| !p.is_empty());
     let options = KubeConfigOptions {
         context: Some(context.clone()),
         ..Default::default()
@@ -138,6 +148,33 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             path: shown.clone(),
             message: format!("context {context:?}: {e}"),
         })?;
+    config.proxy_url = match kubeconfig_proxy {
+        Some(p) => Some(p),
+        None => {
+            let url = &config.cluster_url;
+            crate::proxy::proxy_for(
+                &crate::proxy::ProxyEnv::from_process(),
+                url.scheme_str().unwrap_or("https"),
+                url.host().unwrap_or_default(),
+                url.port_u16()
+                    .unwrap_or(if url.scheme_str() == Some("http") {
+                        80
+                    } else {
+                        443
+                    }),
+            )
+        }
+    }
+    .map(|p| {
+        p.parse().map_err(|e| Error::Kubeconfig {
+            path: shown.clone(),
+            message: format!("proxy {p:?} (proxy-url or HTTPS_PROXY/HTTP_PROXY) is not a URL: {e}"),
+        })
+    })
+    .transpose()?;
+    if let Some(p) = &config.proxy_url {
+        tracing::debug!(proxy = %redact_userinfo(&p.to_string()), "reaching the Kubernetes API through a proxy");
+    }
     // An unreachable API must fail in seconds, not hang a bootstrap.
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
@@ -155,6 +192,74 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             context: Some(context),
         },
     })
+}
+
+fn not_kubernetes(seen: &str) -> String {
+    format!(
+        "it answers, but not as a Kubernetes API ({seen}): the kubeconfig's server points at \
+         something else (a web page, a proxy's own page, the wrong port): check its server address and port"
+    )
+}
+
+/// A transport failure in words, with the fix: what the libraries say is in the error's
+/// source chain, several layers down; the layers above it repeat each other.
+pub fn in_words(e: &(dyn std::error::Error + 'static), url: &str) -> String {
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        chain.push(err.to_string());
+        cur = err.source();
+    }
+    let all = chain.join(": ").to_lowercase();
+    let deepest = chain.last().cloned().unwrap_or_default();
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r)
+        .split('/')
+        .next()
+        .unwrap_or(url);
+    if all.contains("dns error")
+        || all.contains("failed to lookup address")
+        || all.contains("name or service not known")
+    {
+        format!(
+            "the name in {host} cannot be resolved (DNS: {deepest}); check the kubeconfig's \
+             server, the resolver, or the VPN (a proxy-only name needs HTTPS_PROXY and no NO_PROXY entry)"
+        )
+    } else if all.contains("connection refused") {
+        format!(
+            "connection refused at {host}: nothing listens there; check the server's address \
+             and port in the kubeconfig and that the API server runs"
+        )
+    } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        format!(
+            "the TLS handshake with {host} failed ({deepest}); check the kubeconfig's \
+             certificate-authority(-data) and that the server name matches its certificate"
+        )
+    } else if all.contains("timed out") || all.contains("elapsed") || all.contains("deadline") {
+        format!(
+            "no answer from {host} in time (timed out); check the network path, firewall or VPN, \
+             and any proxy (HTTPS_PROXY/NO_PROXY)"
+        )
+    } else if all.contains("proxy") || all.contains("tunnel") {
+        format!("the proxy refused or failed the tunnel to {host} ({deepest}); check HTTPS_PROXY/HTTP_PROXY or the kubeconfig's proxy-url")
+    } else {
+        format!("{deepest}; check the kubeconfig's server, the network and the credentials")
+    }
+}
+
+/// A URL without its `user:password@` part, for messages and logs.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{host}{path}"),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 fn context_names(kc: &Kubeconfig) -> String {
@@ -180,7 +285,7 @@ impl Connected {
             },
             other => Error::KubeUnreachable {
                 url: self.api_url.clone(),
-                message: format!("{what}: {other}"),
+                message: format!("{what}: {}", in_words(&other, &self.api_url)),
             },
         }
     }
@@ -193,7 +298,9 @@ impl Connected {
                     "the API server refused the credentials ({} {}): refresh them (e.g. `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`)",
                     s.code, s.message
                 ),
-                other => other.to_string(),
+                kube::Error::Api(s) if s.code == 404 => not_kubernetes(&format!("/version answered 404 {}", s.message)),
+                kube::Error::SerdeError(e) => not_kubernetes(&format!("/version is not Kubernetes' JSON ({e})")),
+                other => in_words(other, &self.api_url),
             };
             Error::KubeUnreachable {
                 url: self.api_url.clone(),

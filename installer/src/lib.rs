@@ -11,6 +11,7 @@ pub mod helm;
 pub mod kube;
 pub mod lock;
 pub mod preflight;
+pub mod proxy;
 pub mod release;
 pub mod render;
 pub mod stop;

@@ -8,6 +8,8 @@ pub mod grafana;
 pub mod kube;
 /// Not a fake: a real Prometheus and node_exporter (Debian packages) run for endpoint checks.
 pub mod prometheus;
+/// Not a fake of a remote API: a forwarding proxy between the agent and the fakes.
+pub mod proxy;
 
 /// A `http://127.0.0.1:PORT` URL nothing listens on: the port was bound and released, so a
 /// connection is refused at once (an unreachable Grafana or Prometheus without a slow timeout).
