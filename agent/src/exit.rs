@@ -31,6 +31,9 @@ pub enum ExitCode {
     PrometheusCheck = 11,
     /// Another cmm-agent run holds this release's lock (a Lease); nothing was changed.
     Locked = 12,
+    /// Grafana answers but keeps failing or refusing the request (e.g. a 500 on every attempt
+    /// of a write): not an outage; Grafana's own message is shown.
+    GrafanaRejected = 13,
     /// Stopped by SIGINT (128 + 2, as shells report it).
     Interrupted = 130,
     /// Stopped by SIGTERM (128 + 15).

@@ -735,3 +735,44 @@ async fn credentials_in_the_url_and_multi_line_tokens_are_input_errors() {
     }
     assert!(fake.requests().is_empty(), "Grafana was contacted");
 }
+
+/// A 5xx that persists is Grafana failing the request, not an outage: after the last retry the
+/// agent shows Grafana's own message, bounded and cleaned of the token (a page in front of
+/// Grafana echoes the request's headers) and of terminal escapes; a gateway's 503 stays an
+/// outage (exit 8).
+#[tokio::test]
+async fn a_persistent_5xx_shows_grafanas_message_without_the_token_or_escapes() {
+    let fake = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let tf = token_file(dir.path(), ADMIN_TOKEN);
+    let args = [
+        "deregister",
+        "--cluster",
+        "kr-mum",
+        "--grafana-url",
+        &fake.url,
+        "--grafana-token-file",
+        &tf,
+    ];
+    fake.fail_next(2, cmm_testkit::grafana::Fault::Echo(500));
+    let o = agent(&args, &[]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(13), "{err}");
+    assert!(
+        err.contains("answered 500")
+            && err.contains("on all 2 attempt(s)")
+            && err.contains("Upstream error"),
+        "{err}"
+    );
+    for text in [&out, &err] {
+        assert!(!text.contains(ADMIN_TOKEN), "token echoed: {text}");
+        assert!(!text.contains('\u{1b}'), "escape sequence passed through");
+    }
+    let longest = err.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(longest < 1200, "an unbounded line of {longest} characters");
+
+    fake.fail_next(2, cmm_testkit::grafana::Fault::Status(503));
+    let o = agent(&args, &[]).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{err}");
+}

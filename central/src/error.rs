@@ -18,6 +18,8 @@ pub enum ErrorClass {
     GrafanaConflict,
     /// The cluster's Prometheus did not answer or its series lack the cluster label.
     PrometheusCheck,
+    /// Grafana answers but refuses or fails this request (a persistent 500 on a write).
+    GrafanaRejected,
     /// Grafana answered something its API does not document; a bug on one side.
     Internal,
 }
@@ -54,6 +56,26 @@ pub enum Error {
         path: String,
         attempts: u32,
         last: String,
+    },
+
+    #[error(
+        "Grafana at {url} answered {status} to {method} {path} on all {attempts} attempt(s): \
+         {message} — {}",
+        if *write {
+            "Grafana is up but fails this request: it may refuse the payload (Grafana 11 \
+             answers a provenance mismatch with 500); see Grafana's server log for this path"
+        } else {
+            "Grafana is up but cannot serve this read (its database?); see Grafana's server log"
+        }
+    )]
+    GrafanaFailing {
+        url: String,
+        method: String,
+        path: String,
+        attempts: u32,
+        status: u16,
+        message: String,
+        write: bool,
     },
 
     #[error(
@@ -113,6 +135,11 @@ impl Error {
             }
             Error::Write { .. } => ErrorClass::Internal,
             Error::GrafanaUnreachable { .. } => ErrorClass::GrafanaUnreachable,
+            // A gateway's 502/503/504 is Grafana (or what is in front of it) being down.
+            Error::GrafanaFailing {
+                status: 502..=504, ..
+            } => ErrorClass::GrafanaUnreachable,
+            Error::GrafanaFailing { .. } => ErrorClass::GrafanaRejected,
             Error::GrafanaUnauthorized { .. } | Error::GrafanaForbidden { .. } => {
                 ErrorClass::GrafanaAuth
             }

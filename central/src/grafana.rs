@@ -44,12 +44,13 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Grafana's `message` field, or the body as text.
+    /// Grafana's `message` field, or the body as text; made fit to show (crate::sanitize).
     pub fn message(&self) -> String {
-        serde_json::from_slice::<Value>(&self.body)
+        let raw = serde_json::from_slice::<Value>(&self.body)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().to_owned())
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned());
+        crate::sanitize::shown(&raw, &[])
     }
 }
 
@@ -189,6 +190,9 @@ impl GrafanaClient {
         }
         let path = url.path().to_owned();
         let mut last = String::new();
+        // The last attempt's HTTP answer, when Grafana answered at all: a 5xx that persists is
+        // Grafana failing this request, not Grafana being unreachable.
+        let mut failing: Option<(u16, String)> = None;
         for attempt in 1..=self.retry.attempts.max(1) {
             if attempt > 1 {
                 let delay = self.retry.delay(attempt - 1, RetryPolicy::jitter());
@@ -213,15 +217,19 @@ impl GrafanaClient {
                 Ok(r) => r,
                 Err(e) => {
                     last = describe_transport(&e);
+                    failing = None;
                     continue;
                 }
             };
             let status = resp.status();
-            let bytes = match resp.bytes().await {
-                Ok(b) => b.to_vec(),
+            let bytes = match crate::sanitize::read_capped(resp, crate::sanitize::MAX_BODY).await {
+                Ok(b) => self.without_own_secrets(b),
                 Err(e) => {
-                    last = describe_transport(&e);
-                    continue;
+                    return Err(Error::GrafanaProtocol {
+                        method: method.to_string(),
+                        path,
+                        detail: e,
+                    })
                 }
             };
             let answer = Answer {
@@ -230,6 +238,7 @@ impl GrafanaClient {
             };
             if status.is_server_error() {
                 last = format!("{} {}", status.as_u16(), answer.message());
+                failing = Some((status.as_u16(), answer.message()));
                 continue;
             }
             return match status {
@@ -250,6 +259,17 @@ impl GrafanaClient {
                 _ => Ok(answer),
             };
         }
+        if let Some((status, message)) = failing {
+            return Err(Error::GrafanaFailing {
+                url: self.base.to_string(),
+                write: method != Method::GET,
+                method: method.to_string(),
+                path,
+                attempts: self.retry.attempts.max(1),
+                status,
+                message,
+            });
+        }
         Err(Error::GrafanaUnreachable {
             url: self.base.to_string(),
             method: method.to_string(),
@@ -257,6 +277,21 @@ impl GrafanaClient {
             attempts: self.retry.attempts.max(1),
             last,
         })
+    }
+
+    /// A server or proxy may echo the request's credentials in its answer: they are replaced
+    /// before the body is decoded, shown or logged.
+    fn without_own_secrets(&self, body: Vec<u8>) -> Vec<u8> {
+        let secret = match &self.credentials {
+            Credentials::Token(t) => t.expose(),
+            Credentials::Basic { password, .. } => password.expose(),
+        };
+        if secret.len() < 4 || !body.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+            return body;
+        }
+        String::from_utf8_lossy(&body)
+            .replace(secret, "[redacted]")
+            .into_bytes()
     }
 
     pub(crate) fn unexpected(&self, method: &Method, segments: &[&str], a: &Answer) -> Error {
@@ -303,9 +338,11 @@ impl GrafanaClient {
             match self.health().await {
                 Ok(v) => return Ok(v),
                 Err(e) if start.elapsed() >= deadline => return Err(e),
-                Err(Error::GrafanaUnreachable { .. } | Error::GrafanaStatus { .. }) => {
-                    tokio::time::sleep(self.retry.max_delay).await
-                }
+                Err(
+                    Error::GrafanaUnreachable { .. }
+                    | Error::GrafanaStatus { .. }
+                    | Error::GrafanaFailing { .. },
+                ) => tokio::time::sleep(self.retry.max_delay).await,
                 Err(e) => return Err(e),
             }
         }
@@ -423,6 +460,28 @@ impl GrafanaClient {
         }
     }
 
+    /// Titles of the dashboards in a folder (`GET /api/search?folderUIDs=…&type=dash-db`).
+    pub async fn folder_dashboards(&self, uid: &str) -> Result<Vec<String>> {
+        let seg = ["search"];
+        let a = self
+            .send_query(
+                Method::GET,
+                &seg,
+                &[("folderUIDs", uid), ("type", "dash-db")],
+                None,
+                &[],
+            )
+            .await?;
+        if !a.status.is_success() {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        let hits: Vec<Value> = self.decode(&Method::GET, &seg, &a)?;
+        Ok(hits
+            .iter()
+            .map(|h| h["title"].as_str().unwrap_or("").to_owned())
+            .collect())
+    }
+
     /// `DELETE /api/folders/{uid}`; `false` when it did not exist.
     pub async fn delete_folder(&self, uid: &str) -> Result<bool> {
         let seg = ["folders", uid];
@@ -443,6 +502,34 @@ impl GrafanaClient {
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.unexpected(&Method::GET, &seg, &a)),
         }
+    }
+
+    /// `GET /api/v1/provisioning/alert-rules/{uid}`: one rule, the only read that reports its
+    /// `provenance` (a group GET does not). 404 has an empty body (contract §5.6).
+    pub async fn alert_rule(&self, uid: &str) -> Result<Option<Value>> {
+        let seg = ["v1", "provisioning", "alert-rules", uid];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        match a.status {
+            StatusCode::OK => self.decode(&Method::GET, &seg, &a).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.unexpected(&Method::GET, &seg, &a)),
+        }
+    }
+
+    /// Whether a stored group's rules were provisioned editable (no provenance), read from its
+    /// first rule (a group is written, with one header, as a whole); `None` for an empty group.
+    pub async fn group_editable(&self, group: &Value) -> Result<Option<bool>> {
+        let Some(uid) = group["rules"]
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["uid"].as_str())
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .alert_rule(uid)
+            .await?
+            .map(|r| r["provenance"].as_str().unwrap_or("").is_empty()))
     }
 
     /// `PUT …/rule-groups/{group}`: replaces the group (rules not listed are deleted).

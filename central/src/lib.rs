@@ -12,6 +12,7 @@ pub mod prometheus;
 pub mod register;
 pub mod retry;
 pub mod rules;
+pub mod sanitize;
 pub mod secret;
 pub mod token;
 

@@ -124,7 +124,11 @@ impl PrometheusProbe {
             match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
+                    let text =
+                        match crate::sanitize::read_capped(resp, crate::sanitize::MAX_BODY).await {
+                            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                            Err(e) => return Err(self.fail(e)),
+                        };
                     if status >= 500 {
                         last = format!("answered {status}");
                         continue;
@@ -151,6 +155,12 @@ impl PrometheusProbe {
             url.path(),
             self.retry.attempts.max(1)
         )))
+    }
+
+    /// A piece of Prometheus' answer, fit to show (no password, no control characters).
+    fn shown(&self, body: &str) -> String {
+        let pw = self.target.basic_auth.as_ref().map(|(_, p)| p.expose());
+        crate::sanitize::shown(body, pw.as_slice())
     }
 
     fn fail(&self, problem: String) -> Error {
@@ -218,14 +228,14 @@ impl PrometheusProbe {
         if status != 200 {
             return Err(self.fail(format!(
                 "{NOT_READY} (/-/ready answered {status}: {})",
-                body.trim()
+                self.shown(&body)
             )));
         }
         let (status, body) = self.get("api/v1/query", &[("query", "up")]).await?;
         if status != 200 {
             return Err(self.fail(format!(
                 "the query `up` failed with {status}: {}",
-                body.trim()
+                self.shown(&body)
             )));
         }
         let v: Value = serde_json::from_str(&body)

@@ -298,7 +298,13 @@ async fn provision_rules(
     } else {
         grafana.rule_group(&folder, rules::GROUP).await?
     };
-    let changed = !stored.is_some_and(|s| rules::stored_matches(&body, &s, editable));
+    let changed = match &stored {
+        None => true,
+        Some(s) => {
+            let stored_editable = grafana.group_editable(s).await?;
+            !rules::stored_matches(&body, s, editable, stored_editable)
+        }
+    };
     if changed {
         grafana
             .put_rule_group(&folder, rules::GROUP, &body, editable)
@@ -340,16 +346,41 @@ pub async fn deregister(
     let group = grafana.rule_group(&folder, rules::GROUP).await?;
     let rules_deleted = match &group {
         Some(g) => {
+            // The header must match how the rules were stored, which only the single-rule GET
+            // tells; a group emptied meanwhile is gone already.
+            let editable = grafana.group_editable(g).await?.unwrap_or(false);
             grafana
-                .delete_rule_group(&folder, rules::GROUP, rules::stored_editable(g))
+                .delete_rule_group(&folder, rules::GROUP, editable)
                 .await?;
             true
         }
         None => false,
     };
+    // Deleting a folder deletes the dashboards in it: a folder holding any (someone saved one
+    // there) is left in place and the report says why.
+    let dashboards = grafana.folder_dashboards(&folder).await?;
     // The folder may also hold rules someone added by hand: Grafana then refuses to delete it
     // (without forceDeleteRules), and CMM leaves it rather than delete their rules.
-    let (folder_deleted, folder_kept) = match grafana.delete_folder(&folder).await {
+    let deleted = if dashboards.is_empty() {
+        grafana.delete_folder(&folder).await
+    } else {
+        let mut shown: Vec<String> = dashboards.iter().take(3).cloned().collect();
+        if dashboards.len() > 3 {
+            shown.push(format!("{} more", dashboards.len() - 3));
+        }
+        Err(Error::GrafanaStatus {
+            method: "DELETE".into(),
+            path: format!("/api/folders/{folder}"),
+            status: 409,
+            message: format!(
+                "left in place: it holds {} dashboard(s) CMM did not make ({}), which deleting \
+                 the folder would delete too",
+                dashboards.len(),
+                shown.join(", ")
+            ),
+        })
+    };
+    let (folder_deleted, folder_kept) = match deleted {
         Ok(deleted) => (deleted, None),
         Err(Error::GrafanaStatus {
             status: 400 | 409 | 412,

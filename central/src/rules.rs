@@ -72,29 +72,19 @@ fn fill(v: &mut Value, subst: &[(&str, String)]) {
     }
 }
 
-/// Whether a stored group was provisioned editable (no provenance) — Grafana wants deletes
-/// to send `X-Disable-Provenance` exactly when the rules were stored with it.
-pub fn stored_editable(group: &Value) -> bool {
-    group["rules"]
-        .as_array()
-        .map(|rules| {
-            rules.iter().all(|r| {
-                r.get("provenance")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-            })
-        })
-        .unwrap_or(true)
-}
-
 /// Whether the stored group already is what [`render`] produced, with the same editability:
 /// then a registration sends no write at all. Grafana adds fields (ids, timestamps, org), so
 /// the rendered group must be contained in the stored one, not equal to it.
-pub fn stored_matches(desired: &Value, stored: &Value, editable: bool) -> bool {
+/// `stored_editable` comes from the single-rule GET: a group GET carries no provenance.
+pub fn stored_matches(
+    desired: &Value,
+    stored: &Value,
+    editable: bool,
+    stored_editable: Option<bool>,
+) -> bool {
     let rules_of = |v: &Value| v["rules"].as_array().cloned().unwrap_or_default();
     let (want, have) = (rules_of(desired), rules_of(stored));
-    stored_editable(stored) == editable
+    stored_editable == Some(editable)
         && numbers_equal(&desired["interval"], &stored["interval"])
         && want.len() == have.len()
         && want.iter().all(|w| {
@@ -209,32 +199,31 @@ mod tests {
     fn a_stored_group_matches_only_when_nothing_would_change() {
         let c = ClusterName::parse("kr-mum").unwrap();
         let want = render(&c);
-        // What Grafana returns: the same, plus its own fields, floats for numbers.
+        // What Grafana's group GET returns: the same, plus its own fields, floats for numbers,
+        // and no provenance (that comes from the single-rule GET).
         let mut stored = want.clone();
         for r in stored["rules"].as_array_mut().unwrap() {
             r["id"] = serde_json::json!(7);
             r["updated"] = serde_json::json!("2024-01-01T00:00:00Z");
             r["orgID"] = serde_json::json!(2);
-            r["provenance"] = serde_json::json!("api");
         }
         stored["interval"] = serde_json::json!(60.0);
-        assert!(stored_matches(&want, &stored, false));
-        assert!(!stored_matches(&want, &stored, true), "editability differs");
+        assert!(stored_matches(&want, &stored, false, Some(false)));
+        assert!(
+            !stored_matches(&want, &stored, true, Some(false)),
+            "editability differs"
+        );
+        assert!(
+            !stored_matches(&want, &stored, false, None),
+            "editability unknown"
+        );
         let mut edited = stored.clone();
         edited["rules"][0]["for"] = serde_json::json!("1m");
-        assert!(!stored_matches(&want, &edited, false));
+        assert!(!stored_matches(&want, &edited, false, Some(false)));
         let mut fewer = stored.clone();
         fewer["rules"].as_array_mut().unwrap().pop();
-        assert!(!stored_matches(&want, &fewer, false));
+        assert!(!stored_matches(&want, &fewer, false, Some(false)));
         let other = render(&ClusterName::parse("wai-eks").unwrap());
-        assert!(!stored_matches(&other, &stored, false));
-    }
-
-    #[test]
-    fn provenance_is_read_back_from_a_stored_group() {
-        let api = serde_json::json!({"rules": [{"title": "NodeDown", "provenance": "api"}]});
-        let none = serde_json::json!({"rules": [{"title": "NodeDown"}]});
-        assert!(!stored_editable(&api));
-        assert!(stored_editable(&none));
+        assert!(!stored_matches(&other, &stored, false, Some(false)));
     }
 }

@@ -532,3 +532,30 @@ async fn deregister_keeps_a_folder_that_holds_rules_someone_added() {
     );
     assert!(fake.rules("cmm-kr-mum", "cluster-health").is_empty());
 }
+
+/// Deleting a folder deletes its dashboards: a cluster folder where someone saved a dashboard
+/// is left in place, with the reason, and the dashboard survives.
+#[tokio::test]
+async fn deregister_keeps_a_folder_that_holds_a_dashboard_someone_saved() {
+    let fake = cmm_testkit::fake_grafana!();
+    let g = client(&fake, ADMIN_TOKEN);
+    register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
+        .await
+        .unwrap();
+    fake.add_dashboard("cmm-kr-mum", "ops-notes", "kr-mum on-call notes");
+    let d = deregister(&g, &ClusterName::parse("kr-mum").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        d.rules_deleted && d.datasource_deleted && !d.folder_deleted,
+        "{d:?}"
+    );
+    let kept = d.folder_kept.as_deref().unwrap_or("");
+    assert!(
+        kept.contains("kr-mum on-call notes") && kept.contains("1 dashboard"),
+        "{kept}"
+    );
+    assert_eq!(fake.dashboards().len(), 1, "their dashboard survives");
+    assert_eq!(fake.count("DELETE", "/api/folders/cmm-kr-mum"), 0);
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}

@@ -264,6 +264,9 @@ pub enum Fault {
     Status(u16),
     /// Sleep this long before handling (longer than the client's timeout = a timeout).
     Delay(Duration),
+    /// Answer with this status and an HTML error page that echoes the request's headers, with
+    /// terminal escapes, as a misconfigured proxy or debug page in front of Grafana may.
+    Echo(u16),
 }
 
 /// One request as the fake received it.
@@ -318,6 +321,8 @@ struct Inner {
     basic: BTreeMap<String, (String, Role)>,
     datasources: Vec<Datasource>,
     folders: BTreeMap<String, Value>,
+    /// Dashboards by uid, each with its `folderUid` (made in the UI or provisioned by others).
+    dashboards: BTreeMap<String, Value>,
     groups: BTreeMap<(String, String), GroupState>,
     service_accounts: Vec<ServiceAccount>,
     faults: Vec<Fault>,
@@ -467,6 +472,18 @@ impl FakeGrafana {
         self.lock().folders.values().cloned().collect()
     }
 
+    /// A dashboard someone saved into `folder` (as the UI does).
+    pub fn add_dashboard(&self, folder: &str, uid: &str, title: &str) {
+        self.lock().dashboards.insert(
+            uid.to_owned(),
+            json!({"uid": uid, "title": title, "folderUid": folder}),
+        );
+    }
+
+    pub fn dashboards(&self) -> Vec<Value> {
+        self.lock().dashboards.values().cloned().collect()
+    }
+
     /// Rules of a group, each with `provenance` as stored.
     pub fn rules(&self, folder: &str, group: &str) -> Vec<Value> {
         self.lock()
@@ -557,6 +574,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let (s, b) = msg(code, "Internal Server Error");
             (s, Some(b), false)
         }
+        Some(Fault::Echo(code)) => {
+            let echoed: String = parts
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("")))
+                .collect();
+            let page = format!(
+                "\u{1b}[2J<html><body><h1>Upstream error</h1><pre>{echoed}</pre>{}</body></html>",
+                "padding ".repeat(2000)
+            );
+            (code, Some(Value::String(page)), false)
+        }
         delay => {
             // A delayed answer is the normal answer, late: long enough, a client timeout.
             if let Some(Fault::Delay(d)) = delay {
@@ -591,6 +620,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer {
         None => code.into_response(),
+        // A raw page (Fault::Echo), not JSON.
+        Some(Value::String(page)) => Response::builder()
+            .status(code)
+            .header("content-type", "text/html")
+            .body(Body::from(page))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
         Some(v) => {
             let text = if pretty {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
@@ -763,6 +798,9 @@ async fn route(
             ("DELETE", ["folders", uid]) => {
                 need(role, "folders:delete").unwrap_or_else(|| delete_folder(&mut g, uid, query))
             }
+            ("GET", ["v1", "provisioning", "alert-rules", uid]) => {
+                need(role, "alert.provisioning:read").unwrap_or_else(|| get_rule(&g, uid))
+            }
             ("GET", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
                 need(role, "alert.provisioning:read").unwrap_or_else(|| get_group(&g, f, grp))
             }
@@ -776,6 +814,8 @@ async fn route(
                 need(role, "alert.provisioning:write")
                     .unwrap_or_else(|| delete_group(&mut g, f, grp, prov))
             }
+            // §4.2: no RBAC middleware, sign-in only.
+            ("GET", ["search"]) => search(&g, query),
             ("GET", ["serviceaccounts", "search"]) => {
                 need(role, "serviceaccounts:read").unwrap_or_else(|| search_sa(&g, query))
             }
@@ -827,6 +867,9 @@ fn templated_path(segs: &[&str]) -> String {
         ["datasources", "uid", _] => vec!["datasources", "uid", "{uid}"],
         ["datasources", "name", _] => vec!["datasources", "name", "{name}"],
         ["folders", _] => vec!["folders", "{folder_uid}"],
+        ["v1", "provisioning", "alert-rules", _] => {
+            vec!["v1", "provisioning", "alert-rules", "{UID}"]
+        }
         ["v1", "provisioning", "folder", _, "rule-groups", _] => {
             vec![
                 "v1",
@@ -1175,6 +1218,9 @@ fn delete_folder(g: &mut Inner, uid: &str, query: &str) -> (u16, Value) {
     }
     g.folders.remove(uid);
     g.groups.retain(|(folder, _), _| folder != uid);
+    // Deleting a folder deletes the dashboards in it (Grafana's folder service deletes the
+    // folder's children with it: pkg/services/folder/folderimpl/folder.go, Delete).
+    g.dashboards.retain(|_, d| d["folderUid"] != uid);
     reply(
         200,
         json!({"id": f["id"], "message": format!("Folder {} deleted", f["title"].as_str().unwrap_or("")), "title": f["title"]}),
@@ -1195,13 +1241,33 @@ fn rule_out(r: &StoredRule) -> Value {
     v
 }
 
+/// A group GET carries no provenance: Grafana's `AlertRuleService.GetRuleGroup`
+/// (pkg/services/ngalert/provisioning/alert_rules.go) builds the group without setting its
+/// `Provenance`, and `ApiAlertRuleGroupFromAlertRuleGroup` (pkg/services/ngalert/api/compat.go)
+/// stamps that empty value on every rule, where `omitempty` drops it. Only the single-rule GET
+/// (§5.6) reports a rule's provenance.
+/// §5.6: one rule with its provenance; a missing uid is 404 with an empty body.
+fn get_rule(g: &Inner, uid: &str) -> (u16, Value) {
+    g.groups
+        .values()
+        .flat_map(|grp| grp.rules.iter())
+        .find(|r| r.rule["uid"] == uid)
+        .map_or((EMPTY, Value::Null), |r| reply(200, rule_out(r)))
+}
+
 fn get_group(g: &Inner, folder: &str, group: &str) -> (u16, Value) {
     match g.groups.get(&(folder.to_owned(), group.to_owned())) {
         Some(grp) if !grp.rules.is_empty() => reply(
             200,
             json!({
                 "title": group, "folderUid": folder, "interval": grp.interval,
-                "rules": grp.rules.iter().map(rule_out).collect::<Vec<_>>(),
+                "rules": grp.rules.iter().map(|r| {
+                    let mut v = rule_out(r);
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("provenance");
+                    }
+                    v
+                }).collect::<Vec<_>>(),
             }),
         ),
         _ => errutil(404, "alerting.alert-rule.notFound", "Not found"),
@@ -1355,6 +1421,39 @@ fn query_param(query: &str, key: &str) -> Option<String> {
     let url = reqwest::Url::parse(&format!("http://fake/?{query}")).ok()?;
     let found = url.query_pairs().find(|(k, _)| k == key);
     found.map(|(_, v)| v.into_owned())
+}
+
+/// §4.2 `GET /api/search`: dashboards (`dash-db`) filtered by `folderUIDs` and `type`.
+fn search(g: &Inner, query: &str) -> (u16, Value) {
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let folders: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| *k == "folderUIDs")
+        .flat_map(|(_, v)| v.split(','))
+        .collect();
+    let kind = params.iter().find(|(k, _)| *k == "type").map(|(_, v)| *v);
+    if kind.is_some_and(|t| t != "dash-db") {
+        return reply(200, json!([]));
+    }
+    let hits: Vec<Value> = g
+        .dashboards
+        .values()
+        .filter(|d| {
+            folders.is_empty() || folders.iter().any(|f| d["folderUid"].as_str() == Some(f))
+        })
+        .enumerate()
+        .map(|(i, d)| {
+            json!({"id": 100 + i, "uid": d["uid"], "title": d["title"], "type": "dash-db",
+                   "uri": format!("db/{}", d["uid"].as_str().unwrap_or("")),
+                   "url": format!("/d/{}", d["uid"].as_str().unwrap_or("")),
+                   "slug": "", "tags": [], "isStarred": false, "orgId": 1,
+                   "folderUid": d["folderUid"]})
+        })
+        .collect();
+    reply(200, Value::Array(hits))
 }
 
 fn search_sa(g: &Inner, query: &str) -> (u16, Value) {

@@ -459,6 +459,7 @@ pub fn central_class(e: &cmm_central::Error) -> ExitCode {
         ErrorClass::GrafanaUnreachable => ExitCode::GrafanaUnreachable,
         ErrorClass::GrafanaAuth => ExitCode::GrafanaAuth,
         ErrorClass::GrafanaConflict => ExitCode::GrafanaConflict,
+        ErrorClass::GrafanaRejected => ExitCode::GrafanaRejected,
         ErrorClass::PrometheusCheck => ExitCode::PrometheusCheck,
         ErrorClass::Internal => ExitCode::Internal,
     }
