@@ -72,6 +72,9 @@ pub enum Command {
     Deregister(crate::cmd::deregister::DeregisterArgs),
     /// Operations on the central Grafana itself (e.g. issue the registration token).
     Central(crate::cmd::central::CentralArgs),
+    /// Print a ClusterRole, Role and bindings holding exactly what cmm-agent does on a cluster
+    /// (least privilege instead of cluster-admin), for `kubectl apply -f -`.
+    Rbac(crate::cmd::rbac::RbacArgs),
 }
 
 /// Which cluster to talk to, resolved as kubectl does.

@@ -8,6 +8,7 @@ mod cmd;
 mod exit;
 mod interrupt;
 mod logging;
+mod output;
 mod progress;
 mod settings;
 

@@ -379,6 +379,38 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
         .any(|q| q.path == "/apis/authentication.k8s.io/v1/selfsubjectreviews"));
 }
 
+/// Every entry of the access table, denied on its own: the run stops in preflight (exit 6),
+/// names that permission, and sends no write; nothing reaches helm beyond its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_permission_of_the_access_table_denied_alone_stops_before_any_write() {
+    use cmm_installer::fleet::Role;
+    for (role, args) in [
+        (Role::Cluster, &["bootstrap", "--cluster", "kr-mum"][..]),
+        (
+            Role::Central,
+            &["bootstrap", "--cluster", "monitor", "--role", "central"][..],
+        ),
+    ] {
+        let perms = cmm_installer::preflight::required_permissions(role, "monitor", false);
+        assert!(perms.len() > 60, "{}", perms.len());
+        for p in perms {
+            let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+            fake.insert(namespace("monitor"));
+            fake.deny(p.verb, p.group, p.resource);
+            let (r, o) = run(r, args).await;
+            let e = err(&o);
+            assert_eq!(code(&o), 6, "{role:?} denied {}: {e}", p.describe());
+            assert!(
+                e.contains(&format!("rbac: {}", p.describe())),
+                "{role:?} denied {}: not named in\n{e}",
+                p.describe()
+            );
+            assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+            assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_reads_become_preflight_findings_not_crashes() {
     let (fake, r) = shimmed(&["eks.json"], "wai-eks").await;

@@ -375,7 +375,7 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
         ),
     }];
 
-    let perms = required_permissions(&opts.namespace, opts.kube_metrics);
+    let perms = required_permissions(opts.role, &opts.namespace, opts.kube_metrics);
     let answers = conn.can_i(&perms).await?;
     let rbac = rbac_checks(&perms, &answers);
     let denied = rbac.iter().filter(|c| !c.ok).count();

@@ -1,6 +1,7 @@
 //! What `cmm-agent` knows about installing CMM on a cluster: where the chart comes from, the
 //! values files shipped inside the binary, how helm is run, and what a render contains.
 
+pub mod access;
 pub mod bootstrap;
 pub mod chart;
 pub mod detect;

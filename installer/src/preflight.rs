@@ -33,127 +33,14 @@ impl Permission {
     }
 }
 
-/// Namespaced kinds the chart creates in the release namespace (group, resource).
-const NAMESPACED: &[(&str, &str)] = &[
-    ("", "services"),
-    ("", "serviceaccounts"),
-    ("", "secrets"),
-    ("", "configmaps"),
-    ("apps", "deployments"),
-    ("apps", "daemonsets"),
-    ("rbac.authorization.k8s.io", "roles"),
-    ("rbac.authorization.k8s.io", "rolebindings"),
-    // The admission webhook's certificate is made by hook Jobs.
-    ("batch", "jobs"),
-    ("monitoring.coreos.com", "prometheuses"),
-    ("monitoring.coreos.com", "servicemonitors"),
-    ("monitoring.coreos.com", "prometheusrules"),
-    ("monitoring.coreos.com", "podmonitors"),
-];
-
-/// Cluster-scoped kinds the chart creates.
-const CLUSTER: &[(&str, &str)] = &[
-    ("apiextensions.k8s.io", "customresourcedefinitions"),
-    ("rbac.authorization.k8s.io", "clusterroles"),
-    ("rbac.authorization.k8s.io", "clusterrolebindings"),
-    (
-        "admissionregistration.k8s.io",
-        "mutatingwebhookconfigurations",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "validatingwebhookconfigurations",
-    ),
-];
-
-/// Every permission `helm upgrade --install` of the chart plus the agent's own reads need.
-/// `create` and `patch` cover install and upgrade; `delete` covers hook cleanup and rollback.
-/// With the Kubernetes component metrics on, the chart also puts Services into kube-system
-/// (coredns, scheduler, controller-manager, etcd, kube-proxy endpoints).
-pub fn required_permissions(namespace: &str, kube_metrics: bool) -> Vec<Permission> {
-    let ns = || Some(namespace.to_owned());
-    let mut out = vec![
-        Permission {
-            verb: "get",
-            group: "",
-            resource: "namespaces",
-            namespace: None,
-        },
-        Permission {
-            verb: "create",
-            group: "",
-            resource: "namespaces",
-            namespace: None,
-        },
-        Permission {
-            verb: "list",
-            group: "",
-            resource: "nodes",
-            namespace: None,
-        },
-    ];
-    // The agent's own reads: helm's release Secrets, the namespace's claims and the volumes
-    // they hold (stuck storage), pods and events (to explain a failure), and the workloads
-    // (readiness after the install). A forbidden one must stop the run here, before any write,
-    // not surface as a raw 403 halfway through.
-    for (group, resource) in [
-        ("", "secrets"),
-        ("", "persistentvolumeclaims"),
-        ("", "pods"),
-        ("", "events"),
-        ("apps", "deployments"),
-        ("apps", "daemonsets"),
-        ("apps", "statefulsets"),
-    ] {
-        out.push(Permission {
-            verb: "list",
-            group,
-            resource,
-            namespace: ns(),
-        });
-    }
-    out.push(Permission {
-        verb: "list",
-        group: "",
-        resource: "persistentvolumes",
-        namespace: None,
-    });
-    // The run lock (crate::lock): read, create once, then renew and release by update.
-    for verb in ["get", "create", "update"] {
-        out.push(Permission {
-            verb,
-            group: "coordination.k8s.io",
-            resource: "leases",
-            namespace: ns(),
-        });
-    }
-    for verb in ["create", "patch", "delete"] {
-        if kube_metrics && namespace != "kube-system" {
-            out.push(Permission {
-                verb,
-                group: "",
-                resource: "services",
-                namespace: Some("kube-system".to_owned()),
-            });
-        }
-        for (group, resource) in NAMESPACED {
-            out.push(Permission {
-                verb,
-                group,
-                resource,
-                namespace: ns(),
-            });
-        }
-        for (group, resource) in CLUSTER {
-            out.push(Permission {
-                verb,
-                group,
-                resource,
-                namespace: None,
-            });
-        }
-    }
-    out
+/// Every permission bootstrap of `role` needs, from the one table of its reads and writes
+/// (crate::access).
+pub fn required_permissions(
+    role: crate::fleet::Role,
+    namespace: &str,
+    kube_metrics: bool,
+) -> Vec<Permission> {
+    crate::access::permissions(&crate::access::bootstrap(role, kube_metrics), namespace)
 }
 
 /// One line of the preflight report.
@@ -197,13 +84,23 @@ pub fn rbac_fix(env: &Environment, user: Option<&str>) -> String {
     let cmd = format!(
         "kubectl create clusterrolebinding cluster-admin-binding --clusterrole=cluster-admin {subject}"
     );
+    let least = format!(
+        "; or, least privilege: `cmm-agent rbac --subject {} | kubectl apply -f -`",
+        match user {
+            Some(u) => match u.strip_prefix("system:serviceaccount:") {
+                Some(sa) => format!("ServiceAccount:{sa}"),
+                None => format!("User:{u}"),
+            },
+            None => "User:<you>".to_owned(),
+        }
+    );
     if env.is(EnvKind::Eks) {
         format!(
             "on EKS the installing identity must be a cluster admin; an admin runs: {cmd} \
-             (and, with EKS access entries, grants AmazonEKSClusterAdminPolicy to that IAM principal)"
+             (and, with EKS access entries, grants AmazonEKSClusterAdminPolicy to that IAM principal){least}"
         )
     } else {
-        format!("ask a cluster admin to grant the missing permissions, e.g.: {cmd}")
+        format!("ask a cluster admin to grant the missing permissions, e.g.: {cmd}{least}")
     }
 }
 
@@ -213,11 +110,12 @@ mod tests {
 
     #[test]
     fn the_install_needs_crds_webhooks_and_monitoring_objects() {
-        let all: Vec<String> = required_permissions("monitor", false)
+        use crate::fleet::Role;
+        let all: Vec<String> = required_permissions(Role::Cluster, "monitor", false)
             .iter()
             .map(Permission::describe)
             .collect();
-        let with_metrics: Vec<String> = required_permissions("monitor", true)
+        let with_metrics: Vec<String> = required_permissions(Role::Cluster, "monitor", true)
             .iter()
             .map(Permission::describe)
             .collect();

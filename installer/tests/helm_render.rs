@@ -219,3 +219,72 @@ async fn every_environment_plan_renders() {
         );
     }
 }
+
+/// The resource a kind is served as (`Prometheus` → `prometheuses`).
+fn plural(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+/// The permission table (cmm_installer::access) holds get/create/patch/delete for every kind
+/// the real chart renders with CMM's values, in the namespace it lands in: a chart upgrade that
+/// renders a new kind fails here, not with a 403 halfway through an install.
+#[tokio::test]
+async fn the_access_table_covers_every_kind_the_chart_renders() {
+    use cmm_installer::access::{bootstrap, Scope};
+    let Some((helm, chart)) = tools() else { return };
+    let cluster = render(
+        &helm,
+        &chart,
+        "kubeadm-onprem.json",
+        "https://10.0.0.1:6443",
+        true,
+    )
+    .await;
+    let central_values = values_for(Role::Central, None, None, &[]);
+    let files = materialize(central_values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
+    let central = Rendered::parse(
+        &helm
+            .template(&Release {
+                name: "monitor",
+                namespace: "monitor",
+                chart: &chart,
+                values_files: &files.paths,
+                sets: &[],
+            })
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (role, rendered) in [(Role::Cluster, &cluster), (Role::Central, &central)] {
+        let table = bootstrap(role, true);
+        for o in &rendered.objects {
+            let kind = o["kind"].as_str().unwrap();
+            let group = o["apiVersion"]
+                .as_str()
+                .unwrap()
+                .rsplit_once('/')
+                .map_or("", |(g, _)| g);
+            let scope = match o["metadata"]["namespace"].as_str() {
+                Some("kube-system") => Scope::KubeSystem,
+                Some(_) => Scope::Namespace,
+                None => Scope::Cluster,
+            };
+            let resource = plural(kind);
+            for verb in ["get", "create", "patch", "delete"] {
+                assert!(
+                    table.iter().any(|e| e.verb == verb
+                        && e.group == group
+                        && e.resource == resource
+                        && e.scope == scope),
+                    "{role:?}: the chart renders {kind} ({group}/{resource}, {scope:?}) but \
+                     the access table lacks {verb}"
+                );
+            }
+        }
+    }
+}

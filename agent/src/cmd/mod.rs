@@ -5,6 +5,7 @@ pub(crate) mod central;
 pub(crate) mod deregister;
 mod fix_storage;
 mod plan;
+pub(crate) mod rbac;
 pub(crate) mod register;
 
 use crate::cli::{Cli, Command};
@@ -17,5 +18,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Register(args) => register::run(&cli.global, args).await,
         Command::Deregister(args) => deregister::run(&cli.global, args).await,
         Command::Central(args) => central::run(&cli.global, args).await,
+        Command::Rbac(args) => rbac::run(&cli.global, args),
     }
 }

@@ -1,0 +1,71 @@
+//! `cmm-agent rbac`: print the ClusterRole, Role(s) and bindings holding exactly what the agent
+//! does on its cluster (cmm_installer::access), for `kubectl apply -f -`. The least-privilege
+//! alternative to the notes' cluster-admin binding. Contacts nothing.
+
+use clap::Args;
+use cmm_installer::access::{rbac_manifests, Subject};
+use cmm_installer::fleet::Role;
+
+use crate::cli::{GlobalArgs, Output, RoleArg};
+use crate::exit::{Classify, ExitCode};
+use crate::settings::{check_namespace, BadInput};
+
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// What the cluster is in CMM.
+    #[arg(long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
+    pub role: RoleArg,
+    /// Namespace CMM installs into.
+    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Also grant what --kube-metrics needs (Services in kube-system).
+    #[arg(long, env = "CMM_KUBE_METRICS")]
+    pub kube_metrics: bool,
+    /// Who is granted: User:NAME, Group:NAME or ServiceAccount:NAMESPACE:NAME (e.g. the IAM
+    /// user an EKS access entry maps, or the agent host's service account).
+    #[arg(long, env = "CMM_RBAC_SUBJECT", default_value = "Group:cmm-agents")]
+    pub subject: String,
+}
+
+pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
+    check_namespace(&args.namespace)?;
+    let subject = Subject::parse(&args.subject)
+        .ok_or_else(|| {
+            BadInput(format!(
+                "--subject / CMM_RBAC_SUBJECT {:?} is not a subject: write User:NAME, \
+                 Group:NAME or ServiceAccount:NAMESPACE:NAME",
+                args.subject
+            ))
+        })
+        .classify(ExitCode::Usage)?;
+    let role = match args.role {
+        RoleArg::Cluster => Role::Cluster,
+        RoleArg::Central => Role::Central,
+    };
+    let objects = rbac_manifests(role, &args.namespace, args.kube_metrics, &subject);
+    let mut text = String::new();
+    match global.output {
+        Output::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            text.push_str(&serde_json::to_string_pretty(&list)?);
+            text.push('\n');
+        }
+        Output::Human => {
+            text.push_str(&format!(
+                "# cmm-agent rbac --role {} --namespace {}{}: exactly what cmm-agent does on \
+                 this cluster.\n# Apply as a cluster admin: cmm-agent rbac ... | kubectl apply -f -\n",
+                match role {
+                    Role::Cluster => "cluster",
+                    Role::Central => "central",
+                },
+                args.namespace,
+                if args.kube_metrics { " --kube-metrics" } else { "" }
+            ));
+            for o in &objects {
+                text.push_str("---\n");
+                text.push_str(&serde_yaml::to_string(o)?);
+            }
+        }
+    }
+    crate::output::print(&text)
+}

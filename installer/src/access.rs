@@ -1,0 +1,702 @@
+//! The one table of what each step of a run reads and writes in the cluster: helm's own
+//! requests for the objects the chart renders, and the agent's. Preflight asks the API server
+//! about exactly these (so a 403 can never arrive after a change), and `cmm-agent rbac` prints
+//! a ClusterRole and Role holding exactly these.
+
+use serde::Serialize;
+
+use crate::fleet::Role;
+use crate::preflight::Permission;
+
+/// Where a request lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// The release namespace.
+    Namespace,
+    /// Cluster-scoped objects.
+    Cluster,
+    /// kube-system (the chart's Services for control-plane components).
+    KubeSystem,
+}
+
+/// Which part of a run makes the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Reads of the cluster before anything is decided (nodes, namespace, storage, release).
+    Gather,
+    /// The run lock (crate::lock).
+    Lock,
+    /// `helm upgrade --install --wait`, `helm rollback`, `helm uninstall`.
+    Helm,
+    /// Waiting for workloads and the operator's Prometheus; explaining a failure.
+    Wait,
+    /// Finding the Prometheus endpoint for the central Grafana.
+    Register,
+    /// `fix-storage --yes`.
+    FixStorage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Access {
+    pub step: Step,
+    pub verb: &'static str,
+    /// API group; "" is the core group.
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub scope: Scope,
+    pub why: &'static str,
+}
+
+/// The kinds the chart renders for a role, as (group, resource, scope). Checked against the real
+/// render by installer/tests/helm_render.rs, so a chart change cannot outgrow the table.
+fn rendered(role: Role, kube_metrics: bool) -> Vec<(&'static str, &'static str, Scope)> {
+    use Scope::*;
+    let mut kinds = vec![
+        ("", "services", Namespace),
+        ("", "serviceaccounts", Namespace),
+        ("apps", "deployments", Namespace),
+        ("rbac.authorization.k8s.io", "roles", Namespace),
+        ("rbac.authorization.k8s.io", "rolebindings", Namespace),
+        ("rbac.authorization.k8s.io", "clusterroles", Cluster),
+        ("rbac.authorization.k8s.io", "clusterrolebindings", Cluster),
+    ];
+    match role {
+        Role::Cluster => {
+            kinds.extend([
+                ("apps", "daemonsets", Namespace),
+                // Hooks: the admission webhook's certificate Jobs.
+                ("batch", "jobs", Namespace),
+                ("monitoring.coreos.com", "prometheuses", Namespace),
+                ("monitoring.coreos.com", "prometheusrules", Namespace),
+                ("monitoring.coreos.com", "servicemonitors", Namespace),
+                (
+                    "admissionregistration.k8s.io",
+                    "mutatingwebhookconfigurations",
+                    Cluster,
+                ),
+                (
+                    "admissionregistration.k8s.io",
+                    "validatingwebhookconfigurations",
+                    Cluster,
+                ),
+            ]);
+            if kube_metrics {
+                kinds.push(("", "services", KubeSystem));
+            }
+        }
+        Role::Central => kinds.extend([
+            ("", "configmaps", Namespace),
+            // Grafana's PersistentVolume claim (the UI-made dashboards live there).
+            ("", "persistentvolumeclaims", Namespace),
+        ]),
+    }
+    kinds
+}
+
+fn a(
+    step: Step,
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    scope: Scope,
+    why: &'static str,
+) -> Access {
+    Access {
+        step,
+        verb,
+        group,
+        resource,
+        scope,
+        why,
+    }
+}
+
+/// Everything `bootstrap` of `role` does in the cluster.
+pub fn bootstrap(role: Role, kube_metrics: bool) -> Vec<Access> {
+    use Scope::*;
+    use Step::*;
+    let mut t = vec![
+        a(
+            Gather,
+            "list",
+            "",
+            "nodes",
+            Cluster,
+            "detect the environment",
+        ),
+        a(
+            Gather,
+            "get",
+            "",
+            "namespaces",
+            Cluster,
+            "does the namespace exist",
+        ),
+        a(
+            Gather,
+            "create",
+            "",
+            "namespaces",
+            Cluster,
+            "create the namespace",
+        ),
+        a(
+            Gather,
+            "list",
+            "",
+            "persistentvolumeclaims",
+            Namespace,
+            "stuck storage",
+        ),
+        a(
+            Gather,
+            "list",
+            "",
+            "persistentvolumes",
+            Cluster,
+            "stuck storage",
+        ),
+        a(
+            Gather,
+            "list",
+            "",
+            "pods",
+            Namespace,
+            "which pod holds a claim",
+        ),
+        a(
+            Lock,
+            "get",
+            "coordination.k8s.io",
+            "leases",
+            Namespace,
+            "read the run lock",
+        ),
+        a(
+            Lock,
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            Namespace,
+            "take the run lock",
+        ),
+        a(
+            Lock,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            Namespace,
+            "renew and release it",
+        ),
+        // helm's release records (HELM_DRIVER=secret): listed by label, read, written on every
+        // status change, and pruned to --history-max.
+        a(
+            Helm,
+            "list",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records",
+        ),
+        a(
+            Helm,
+            "get",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records",
+        ),
+        a(
+            Helm,
+            "create",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records",
+        ),
+        a(
+            Helm,
+            "update",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records",
+        ),
+        a(
+            Helm,
+            "delete",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release history limit",
+        ),
+        // The chart's CRDs (crds/), created on first install.
+        a(
+            Helm,
+            "get",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            Cluster,
+            "the chart's CRDs",
+        ),
+        a(
+            Helm,
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            Cluster,
+            "the chart's CRDs",
+        ),
+        // The chart's ClusterRoles and Roles grant more than this table; the API server lets
+        // only an identity holding those permissions, or `escalate`/`bind`, create them (RBAC's
+        // escalation prevention, pkg/registry/rbac/escalation_check.go).
+        a(
+            Helm,
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            Cluster,
+            "create the operator's ClusterRole",
+        ),
+        a(
+            Helm,
+            "bind",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            Cluster,
+            "bind the operator's ClusterRole",
+        ),
+        a(
+            Helm,
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "roles",
+            Namespace,
+            "create the chart's Roles",
+        ),
+        a(
+            Helm,
+            "bind",
+            "rbac.authorization.k8s.io",
+            "roles",
+            Namespace,
+            "bind the chart's Roles",
+        ),
+        // --wait: Deployments are judged by their newest ReplicaSet, and pods are read.
+        a(
+            Helm,
+            "list",
+            "apps",
+            "replicasets",
+            Namespace,
+            "helm --wait",
+        ),
+        a(Helm, "list", "", "pods", Namespace, "helm --wait"),
+        a(
+            Wait,
+            "list",
+            "apps",
+            "deployments",
+            Namespace,
+            "workload readiness",
+        ),
+        a(
+            Wait,
+            "list",
+            "apps",
+            "daemonsets",
+            Namespace,
+            "workload readiness",
+        ),
+        a(
+            Wait,
+            "list",
+            "apps",
+            "statefulsets",
+            Namespace,
+            "the operator-made Prometheus",
+        ),
+        a(
+            Wait,
+            "list",
+            "",
+            "events",
+            Namespace,
+            "explain a failed install",
+        ),
+    ];
+    if role == Role::Cluster {
+        // Hook Jobs are watched until they finish.
+        t.push(a(
+            Helm,
+            "list",
+            "batch",
+            "jobs",
+            Namespace,
+            "helm waits for hook Jobs",
+        ));
+        t.push(a(
+            Helm,
+            "watch",
+            "batch",
+            "jobs",
+            Namespace,
+            "helm waits for hook Jobs",
+        ));
+        t.push(a(
+            Register,
+            "list",
+            "",
+            "services",
+            Namespace,
+            "find the Prometheus endpoint",
+        ));
+        t.push(a(
+            Register,
+            "list",
+            "networking.k8s.io",
+            "ingresses",
+            Namespace,
+            "find the Prometheus endpoint",
+        ));
+    }
+    for (group, resource, scope) in rendered(role, kube_metrics) {
+        for verb in ["get", "create", "patch", "delete"] {
+            t.push(a(
+                Helm,
+                verb,
+                group,
+                resource,
+                scope,
+                "an object the chart renders",
+            ));
+        }
+    }
+    t
+}
+
+/// What `register` does in the cluster (endpoint discovery only).
+pub fn register() -> Vec<Access> {
+    use Scope::*;
+    use Step::Register;
+    vec![
+        a(
+            Register,
+            "list",
+            "",
+            "services",
+            Namespace,
+            "find the Prometheus endpoint",
+        ),
+        a(
+            Register,
+            "list",
+            "networking.k8s.io",
+            "ingresses",
+            Namespace,
+            "find the Prometheus endpoint",
+        ),
+        a(
+            Register,
+            "list",
+            "",
+            "nodes",
+            Cluster,
+            "node addresses for the NodePort",
+        ),
+    ]
+}
+
+/// What `fix-storage --yes` does.
+pub fn fix_storage() -> Vec<Access> {
+    use Scope::*;
+    use Step::FixStorage;
+    vec![
+        a(
+            FixStorage,
+            "list",
+            "",
+            "persistentvolumeclaims",
+            Namespace,
+            "stuck claims",
+        ),
+        a(
+            FixStorage,
+            "get",
+            "",
+            "persistentvolumeclaims",
+            Namespace,
+            "wait for a claim to go",
+        ),
+        a(
+            FixStorage,
+            "delete",
+            "",
+            "persistentvolumeclaims",
+            Namespace,
+            "delete a stuck claim",
+        ),
+        a(
+            FixStorage,
+            "list",
+            "",
+            "persistentvolumes",
+            Cluster,
+            "stuck volumes",
+        ),
+        a(
+            FixStorage,
+            "patch",
+            "",
+            "persistentvolumes",
+            Cluster,
+            "clear a released volume's finalizers",
+        ),
+        a(
+            FixStorage,
+            "list",
+            "",
+            "pods",
+            Namespace,
+            "which pod holds a claim",
+        ),
+    ]
+}
+
+/// Everything the agent of a role may do on its cluster: what `cmm-agent rbac` grants.
+pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
+    let mut t = bootstrap(role, kube_metrics);
+    if role == Role::Cluster {
+        t.extend(register());
+    }
+    t.extend(fix_storage());
+    t
+}
+
+/// The distinct permissions of a table, in first-seen order, for `namespace`.
+pub fn permissions(table: &[Access], namespace: &str) -> Vec<Permission> {
+    let mut out: Vec<Permission> = Vec::new();
+    for e in table {
+        let p = Permission {
+            verb: e.verb,
+            group: e.group,
+            resource: e.resource,
+            namespace: match e.scope {
+                Scope::Namespace => Some(namespace.to_owned()),
+                Scope::KubeSystem => Some("kube-system".to_owned()),
+                Scope::Cluster => None,
+            },
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Who the printed bindings grant to (`User:alice`, `Group:cmm-agents`,
+/// `ServiceAccount:NAMESPACE:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(String),
+    Group(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Subject {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (kind, rest) = raw.split_once(':')?;
+        let ok = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
+        match kind {
+            "User" if ok(rest) => Some(Subject::User(rest.to_owned())),
+            "Group" if ok(rest) => Some(Subject::Group(rest.to_owned())),
+            "ServiceAccount" => {
+                let (ns, name) = rest.split_once(':')?;
+                (ok(ns) && ok(name)).then(|| Subject::ServiceAccount {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Subject::User(n) => {
+                json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": n})
+            }
+            Subject::Group(n) => {
+                json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": n})
+            }
+            Subject::ServiceAccount { namespace, name } => {
+                json!({"kind": "ServiceAccount", "namespace": namespace, "name": name})
+            }
+        }
+    }
+}
+
+/// RBAC rules for the entries of `table` in one scope: one rule per (group, resource), verbs
+/// sorted, so the printed role is stable.
+fn rules(table: &[Access], scope: Scope) -> Vec<serde_json::Value> {
+    let mut by: std::collections::BTreeMap<(&str, &str), std::collections::BTreeSet<&str>> =
+        Default::default();
+    for e in table.iter().filter(|e| e.scope == scope) {
+        by.entry((e.group, e.resource)).or_default().insert(e.verb);
+    }
+    by.into_iter()
+        .map(|((group, resource), verbs)| {
+            serde_json::json!({"apiGroups": [group], "resources": [resource],
+                               "verbs": verbs.into_iter().collect::<Vec<_>>()})
+        })
+        .collect()
+}
+
+/// The ClusterRole, Role(s) and bindings that hold exactly what the agent of `role` does in
+/// its cluster ([`everything`]): least privilege instead of cluster-admin.
+pub fn rbac_manifests(
+    role: Role,
+    namespace: &str,
+    kube_metrics: bool,
+    subject: &Subject,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let table = everything(role, kube_metrics);
+    let name = match role {
+        Role::Cluster => "cmm-agent-cluster",
+        Role::Central => "cmm-agent-central",
+    };
+    let labels =
+        json!({"app.kubernetes.io/managed-by": "cmm-agent", "app.kubernetes.io/part-of": "cmm"});
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let mut out = vec![
+        json!({"apiVersion": rbac, "kind": "ClusterRole",
+               "metadata": {"name": name, "labels": labels},
+               "rules": rules(&table, Scope::Cluster)}),
+        json!({"apiVersion": rbac, "kind": "ClusterRoleBinding",
+               "metadata": {"name": name, "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [subject.json()]}),
+    ];
+    let mut namespaced = vec![(namespace.to_owned(), Scope::Namespace)];
+    if kube_metrics && namespace != "kube-system" {
+        namespaced.push(("kube-system".to_owned(), Scope::KubeSystem));
+    }
+    for (ns, scope) in namespaced {
+        out.push(json!({"apiVersion": rbac, "kind": "Role",
+                        "metadata": {"name": name, "namespace": ns, "labels": labels},
+                        "rules": rules(&table, scope)}));
+        out.push(json!({"apiVersion": rbac, "kind": "RoleBinding",
+                        "metadata": {"name": name, "namespace": ns, "labels": labels},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                        "subjects": [subject.json()]}));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rendered_kind_can_be_read_created_patched_and_deleted() {
+        for role in [Role::Cluster, Role::Central] {
+            let t = bootstrap(role, true);
+            for (group, resource, scope) in rendered(role, true) {
+                for verb in ["get", "create", "patch", "delete"] {
+                    assert!(
+                        t.iter().any(|e| e.verb == verb
+                            && e.group == group
+                            && e.resource == resource
+                            && e.scope == scope),
+                        "{role:?}: {verb} {resource}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn permissions_are_distinct_and_scoped() {
+        let perms = permissions(&bootstrap(Role::Cluster, true), "monitor");
+        let mut seen = std::collections::HashSet::new();
+        for p in &perms {
+            assert!(seen.insert(p.describe()), "duplicate {}", p.describe());
+        }
+        let d: Vec<String> = perms.iter().map(Permission::describe).collect();
+        for needed in [
+            "update secrets in namespace monitor",
+            "watch jobs.batch in namespace monitor",
+            "list replicasets.apps in namespace monitor",
+            "update leases.coordination.k8s.io in namespace monitor",
+            "create services in namespace kube-system",
+            "escalate clusterroles.rbac.authorization.k8s.io (cluster-wide)",
+            "list ingresses.networking.k8s.io in namespace monitor",
+        ] {
+            assert!(d.iter().any(|x| x == needed), "missing {needed}");
+        }
+        let central: Vec<String> = permissions(&bootstrap(Role::Central, false), "monitor")
+            .iter()
+            .map(Permission::describe)
+            .collect();
+        assert!(central.contains(&"create persistentvolumeclaims in namespace monitor".to_owned()));
+        assert!(!central.iter().any(|x| x.contains("prometheuses")));
+    }
+
+    #[test]
+    fn the_printed_roles_hold_exactly_the_table() {
+        let subject = Subject::parse("Group:cmm-agents").unwrap();
+        let m = rbac_manifests(Role::Cluster, "monitor", true, &subject);
+        let kinds: Vec<&str> = m.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Role",
+                "RoleBinding"
+            ]
+        );
+        // Every (verb, resource, scope) of the table is granted, and nothing else.
+        let table = everything(Role::Cluster, true);
+        let mut granted = 0;
+        for (obj, scope) in [
+            (&m[0], Scope::Cluster),
+            (&m[2], Scope::Namespace),
+            (&m[4], Scope::KubeSystem),
+        ] {
+            for rule in obj["rules"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted += 1;
+                    assert!(
+                        table.iter().any(|e| e.scope == scope
+                            && rule["apiGroups"][0] == e.group
+                            && rule["resources"][0] == e.resource
+                            && *verb == e.verb),
+                        "{rule} grants more than the table"
+                    );
+                }
+            }
+        }
+        let distinct: std::collections::HashSet<_> = table
+            .iter()
+            .map(|e| (e.scope, e.group, e.resource, e.verb))
+            .collect();
+        assert_eq!(granted, distinct.len());
+        assert_eq!(
+            Subject::parse("ServiceAccount:ci:deployer"),
+            Some(Subject::ServiceAccount {
+                namespace: "ci".into(),
+                name: "deployer".into()
+            })
+        );
+        for bad in ["alice", "Robot:x", "User:", "ServiceAccount:ci"] {
+            assert_eq!(Subject::parse(bad), None, "{bad}");
+        }
+    }
+}
