@@ -41,6 +41,49 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The code's name in docs/exit-codes.md.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "ok",
+            ExitCode::Internal => "internal",
+            ExitCode::Usage => "usage",
+            ExitCode::Tool => "tool",
+            ExitCode::Chart => "chart",
+            ExitCode::KubeUnreachable => "kube-unreachable",
+            ExitCode::Preflight => "preflight",
+            ExitCode::Install => "install",
+            ExitCode::GrafanaUnreachable => "grafana-unreachable",
+            ExitCode::GrafanaAuth => "grafana-auth",
+            ExitCode::GrafanaConflict => "grafana-conflict",
+            ExitCode::PrometheusCheck => "prometheus-check",
+            ExitCode::Locked => "locked",
+            ExitCode::GrafanaRejected => "grafana-rejected",
+            ExitCode::Interrupted => "interrupted",
+            ExitCode::Terminated => "terminated",
+        }
+    }
+
+    /// What to do next, in one line (the message itself names the field or the cause).
+    pub fn hint(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "",
+            ExitCode::Internal => "a bug in cmm-agent: re-run with --log-level debug and report it",
+            ExitCode::Usage => "fix the named input; nothing was changed",
+            ExitCode::Tool => "install helm >= 3.12 or point --helm / CMM_HELM at it",
+            ExitCode::Chart => "check --chart / CMM_CHART and the values; nothing was changed",
+            ExitCode::KubeUnreachable => "check the kubeconfig's server, the network and the credentials",
+            ExitCode::Preflight => "grant what the report names (cmm-agent rbac prints it); nothing was changed",
+            ExitCode::Install => "read the pod states and events printed on stderr, fix, and re-run",
+            ExitCode::GrafanaUnreachable => "check that the central Grafana runs and is reachable from here",
+            ExitCode::GrafanaAuth => "issue a new token with `cmm-agent central token`, or give the role the message names",
+            ExitCode::GrafanaConflict => "the object belongs to someone else: rename, or take it over with --force",
+            ExitCode::PrometheusCheck => "check the cluster's Prometheus endpoint and its cluster label",
+            ExitCode::Locked => "another run works on this release: wait for it, or for its lock to expire",
+            ExitCode::GrafanaRejected => "Grafana fails this request: read its message and its server log",
+            ExitCode::Interrupted | ExitCode::Terminated => "re-run: the next run recovers what this one left",
+        }
+    }
+
     /// The code of a run stopped by `signal` (`SIGINT`, `SIGTERM`; any other stop reason is the
     /// run lock lost to another run).
     pub fn for_signal(signal: &str) -> Self {

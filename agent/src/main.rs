@@ -16,6 +16,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    let json_output = cli.global.output == cli::Output::Json;
+    let json_logs = cli.global.log_format == logging::LogFormat::Json;
+    output::set_json_logs(json_logs);
     if let Err(err) = logging::init(cli.global.log_format, &cli.global.log_level) {
         eprintln!("cmm-agent: error: {err}");
         return exit::ExitCode::Usage.into();
@@ -50,18 +53,47 @@ fn main() -> std::process::ExitCode {
         }
     });
     match result {
-        Ok(()) => exit::ExitCode::Ok.into(),
+        Ok(()) => {
+            if json_output {
+                output::finish_json(None);
+            }
+            exit::ExitCode::Ok.into()
+        }
         Err(err) => {
             let code = exit::ExitCode::of(&err);
-            eprintln!("cmm-agent: error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            if matches!(
+            let stage = matches!(
                 code,
                 exit::ExitCode::Interrupted | exit::ExitCode::Terminated | exit::ExitCode::Locked
-            ) {
-                if let Some(stage) = interrupt::current_stage() {
+            )
+            .then(interrupt::current_stage)
+            .flatten();
+            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+            if json_output {
+                output::finish_json(Some(serde_json::json!({
+                    "code": code.name(),
+                    "exit": code as u8,
+                    "message": err.to_string(),
+                    "causes": causes,
+                    "hint": code.hint(),
+                    "state": stage.as_ref().map(|s| &s.left),
+                    "next_run": stage.as_ref().map(|s| &s.next),
+                })));
+            }
+            if json_logs {
+                tracing::error!(
+                    code = code.name(),
+                    exit = code as u8,
+                    causes = %causes.join("; "),
+                    state = stage.as_ref().map_or("", |s| s.left.as_str()),
+                    next_run = stage.as_ref().map_or("", |s| s.next.as_str()),
+                    "{err}"
+                );
+            } else {
+                eprintln!("cmm-agent: error: {err}");
+                for cause in &causes {
+                    eprintln!("  caused by: {cause}");
+                }
+                if let Some(stage) = stage {
                     eprintln!("  state of the cluster: {}", stage.left);
                     eprintln!("  the next run: {}", stage.next);
                 }

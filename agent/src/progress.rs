@@ -14,8 +14,28 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Self {
         Self {
-            tty: std::io::stderr().is_terminal(),
+            // With --log-format json every line must be a JSON object: no spinner then.
+            tty: std::io::stderr().is_terminal() && !crate::output::json_logs(),
             start: Instant::now(),
+        }
+    }
+
+    /// A progress line: plain and timestamped, or a JSON log event.
+    fn say(total: Instant, step: &str, state: &str, took: Option<f64>) {
+        if crate::output::json_logs() {
+            tracing::info!(
+                step,
+                state,
+                elapsed_s = (total.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                took_s = took.map(|t| (t * 10.0).round() / 10.0),
+                "progress"
+            );
+            return;
+        }
+        let at = total.elapsed().as_secs_f64();
+        match took {
+            Some(t) => eprintln!("[{at:>6.1}s] {step}: {state} ({t:.1}s)"),
+            None => eprintln!("[{at:>6.1}s] {step} {state}"),
         }
     }
 
@@ -28,7 +48,7 @@ impl Progress {
         let began = Instant::now();
         let total = self.start;
         if !self.tty {
-            eprintln!("[{:>6.1}s] {name} ...", total.elapsed().as_secs_f64());
+            Self::say(total, name, "...", None);
         }
         let ticker = {
             let name = name.to_owned();
@@ -51,10 +71,11 @@ impl Progress {
                     } else {
                         // A heartbeat so a log reader sees the wait is alive.
                         tokio::time::sleep(Duration::from_secs(30)).await;
-                        eprintln!(
-                            "[{:>6.1}s] {name}: still running ({:.0}s)",
-                            total.elapsed().as_secs_f64(),
-                            began.elapsed().as_secs_f64()
+                        Self::say(
+                            total,
+                            &name,
+                            "still running",
+                            Some(began.elapsed().as_secs_f64()),
                         );
                     }
                 }
@@ -68,10 +89,7 @@ impl Progress {
             let sym = if out.is_ok() { '✓' } else { '✗' };
             eprintln!("\r\x1b[2K{sym} {name} ({took:.1}s)");
         } else {
-            eprintln!(
-                "[{:>6.1}s] {name}: {mark} ({took:.1}s)",
-                total.elapsed().as_secs_f64()
-            );
+            Self::say(total, name, mark, Some(took));
         }
         out
     }

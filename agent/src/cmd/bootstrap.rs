@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 
 use crate::cli::{BootstrapArgs, GlobalArgs, Output, RoleArg};
 use crate::exit::{installer_class, Classify, ExitCode};
+use crate::output::outln;
 use crate::progress::Progress;
 use crate::settings::{check_namespace, kube_target, BadInput, ChartSettings, DurationSetting};
 
@@ -265,7 +266,7 @@ async fn locked(
         if ExitCode::of(err) == ExitCode::Install {
             prepared.report.outcome = format!("install failed: {err}");
             for line in explain(conn, &opts.namespace).await {
-                eprintln!("  {line}");
+                crate::output::note(&line);
             }
         }
         emit(global, &prepared.report)?;
@@ -286,7 +287,7 @@ async fn locked(
             .classify_by(installer_class)?;
         if let Err(last) = waited {
             for line in explain(conn, &opts.namespace).await {
-                eprintln!("  {line}");
+                crate::output::note(&line);
             }
             return Err(BadInput(format!(
                 "helm finished, but the operator's Prometheus was not ready within {}s \
@@ -313,7 +314,7 @@ async fn locked(
         .collect();
     if !not_ready.is_empty() {
         for line in explain(conn, &opts.namespace).await {
-            eprintln!("  {line}");
+            crate::output::note(&line);
         }
         return Err(BadInput(format!(
             "installed, but not every workload is ready: {}",
@@ -533,7 +534,7 @@ async fn explain(conn: &Connected, ns: &str) -> Vec<String> {
 
 fn emit(global: &GlobalArgs, report: &Report) -> anyhow::Result<()> {
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Output::Json => crate::output::json(report)?,
         Output::Human => print_human(report),
     }
     Ok(())
@@ -544,12 +545,15 @@ fn print_human(r: &Report) {
         Role::Cluster => "monitored cluster",
         Role::Central => "central Grafana",
     };
-    println!(
+    outln!(
         "cmm bootstrap: {} ({role}), namespace {}, context {} ({})",
-        r.cluster, r.namespace, r.context, r.api_url
+        r.cluster,
+        r.namespace,
+        r.context,
+        r.api_url
     );
     if r.environment.kinds.is_empty() {
-        println!("environment: nothing special detected");
+        outln!("environment: nothing special detected");
     } else {
         let kinds: Vec<String> = r
             .environment
@@ -560,9 +564,9 @@ fn print_human(r: &Report) {
                     .map_or_else(|_| String::new(), |v| v.as_str().unwrap_or("").to_owned())
             })
             .collect();
-        println!("environment: {}", kinds.join(", "));
+        outln!("environment: {}", kinds.join(", "));
         for e in &r.environment.evidence {
-            println!("  evidence: {} = {}", e.source, e.value);
+            outln!("  evidence: {} = {}", e.source, e.value);
         }
     }
     let rbac_total = r
@@ -575,12 +579,12 @@ fn print_human(r: &Report) {
         .iter()
         .filter(|c| c.check.starts_with("rbac: ") && c.ok)
         .count();
-    println!("preflight:");
+    outln!("preflight:");
     let mut summarised = false;
     for c in &r.preflight {
         let rbac = c.check.starts_with("rbac: ");
         if rbac && !summarised {
-            println!(
+            outln!(
                 "  [{}] rbac: {rbac_ok}/{rbac_total} permissions allowed",
                 mark(rbac_ok == rbac_total)
             );
@@ -589,34 +593,34 @@ fn print_human(r: &Report) {
         if rbac && c.ok {
             continue;
         }
-        println!("  [{}] {}: {}", mark(c.ok), c.check, c.detail);
+        outln!("  [{}] {}: {}", mark(c.ok), c.check, c.detail);
     }
     if r.fixes.is_empty() {
-        println!("fixes: none");
+        outln!("fixes: none");
     } else {
-        println!("fixes:");
+        outln!("fixes:");
         for f in &r.fixes {
-            println!("  {} ({}): {}", f.id, f.overlay, f.reason);
+            outln!("  {} ({}): {}", f.id, f.overlay, f.reason);
         }
     }
-    println!("values: {}", r.values.join(", "));
-    println!("helm {}:", r.helm.version);
-    println!("  helm {}", r.helm.args.join(" "));
-    println!("actions:");
+    outln!("values: {}", r.values.join(", "));
+    outln!("helm {}:", r.helm.version);
+    outln!("  helm {}", r.helm.args.join(" "));
+    outln!("actions:");
     for (i, a) in r.actions.iter().enumerate() {
-        println!("  {}. {}: {}", i + 1, a.action, a.detail);
+        outln!("  {}. {}: {}", i + 1, a.action, a.detail);
     }
     if let Some(kinds) = &r.rendered {
         let total: usize = kinds.values().sum();
-        println!("rendered ({total} objects):");
+        outln!("rendered ({total} objects):");
         for (k, n) in kinds {
-            println!("  {k:<32} {n:>3}");
+            outln!("  {k:<32} {n:>3}");
         }
     }
     if !r.workloads.is_empty() {
-        println!("workloads:");
+        outln!("workloads:");
         for w in &r.workloads {
-            println!(
+            outln!(
                 "  [{}] {} {} {}/{}",
                 mark(w.is_ready()),
                 w.kind,
@@ -626,7 +630,7 @@ fn print_human(r: &Report) {
             );
         }
     }
-    println!("outcome: {}", r.outcome);
+    outln!("outcome: {}", r.outcome);
 }
 
 fn mark(ok: bool) -> &'static str {

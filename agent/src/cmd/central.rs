@@ -14,6 +14,7 @@ use cmm_central::token::{issue_token, DEFAULT_SERVICE_ACCOUNT};
 use crate::cli::{GlobalArgs, Output};
 use crate::cmd::register::{central_class, GrafanaArgs};
 use crate::exit::{Classify, ExitCode};
+use crate::output::outln;
 
 #[derive(Debug, Args)]
 pub struct CentralArgs {
@@ -97,8 +98,8 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
             write_secret_file(path, &issued.token, "the Grafana token (--token-out)")
                 .classify(ExitCode::Internal)?;
             match global.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&issued)?),
-                Output::Human => println!(
+                Output::Json => crate::output::json(&issued)?,
+                Output::Human => outln!(
                     "Token {} of service account {} written to {} (mode 0600)",
                     issued.token_name,
                     issued.service_account,
@@ -107,7 +108,7 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
             }
         }
         // The one place a token is printed: stdout, alone, once.
-        None => println!("{}", issued.token.expose()),
+        None => outln!("{}", issued.token.expose()),
     }
     Ok(())
 }

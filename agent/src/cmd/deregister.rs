@@ -8,6 +8,7 @@ use cmm_core::ClusterName;
 use crate::cli::{GlobalArgs, Output};
 use crate::cmd::register::{central_class, GrafanaArgs};
 use crate::exit::{Classify, ExitCode};
+use crate::output::outln;
 
 #[derive(Debug, Args)]
 pub struct DeregisterArgs {
@@ -27,19 +28,19 @@ pub async fn run(global: &GlobalArgs, args: DeregisterArgs) -> anyhow::Result<()
         .await
         .classify_by(central_class)?;
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Output::Json => crate::output::json(&r)?,
         Output::Human => {
             let said = |b: bool| if b { "removed" } else { "was not there" };
-            println!("Cluster {} in Grafana {}", r.cluster, grafana.base_url());
-            println!(
+            outln!("Cluster {} in Grafana {}", r.cluster, grafana.base_url());
+            outln!(
                 "  datasource   {}: {}",
                 r.datasource_uid,
                 said(r.datasource_deleted)
             );
-            println!("  alert rules  {}", said(r.rules_deleted));
+            outln!("  alert rules  {}", said(r.rules_deleted));
             match &r.folder_kept {
-                Some(why) => println!("  rule folder  kept: {why}"),
-                None => println!("  rule folder  {}", said(r.folder_deleted)),
+                Some(why) => outln!("  rule folder  kept: {why}"),
+                None => outln!("  rule folder  {}", said(r.folder_deleted)),
             }
         }
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::cli::{FixStorageArgs, GlobalArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
+use crate::output::outln;
 use crate::settings::{check_namespace, kube_target, BadInput};
 
 #[derive(Debug, Serialize)]
@@ -49,7 +50,7 @@ pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()
             .classify_by(installer_class)?;
     }
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => crate::output::json(&report)?,
         Output::Human => print_human(&report),
     }
     if !report.not_done.is_empty() {
@@ -116,14 +117,14 @@ fn print_human(r: &StorageReport) {
     } else {
         ""
     };
-    println!("stuck storage of namespace {}{mode}:", r.namespace);
+    outln!("stuck storage of namespace {}{mode}:", r.namespace);
     if r.plan.is_empty() {
-        println!("  nothing is stuck");
+        outln!("  nothing is stuck");
     }
     for a in &r.plan.actions {
         match a {
             StorageAction::DeleteClaim { namespace, name } => {
-                println!("  delete claim {namespace}/{name}   (kubectl delete pvc {name} -n {namespace})")
+                outln!("  delete claim {namespace}/{name}   (kubectl delete pvc {name} -n {namespace})")
             }
             StorageAction::ClearVolumeFinalizers {
                 name,
@@ -133,7 +134,7 @@ fn print_human(r: &StorageReport) {
                 let when = after_claim
                     .as_ref()
                     .map_or_else(String::new, |c| format!(" once claim {c} is gone"));
-                println!(
+                outln!(
                     "  clear finalizers [{}] of volume {name}{when}   (kubectl patch pv {name} -p '{{\"metadata\":{{\"finalizers\":null}}}}')",
                     finalizers.join(", ")
                 )
@@ -141,12 +142,12 @@ fn print_human(r: &StorageReport) {
         }
     }
     for s in &r.plan.skipped {
-        println!("  left alone: {}: {}", s.object, s.reason);
+        outln!("  left alone: {}: {}", s.object, s.reason);
     }
     for d in &r.done {
-        println!("  done: {d}");
+        outln!("  done: {d}");
     }
     for n in &r.not_done {
-        println!("  NOT done: {n}");
+        outln!("  NOT done: {n}");
     }
 }

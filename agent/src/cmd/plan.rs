@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, Output, PlanArgs};
 use crate::exit::{installer_class, Classify, ExitCode};
+use crate::output::outln;
 use crate::settings::ChartSettings;
 
 #[derive(Debug, Serialize)]
@@ -93,7 +94,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<()> {
         members,
     };
     match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Json => crate::output::json(&plan)?,
         Output::Human => print_human(&plan),
     }
     Ok(())
@@ -107,24 +108,27 @@ fn print_human(plan: &FleetPlan) {
             format!("{name} {version} from {url}")
         }
     };
-    println!("Fleet plan: chart {chart}, helm {}", plan.helm_version);
+    outln!("Fleet plan: chart {chart}, helm {}", plan.helm_version);
     for m in &plan.members {
         let role = match m.role {
             Role::Central => "central Grafana",
             Role::Cluster => "monitored cluster",
         };
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} (release {}, namespace {}): {} objects",
-            role, m.release, m.namespace, m.objects
+            role,
+            m.release,
+            m.namespace,
+            m.objects
         );
-        println!("  values: {}", m.values.join(", "));
+        outln!("  values: {}", m.values.join(", "));
         for s in &m.sets {
-            println!("  --set {s}");
+            outln!("  --set {s}");
         }
         let width = m.kinds.keys().map(String::len).max().unwrap_or(0);
         for (kind, n) in &m.kinds {
-            println!("  {kind:<width$}  {n:>3}");
+            outln!("  {kind:<width$}  {n:>3}");
         }
     }
 }

@@ -47,8 +47,7 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
     match global.output {
         Output::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            text.push_str(&serde_json::to_string_pretty(&list)?);
-            text.push('\n');
+            return crate::output::json(&list);
         }
         Output::Human => {
             text.push_str(&format!(

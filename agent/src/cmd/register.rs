@@ -22,6 +22,7 @@ use cmm_installer::kube::Connected;
 
 use crate::cli::{GlobalArgs, KubeTargetArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
+use crate::output::outln;
 use crate::settings::DurationSetting;
 
 /// How to reach and authenticate to the central Grafana. The token itself is never a flag: it
@@ -403,10 +404,10 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
         Output::Json => {
             let mut v = serde_json::to_value(r)?;
             v["endpoint"] = serde_json::to_value(endpoint)?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            crate::output::json(&v)?;
         }
         Output::Human => {
-            println!("Cluster {} in Grafana {}", r.cluster, r.grafana);
+            outln!("Cluster {} in Grafana {}", r.cluster, r.grafana);
             let probe = match &r.prometheus {
                 Some(p) => format!(
                     "{} series carry cluster={:?}, {} targets up",
@@ -414,9 +415,10 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
                 ),
                 None => "not probed from here (--skip-prometheus-check)".into(),
             };
-            println!(
+            outln!(
                 "  prometheus   {} ({}): {probe}",
-                r.prometheus_url, endpoint.detail
+                r.prometheus_url,
+                endpoint.detail
             );
             let action = match &r.datasource {
                 cmm_central::register::DatasourceAction::Create => "created".to_owned(),
@@ -426,9 +428,9 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
                     format!("created, replacing {foreign_uid} (--force)")
                 }
             };
-            println!("  datasource   {}: {action}", r.datasource_uid);
+            outln!("  datasource   {}: {action}", r.datasource_uid);
             match &r.rules {
-                Some(rules) => println!(
+                Some(rules) => outln!(
                     "  alert rules  folder {}, group {}: {} ({:?}, {})",
                     rules.folder_uid,
                     rules.group,
@@ -440,9 +442,9 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
                         "unchanged"
                     }
                 ),
-                None => println!("  alert rules  skipped (--rules skip)"),
+                None => outln!("  alert rules  skipped (--rules skip)"),
             }
-            println!(
+            outln!(
                 "  health       {}: {}",
                 if r.health.ok { "OK" } else { "FAILED" },
                 r.health.message

@@ -1,0 +1,142 @@
+//! What scripts read: with `--output json` stdout is exactly one JSON document, errors
+//! included; with `--log-format json` every stderr line is a JSON object, progress included;
+//! a closed stdout ends the output quietly.
+
+mod support;
+
+use std::io::Read;
+
+use cmm_testkit::kube::FakeKube;
+use serde_json::Value;
+use support::{stderr as err, stdout as out, Agent};
+
+async fn run(r: Agent, args: &[&str]) -> (Agent, std::process::Output) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = r.run(&a);
+        (r, out)
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_never_a_panic() {
+    let (Some(helm), Some(chart)) = (support::helm(), support::chart()) else {
+        return;
+    };
+    let r = Agent::new().env("CMM_HELM", helm).env("CMM_CHART", chart);
+    for args in [
+        &["rbac"][..],
+        &["--output", "json", "rbac"][..],
+        &["plan"][..],
+        &["--output", "json", "plan"][..],
+    ] {
+        let mut child = r.spawn(args);
+        // The reader goes away before the agent writes (`| head -0`).
+        drop(child.stdout.take());
+        let mut e = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {e}");
+        assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_json_document_on_stdout() {
+    let r = Agent::new();
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "Kr_Mum"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let doc: Value = serde_json::from_str(&out(&o)).expect("one JSON document");
+    let e = &doc["error"];
+    assert_eq!(e["code"], "usage");
+    assert_eq!(e["exit"], 2);
+    assert!(
+        e["message"].as_str().unwrap().contains("--cluster"),
+        "{doc}"
+    );
+    assert!(!e["hint"].as_str().unwrap().is_empty());
+
+    // A failure after a report: the report and the error in the same single document.
+    let fake = FakeKube::start().await;
+    fake.deny(
+        "create",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+    );
+    let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
+    let helm = r.home.path().join("helm");
+    std::fs::write(&helm, "#!/bin/sh\necho v3.17.3\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let r = r
+        .env("CMM_KUBECONFIG", kc)
+        .env("CMM_HELM", &helm)
+        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+    let (_r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let doc: Value = serde_json::from_str(&out(&o)).expect("one JSON document");
+    assert_eq!(doc["error"]["code"], "preflight");
+    assert!(doc["preflight"].is_array(), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_make_every_stderr_line_json_progress_and_errors_included() {
+    let fake = FakeKube::start().await;
+    fake.insert(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "monitor"}, "status": {"phase": "Active"}}));
+    fake.insert(
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "prometheus-cmm", "namespace": "monitor",
+                     "labels": {"operator.prometheus.io/name": "cmm"}},
+        "spec": {"replicas": 1, "serviceName": "prometheus-operated",
+                 "selector": {"matchLabels": {"app": "p"}},
+                 "template": {"metadata": {"labels": {"app": "p"}},
+                              "spec": {"containers": [{"name": "prometheus", "image": "prom"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1}}),
+    );
+    let r = Agent::new();
+    let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
+    let helm = r.home.path().join("helm");
+    std::fs::write(
+        &helm,
+        "#!/bin/sh\ncase \"$1\" in version) echo v3.17.3 ;; upgrade) exit 0 ;; *) exit 1 ;; esac\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let base = ["--log-format", "json", "bootstrap", "--cluster", "kr-mum"];
+    let mut r = r
+        .env("CMM_KUBECONFIG", kc)
+        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+    for (extra, ok) in [
+        (vec!["--helm", helm.to_str().unwrap()], true),
+        (vec!["--helm", "/nonexistent/helm"], false),
+        (vec!["--timeout", "9h"], false),
+    ] {
+        let args = [&base[..], &extra[..]].concat();
+        let (back, o) = run(r, &args).await;
+        r = back;
+        let e = err(&o);
+        assert_eq!(o.status.code() == Some(0), ok, "{args:?}: {e}");
+        assert!(!e.trim().is_empty(), "{args:?}: nothing logged");
+        for line in e.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("{args:?}: not a JSON line: {line}"));
+            assert!(v.is_object());
+        }
+        if ok {
+            assert!(e.contains("\"message\":\"progress\""), "{e}");
+        } else {
+            assert!(e.contains("\"level\":\"ERROR\""), "{e}");
+        }
+    }
+}
