@@ -23,6 +23,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
 pub struct GlobalArgs {
     /// Log format on stderr.
     #[arg(long, env = "CMM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -43,6 +44,7 @@ pub enum Output {
 
 /// Where the kube-prometheus-stack chart comes from, and the helm that renders it.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Chart")]
 pub struct ChartArgs {
     /// Chart: a directory, a .tgz from `helm pull`, or a repo reference REPO_URL#NAME.
     /// Default: the upstream repository, pinned to the version CMM's values are tested with.
@@ -52,6 +54,50 @@ pub struct ChartArgs {
     #[arg(long, env = "CMM_HELM", default_value = "helm")]
     pub helm: PathBuf,
 }
+
+impl Cli {
+    /// Record which of bootstrap's settings were given (on the command line or as a `CMM_*`
+    /// variable) rather than defaulted, so flags that do nothing for the chosen role can be
+    /// refused instead of ignored.
+    pub fn note_given(&mut self, matches: &clap::ArgMatches) {
+        use clap::parser::ValueSource;
+        let Command::Bootstrap(args) = &mut self.command else {
+            return;
+        };
+        let Some(sub) = matches.subcommand_matches("bootstrap") else {
+            return;
+        };
+        for id in sub.ids() {
+            let source = match sub.value_source(id.as_str()) {
+                Some(ValueSource::CommandLine) => "the command line",
+                Some(ValueSource::EnvVariable) => "the environment",
+                _ => continue,
+            };
+            args.given.push((id.as_str().to_owned(), source));
+        }
+    }
+}
+
+/// Settings that only mean something for one role of bootstrap (clap ids).
+pub const CLUSTER_ONLY: &[&str] = &[
+    "kube_metrics",
+    "skip_grafana_check",
+    "prometheus_url",
+    "advertise_address",
+    "prometheus_user",
+    "prometheus_password_file",
+    "prometheus_ca_file",
+    "prometheus_tls_skip_verify",
+    "skip_prometheus_check",
+    "first_scrape_wait",
+    "rules",
+    "force",
+];
+pub const CENTRAL_ONLY: &[&str] = &[
+    "grafana_wait",
+    "registration_token_out",
+    "registration_service_account",
+];
 
 // Parsed once at start-up and moved into its command: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
@@ -79,6 +125,7 @@ pub enum Command {
 
 /// Which cluster to talk to, resolved as kubectl does.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Kubernetes")]
 pub struct KubeTargetArgs {
     /// kubeconfig file. Default: KUBECONFIG, else ~/.kube/config.
     #[arg(long, env = "CMM_KUBECONFIG")]
@@ -104,35 +151,55 @@ pub struct BootstrapArgs {
     pub kube: KubeTargetArgs,
     /// The cluster's name: the helm release name and the `cluster` label of its series
     /// (DNS-1123 label, at most 36 characters), e.g. kr-mum.
-    #[arg(long, env = "CMM_CLUSTER")]
+    #[arg(help_heading = "Release", long, env = "CMM_CLUSTER")]
     pub cluster: String,
     /// What this cluster is in CMM.
-    #[arg(long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
+    #[arg(help_heading = "Release", long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
     pub role: RoleArg,
     /// Namespace of the release; created if missing.
-    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    #[arg(help_heading = "Kubernetes", long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Values file(s) used instead of the embedded each_cluster.yaml (repeatable, later wins;
     /// CMM_VALUES takes a comma-separated list). Environment fixes are still layered on top.
-    #[arg(long = "values", env = "CMM_VALUES", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Chart",
+        long = "values",
+        env = "CMM_VALUES",
+        value_delimiter = ','
+    )]
     pub values: Vec<PathBuf>,
     /// helm --set assignment passed through after the values files (repeatable; CMM_SET takes
     /// a ';'-separated list), e.g. prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka
-    #[arg(long = "set", env = "CMM_SET", value_delimiter = ';')]
+    #[arg(
+        help_heading = "Chart",
+        long = "set",
+        env = "CMM_SET",
+        value_delimiter = ';'
+    )]
     pub sets: Vec<String>,
     /// Also collect Kubernetes object and component metrics (overlays/kube-metrics.yaml).
-    #[arg(long, env = "CMM_KUBE_METRICS")]
+    #[arg(help_heading = "Chart", long, env = "CMM_KUBE_METRICS")]
     pub kube_metrics: bool,
     /// Print the plan and render it with `helm template`; change nothing.
-    #[arg(long, env = "CMM_DRY_RUN")]
+    #[arg(help_heading = "Release", long, env = "CMM_DRY_RUN")]
     pub dry_run: bool,
     /// How long helm waits for the workloads, e.g. 600s, 10m.
-    #[arg(long, env = "CMM_TIMEOUT", default_value = "10m")]
+    #[arg(
+        help_heading = "Release",
+        long,
+        env = "CMM_TIMEOUT",
+        default_value = "10m"
+    )]
     pub timeout: String,
     /// A release a plain `helm` (not cmm-agent) left pending for less than this may belong to a
     /// helm still running, and is not recovered. A pending release of cmm-agent's own is judged
     /// by the run lock instead (a Lease in the namespace).
-    #[arg(long, env = "CMM_PENDING_GRACE", default_value = "15m")]
+    #[arg(
+        help_heading = "Release",
+        long,
+        env = "CMM_PENDING_GRACE",
+        default_value = "15m"
+    )]
     pub pending_grace: String,
     /// The admin host's kernel version file, read to recognise a local WSL2 cluster.
     #[arg(
@@ -144,7 +211,7 @@ pub struct BootstrapArgs {
     pub host_proc_version: PathBuf,
     /// Do not ask the central Grafana before installing (when it cannot be reached from here
     /// yet); the report says it was not checked, and registration still runs at the end.
-    #[arg(long, env = "CMM_SKIP_GRAFANA_CHECK")]
+    #[arg(help_heading = "Grafana", long, env = "CMM_SKIP_GRAFANA_CHECK")]
     pub skip_grafana_check: bool,
     /// Last step: with --grafana-url, register the cluster in the central Grafana (role
     /// cluster), or wait for the new Grafana and issue the registration token (role central).
@@ -154,6 +221,9 @@ pub struct BootstrapArgs {
     pub endpoint: crate::cmd::register::EndpointArgs,
     #[command(flatten)]
     pub central: crate::cmd::central::CentralBootstrapArgs,
+    /// Settings given explicitly (clap id, where from); filled by `Cli::note_given`.
+    #[arg(skip)]
+    pub given: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Args)]

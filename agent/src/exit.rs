@@ -162,7 +162,9 @@ pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
         }
         E::Fleet { .. } | E::ClusterName { .. } => ExitCode::Usage,
         E::HelmMissing { .. } | E::HelmTooOld { .. } | E::HelmSpawn { .. } => ExitCode::Tool,
-        E::HelmFailed { .. } | E::RenderParse { .. } => ExitCode::Chart,
+        E::HelmFailed { .. } | E::RenderParse { .. } | E::ChartRepoUnreachable { .. } => {
+            ExitCode::Chart
+        }
         E::KubeconfigMissing { .. } | E::Kubeconfig { .. } | E::BadSet { .. } => ExitCode::Usage,
         E::KubeUnreachable { .. } | E::KubeApi { .. } => ExitCode::KubeUnreachable,
         E::Locked { .. } => ExitCode::Locked,

@@ -12,10 +12,15 @@ mod output;
 mod progress;
 mod settings;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let mut cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli.note_given(&matches);
     let json_output = cli.global.output == cli::Output::Json;
     let json_logs = cli.global.log_format == logging::LogFormat::Json;
     output::set_json_logs(json_logs);

@@ -42,22 +42,11 @@ pub fn kube_target(args: &crate::cli::KubeTargetArgs) -> cmm_installer::kube::Ku
 #[error("{0}")]
 pub struct BadInput(pub String);
 
-/// A namespace name: a DNS-1123 label of at most 63 characters.
+/// A namespace name (cmm_core::naming::check_namespace), named as its flag.
 pub fn check_namespace(ns: &str) -> anyhow::Result<()> {
-    let b = ns.as_bytes();
-    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ok = !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|&c| edge(c) || c == b'-')
-        && edge(b[0])
-        && edge(b[b.len() - 1]);
-    if ok {
-        return Ok(());
-    }
-    Err(BadInput(format!(
-        "--namespace / CMM_NAMESPACE {ns:?} is not a valid namespace: use a DNS-1123 label of at most 63 characters, e.g. monitor"
-    )))
-    .classify(ExitCode::Usage)
+    cmm_core::naming::check_namespace(ns)
+        .map_err(|p| BadInput(format!("--namespace / CMM_NAMESPACE {p}")))
+        .classify(ExitCode::Usage)
 }
 
 /// Every duration setting and its bounds, in CMM's one grammar (`cmm_core::duration`).

@@ -1135,3 +1135,54 @@ async fn fix_storage_leaves_the_volume_when_a_pod_still_mounts_the_claim() {
     assert!(out(&o).contains("prometheus-cmm-0"), "{}", out(&o));
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_of_the_other_role_are_refused_and_help_groups_options_by_what_they_touch() {
+    let fake = fake_with(&["kind.json"]).await;
+    for (args, env, says) in [
+        (
+            &["--role", "central", "--prometheus-url", "http://10.0.0.1:30090"][..],
+            None,
+            "--prometheus-url / CMM_PROMETHEUS_URL (from the command line) do(es) nothing with --role central",
+        ),
+        (
+            &["--registration-token-out", "/tmp/t"][..],
+            None,
+            "--registration-token-out / CMM_REGISTRATION_TOKEN_OUT (from the command line) do(es) nothing with --role cluster",
+        ),
+        (
+            &["--role", "central"][..],
+            Some(("CMM_KUBE_METRICS", "true")),
+            "--kube-metrics / CMM_KUBE_METRICS (from the environment)",
+        ),
+    ] {
+        let r = Agent::new();
+        let kc = fake.write_kubeconfig(r.home.path(), "kind-cmm");
+        let mut r = r.env("CMM_KUBECONFIG", kc);
+        if let Some((k, v)) = env {
+            r = r.env(k, v);
+        }
+        let all = [&["bootstrap", "--cluster", "kr-mum"][..], args].concat();
+        let (_r, o) = run(r, &all).await;
+        assert_eq!(code(&o), 2, "{all:?}: {}", err(&o));
+        assert!(err(&o).contains(says), "{all:?}: {}", err(&o));
+    }
+    assert!(fake.requests().is_empty(), "refused input reached the API");
+
+    let (_r, o) = run(Agent::new(), &["bootstrap", "--help"]).await;
+    let help = out(&o);
+    for heading in [
+        "Release:",
+        "Kubernetes:",
+        "Chart:",
+        "Grafana:",
+        "Prometheus:",
+        "Central Grafana (--role central):",
+        "Output:",
+    ] {
+        assert!(
+            help.lines().any(|l| l == heading),
+            "{heading} missing:\n{help}"
+        );
+    }
+}

@@ -776,3 +776,46 @@ async fn a_persistent_5xx_shows_grafanas_message_without_the_token_or_escapes() 
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(8), "{err}");
 }
+
+/// `central token` without any credential says how to log in, and a refused password says the
+/// password was refused (not "the token").
+#[tokio::test]
+async fn central_token_says_how_to_log_in_and_which_credential_was_refused() {
+    let fake = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let o = agent(&["central", "token", "--grafana-url", &fake.url], &[]).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--grafana-user")
+            && err.contains("cmm-grafana-admin")
+            && !err.contains("run `cmm-agent central token`"),
+        "{err}"
+    );
+    assert!(fake.requests().is_empty());
+
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "not-the-password\n").unwrap();
+    let o = agent(
+        &[
+            "central",
+            "token",
+            "--grafana-url",
+            &fake.url,
+            "--grafana-user",
+            "admin",
+            "--grafana-password-file",
+            pw.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(9), "{err}");
+    assert!(
+        err.contains("password of Grafana user \"admin\" was refused")
+            && !err.contains("The token is wrong"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+}

@@ -187,3 +187,43 @@ fn flag_entries(help: &str) -> Vec<String> {
     }
     entries
 }
+
+#[test]
+fn fleet_values_are_checked_like_flags_before_helm_sees_them() {
+    let agent = Agent::new().env("CMM_HELM", "/nonexistent/helm");
+    let fleet = agent.home.path().join("fleet.toml");
+    // The chart renders the central datasources through helm's tpl: a template in a URL would run.
+    std::fs::write(
+        &fleet,
+        "[central]\n[[clusters]]\nname = \"kr-mum\"\nprometheus_url = \"http://{{ (lookup \\\"v1\\\" \\\"Secret\\\" \\\"\\\" \\\"\\\") }}:9090\"\n",
+    )
+    .unwrap();
+    let out = agent.run(&["plan", "--fleet", fleet.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("clusters[0].prometheus_url") && stderr(&out).contains("tpl"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unreachable_chart_repository_points_at_an_offline_archive() {
+    let Some(helm) = helm() else {
+        return;
+    };
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Agent::new()
+        .env("CMM_HELM", helm)
+        .env("CMM_CHART", format!("http://{dead}#kube-prometheus-stack"))
+        .run(&["plan"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("cannot be reached") && e.contains("--chart") && e.contains("helm pull"),
+        "{e}"
+    );
+}

@@ -79,14 +79,25 @@ pub enum Error {
     },
 
     #[error(
-        "Grafana rejected the credentials (401 Unauthorized) on {method} {path}: {message}. \
-         The token is wrong, expired, revoked or from another org: issue a new one with \
-         `cmm-agent central token` and pass it with --grafana-token-file or CMM_GRAFANA_TOKEN"
+        "Grafana rejected the credentials (401 Unauthorized) on {method} {path}: {message}. {}",
+        match login {
+            Some(user) => format!(
+                "The password of Grafana user {user:?} was refused: check --grafana-password-file \
+                 (a fresh central Grafana's admin password is key admin-password of Secret \
+                 cmm-grafana-admin in its namespace)"
+            ),
+            None => "The token is wrong, expired, revoked or from another org: issue a new one with \
+                     `cmm-agent central token` and pass it with --grafana-token-file or \
+                     CMM_GRAFANA_TOKEN"
+                .to_owned(),
+        }
     )]
     GrafanaUnauthorized {
         method: String,
         path: String,
         message: String,
+        /// The user of a password login; `None` for a token.
+        login: Option<String>,
     },
 
     #[error(

@@ -246,6 +246,10 @@ impl GrafanaClient {
                     method: method.to_string(),
                     path,
                     message: answer.message(),
+                    login: match &self.credentials {
+                        Credentials::Basic { user, .. } => Some(user.clone()),
+                        Credentials::Token(_) => None,
+                    },
                 }),
                 StatusCode::FORBIDDEN => {
                     let message = answer.message();

@@ -131,6 +131,61 @@ impl std::str::FromStr for ClusterName {
     }
 }
 
+/// A namespace name: a DNS-1123 label of at most 63 characters. The error says what is wrong;
+/// the caller names the setting.
+pub fn check_namespace(ns: &str) -> Result<(), String> {
+    let b = ns.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|&c| edge(c) || c == b'-')
+        && edge(b[0])
+        && edge(b[b.len() - 1]);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ns:?} is not a valid namespace: use a DNS-1123 label of at most 63 characters, e.g. monitor"
+        ))
+    }
+}
+
+/// A URL the central Grafana reaches a cluster's Prometheus at, as it lands in a datasource:
+/// http(s), a host, no credentials, query or fragment, and nothing helm's `tpl` would execute
+/// (the chart renders `additionalDataSources` through `tpl`), within Grafana's 255 characters.
+pub fn check_prometheus_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url.len() > 255 {
+        return Err("is longer than 255 characters, Grafana's limit for a datasource URL".into());
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "{}\"'`\\<>|^".contains(*c))
+    {
+        return Err(format!(
+            "{url:?} contains {c:?}, which a URL does not need and helm's tpl or YAML would interpret"
+        ));
+    }
+    if rest.split('/').next().unwrap_or("").contains('@') {
+        return Err(format!(
+            "{url:?} carries credentials: give them to the datasource separately, never in the URL"
+        ));
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "{url:?} has a query or fragment: give the base URL only"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

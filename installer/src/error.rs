@@ -18,6 +18,8 @@ pub enum Error {
     HelmMissing { bin: PathBuf, min: &'static str },
     #[error("helm {found} is too old: CMM needs helm >= {min}; upgrade helm or point --helm / CMM_HELM at a newer one")]
     HelmTooOld { found: String, min: &'static str },
+    #[error("the chart repository {url} cannot be reached ({stderr}). Offline or behind a firewall: on a machine with access run `helm pull prometheus-community/kube-prometheus-stack --version 66.1.0`, copy the .tgz here and pass it with --chart / CMM_CHART (or a proxy with HTTPS_PROXY)")]
+    ChartRepoUnreachable { url: String, stderr: String },
     #[error("`helm {args}` failed (exit {status}): {stderr}")]
     HelmFailed {
         args: String,

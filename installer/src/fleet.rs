@@ -78,12 +78,32 @@ impl Fleet {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        // Every value is checked as its flag would be: nothing from the file reaches helm (or
+        // helm's `tpl`, which renders the central datasources) unchecked.
+        let bad = |field: String, problem: String| Error::Fleet {
+            path: origin.to_owned(),
+            message: format!("{field}: {problem}"),
+        };
+        ClusterName::parse(&fleet.central.release).map_err(|source| Error::ClusterName {
+            field: format!("{origin}: central.release"),
+            source,
+        })?;
+        cmm_core::naming::check_namespace(&fleet.central.namespace)
+            .map_err(|p| bad("central.namespace".into(), p))?;
         let mut seen = BTreeMap::new();
         for (i, c) in fleet.clusters.iter().enumerate() {
             ClusterName::parse(&c.name).map_err(|source| Error::ClusterName {
                 field: format!("{origin}: clusters[{i}].name"),
                 source,
             })?;
+            cmm_core::naming::check_namespace(&c.namespace)
+                .map_err(|p| bad(format!("clusters[{i}].namespace"), p))?;
+            cmm_core::naming::check_prometheus_url(&c.prometheus_url)
+                .map_err(|p| bad(format!("clusters[{i}].prometheus_url"), p))?;
+            for (j, set) in c.set.iter().enumerate() {
+                crate::bootstrap::check_set(set)
+                    .map_err(|e| bad(format!("clusters[{i}].set[{j}]"), e.to_string()))?;
+            }
             if let Some(prev) = seen.insert(c.name.clone(), i) {
                 return Err(Error::Fleet {
                     path: origin.to_owned(),
@@ -201,12 +221,39 @@ mod tests {
         .to_string();
         assert!(err.contains("clusters[0].name"), "{err}");
         let err = Fleet::parse(
-            "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"u\"\n[[clusters]]\nname = \"a\"\nprometheus_url = \"u\"\n",
+            "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://u\"\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://u\"\n",
             "f.toml",
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("both named"), "{err}");
+        for (toml, field) in [
+            ("[central]\nrelease = \"Monitor!\"\n", "central.release"),
+            ("[central]\nnamespace = \"-x\"\n", "central.namespace"),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://{{ .Release.Name }}:1\"\n",
+                "clusters[0].prometheus_url",
+            ),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://u:p@h:1\"\n",
+                "clusters[0].prometheus_url",
+            ),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"ftp://h\"\n",
+                "clusters[0].prometheus_url",
+            ),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://h:1\"\nnamespace = \"Mon\"\n",
+                "clusters[0].namespace",
+            ),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\nprometheus_url = \"http://h:1\"\nset = [\"x\"]\n",
+                "clusters[0].set[0]",
+            ),
+        ] {
+            let err = Fleet::parse(toml, "f.toml").unwrap_err().to_string();
+            assert!(err.contains(field), "{toml}: {err}");
+        }
         let err = Fleet::parse("[central]\nrelese = \"x\"\n", "f.toml")
             .unwrap_err()
             .to_string();

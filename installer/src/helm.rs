@@ -273,6 +273,21 @@ impl Helm {
             }
         };
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // helm's own words for a repository it cannot fetch (pkg/repo/chartrepo.go:
+            // "looks like %q is not a valid chart repository or cannot be reached").
+            if stderr.contains("is not a valid chart repository or cannot be reached") {
+                if let Some(url) = args
+                    .iter()
+                    .position(|a| a == "--repo")
+                    .and_then(|i| args.get(i + 1))
+                {
+                    return Err(Error::ChartRepoUnreachable {
+                        url: url.clone(),
+                        stderr: stderr.trim().lines().last().unwrap_or("").to_owned(),
+                    });
+                }
+            }
             return Err(Error::HelmFailed {
                 args: shown,
                 status: out

@@ -34,6 +34,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
     check_namespace(&args.namespace)?;
+    refuse_other_roles_flags(&args)?;
     for s in &args.sets {
         check_set(s).classify(ExitCode::Usage)?;
     }
@@ -365,6 +366,33 @@ async fn locked(
             ),
         })),
     }
+}
+
+/// A flag that does nothing for the chosen role is refused, not ignored: someone expected it
+/// to do something.
+fn refuse_other_roles_flags(args: &BootstrapArgs) -> anyhow::Result<()> {
+    let (other, role) = match args.role {
+        RoleArg::Cluster => (crate::cli::CENTRAL_ONLY, "cluster"),
+        RoleArg::Central => (crate::cli::CLUSTER_ONLY, "central"),
+    };
+    let wrong: Vec<String> = args
+        .given
+        .iter()
+        .filter(|(id, _)| other.contains(&id.as_str()))
+        .map(|(id, from)| {
+            let flag = format!("--{}", id.replace('_', "-"));
+            let var = format!("CMM_{}", id.to_uppercase());
+            format!("{flag} / {var} (from {from})")
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "{} do(es) nothing with --role {role}: remove it, or choose the other --role",
+        wrong.join(", ")
+    )))
+    .classify(ExitCode::Usage)
 }
 
 fn preflight_verdict(report: &Report, ok: bool) -> anyhow::Result<()> {

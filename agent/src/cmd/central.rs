@@ -86,6 +86,16 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
         .grafana_user
         .clone()
         .zip(args.grafana_password_file.clone());
+    if basic.is_none() && !token_given(&args.grafana) {
+        return Err(Usage(format!(
+            "central token must log in to Grafana first: pass --grafana-user USER and \
+             --grafana-password-file FILE of an org admin (on a fresh central Grafana: user admin, \
+             its password in Secret {ADMIN_SECRET}, e.g. `kubectl -n monitor get secret \
+             {ADMIN_SECRET} -o jsonpath='{{.data.admin-password}}' | base64 -d > FILE`), or an \
+             org admin's token with --grafana-token-file / CMM_GRAFANA_TOKEN"
+        )))
+        .classify(ExitCode::Usage);
+    }
     let grafana = args.grafana.client(basic)?;
     let name = args.token_name.clone().unwrap_or_else(default_token_name);
     let ttl = (args.token_ttl > 0).then_some(args.token_ttl);
@@ -119,6 +129,7 @@ pub const ADMIN_SECRET: &str = "cmm-grafana-admin";
 
 /// What `bootstrap --role central` does after helm: wait for Grafana, issue the token.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Central Grafana (--role central)")]
 pub struct CentralBootstrapArgs {
     /// How long to wait for the new central Grafana's /api/health, e.g. 300s, 5m.
     #[arg(long, env = "CMM_GRAFANA_WAIT", default_value = "5m")]
@@ -129,6 +140,14 @@ pub struct CentralBootstrapArgs {
     /// Service account of that token; created if missing.
     #[arg(long = "registration-service-account", env = "CMM_REGISTRATION_SERVICE_ACCOUNT", default_value = DEFAULT_SERVICE_ACCOUNT)]
     pub registration_service_account: String,
+}
+
+/// Whether any token source is configured (file, variable, systemd credential).
+fn token_given(grafana: &GrafanaArgs) -> bool {
+    grafana.grafana_token_file.is_some()
+        || std::env::var_os("CMM_GRAFANA_TOKEN").is_some()
+        || std::env::var_os("CREDENTIALS_DIRECTORY")
+            .is_some_and(|d| PathBuf::from(d).join("grafana-token").exists())
 }
 
 /// The central role's Grafana inputs, checked before bootstrap changes anything. The central
@@ -181,11 +200,7 @@ pub async fn after_install(
         }
     }
     let wait = crate::settings::DurationSetting::GrafanaWait.parse(&args.grafana_wait)?;
-    let token_given = grafana.grafana_token_file.is_some()
-        || std::env::var_os("CMM_GRAFANA_TOKEN").is_some()
-        || std::env::var_os("CREDENTIALS_DIRECTORY")
-            .is_some_and(|d| PathBuf::from(d).join("grafana-token").exists());
-    let creds = if token_given {
+    let creds = if token_given(grafana) {
         grafana.credentials(None)?
     } else {
         admin_login(kube, namespace).await?

@@ -28,6 +28,7 @@ use crate::settings::DurationSetting;
 /// How to reach and authenticate to the central Grafana. The token itself is never a flag: it
 /// comes from a file, `CMM_GRAFANA_TOKEN`, or the systemd credential `grafana-token`.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Grafana")]
 pub struct GrafanaArgs {
     /// Root URL of the central Grafana, e.g. http://grafana.ops.example:3000 (required by
     /// register, deregister and central token; for bootstrap it turns on registration).
@@ -149,6 +150,7 @@ pub struct RegisterArgs {
 /// Where and how the central Grafana reaches the cluster's Prometheus, and what registration
 /// writes. Shared with `bootstrap`, whose last step is a registration.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Prometheus")]
 pub struct EndpointArgs {
     /// The Prometheus URL as the central Grafana reaches it; skips discovery from Kubernetes.
     #[arg(long, env = "CMM_PROMETHEUS_URL")]
