@@ -1071,28 +1071,45 @@ fn stuck_volume(name: &str, claim: &str) -> Value {
            "status": {"phase": "Released"}})
 }
 
+/// A scheduled pod listing the claim: it holds the claim (pvc-protection counts only scheduled
+/// pods).
+fn pod_holding(claim: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "prometheus-cmm-0", "namespace": "monitor"},
+        "spec": {"nodeName": "node-1",
+                 "containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}],
+                 "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": claim}}]}})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fix_storage_is_a_dry_run_until_yes_and_never_touches_a_live_claims_volume() {
     let (fake, r) = cluster(&[], "kr-mum").await;
     fake.insert(stuck_claim("prometheus-db", true));
     fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
+    fake.insert(pod_holding("prometheus-db"));
     fake.insert(stuck_claim("grafana", false));
     fake.insert(stuck_volume("pv-grafana", "grafana"));
+    // The live claim was re-created: the volume's claimRef remembers an older uid.
+    let mut pv = fake.get("/api/v1/persistentvolumes", "pv-grafana").unwrap();
+    pv["spec"]["claimRef"]["uid"] = json!("uid-of-an-older-claim");
+    fake.insert(pv);
 
     let (r, o) = run(r, &["fix-storage"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
+    let text = out(&o);
     assert!(
-        out(&o).contains("delete claim monitor/prometheus-db") && out(&o).contains("dry run"),
-        "{}",
-        out(&o)
+        text.contains("persistentvolumeclaim/prometheus-db: held by pod(s) prometheus-cmm-0")
+            && text.contains("dry run"),
+        "{text}"
     );
     assert!(
-        out(&o).contains("left alone: persistentvolume/pv-grafana"),
-        "{}",
-        out(&o)
+        text.contains("left alone: persistentvolume/pv-grafana: live claim monitor/grafana names it in spec.volumeName"),
+        "{text}"
     );
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 
+    // The pod goes; the pvc-protection controller lets the claim go; its volume is freed.
+    fake.remove("/api/v1/namespaces/monitor/pods", "prometheus-cmm-0");
     let (_r, o) = run(r, &["--output", "json", "fix-storage", "--yes"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
     let writes: Vec<(String, String)> = fake
@@ -1102,16 +1119,11 @@ async fn fix_storage_is_a_dry_run_until_yes_and_never_touches_a_live_claims_volu
         .collect();
     assert_eq!(
         writes,
-        [
-            (
-                "DELETE".into(),
-                "/api/v1/namespaces/monitor/persistentvolumeclaims/prometheus-db".into()
-            ),
-            (
-                "PATCH".into(),
-                "/api/v1/persistentvolumes/pv-prometheus-db".into()
-            ),
-        ]
+        [(
+            "PATCH".into(),
+            "/api/v1/persistentvolumes/pv-prometheus-db".into()
+        )],
+        "no claim is deleted twice, the live claim's volume is untouched"
     );
     assert!(fake
         .get("/api/v1/persistentvolumes", "pv-prometheus-db")
@@ -1126,14 +1138,58 @@ async fn fix_storage_leaves_the_volume_when_a_pod_still_mounts_the_claim() {
     let (fake, r) = cluster(&[], "kr-mum").await;
     fake.insert(stuck_claim("prometheus-db", true));
     fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
-    fake.insert(json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "prometheus-cmm-0", "namespace": "monitor"},
-        "spec": {"containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v2.55.1"}],
-                 "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": "prometheus-db"}}]}}));
+    fake.insert(pod_holding("prometheus-db"));
     let (_r, o) = run(r, &["fix-storage", "--yes"]).await;
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(out(&o).contains("prometheus-cmm-0"), "{}", out(&o));
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_storage_waits_a_bounded_time_for_a_terminating_claim_and_says_why_it_stayed() {
+    // kube-controller-manager lags: the claim is unused but still Terminating.
+    let (fake, r) = cluster(&[], "kr-mum").await;
+    fake.pause_controllers(true);
+    fake.insert(stuck_claim("prometheus-db", true));
+    fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
+    let fake = std::sync::Arc::new(fake);
+    let later = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            fake.pause_controllers(false);
+        })
+    };
+    let (r, o) = run(r, &["fix-storage", "--yes", "--claim-wait", "20s"]).await;
+    later.await.unwrap();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).contains("claim monitor/prometheus-db is gone")
+            && out(&o).contains("cleared finalizers of volume pv-prometheus-db"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        fake.writes().iter().all(|w| w.method != "DELETE"),
+        "{:?}",
+        fake.writes()
+    );
+
+    // Controllers down for good: bounded wait, then the reason, and the volume left alone.
+    fake.pause_controllers(true);
+    fake.insert(stuck_claim("prometheus-db", true));
+    fake.insert(stuck_volume("pv-prometheus-db", "prometheus-db"));
+    let (_r, o) = run(r, &["fix-storage", "--yes", "--claim-wait", "1s"]).await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    assert!(
+        out(&o).contains("still Terminating after 1s although no scheduled pod holds it")
+            && out(&o).contains("pvc-protection"),
+        "{}",
+        out(&o)
+    );
+    assert!(fake
+        .get("/api/v1/persistentvolumes", "pv-prometheus-db")
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

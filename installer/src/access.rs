@@ -432,14 +432,6 @@ pub fn fix_storage() -> Vec<Access> {
         ),
         a(
             FixStorage,
-            "delete",
-            "",
-            "persistentvolumeclaims",
-            Namespace,
-            "delete a stuck claim",
-        ),
-        a(
-            FixStorage,
             "list",
             "",
             "persistentvolumes",

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
@@ -464,21 +464,6 @@ impl Connected {
         let volumes = self.list_all::<PersistentVolume>().await?;
         let pods = self.list_in::<Pod>(namespace).await?;
         Ok(crate::storage::plan(namespace, &claims, &volumes, &pods))
-    }
-
-    /// Delete a claim; it is fine if it is already gone.
-    pub async fn delete_claim(&self, namespace: &str, name: &str) -> Result<()> {
-        let api = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
-            self.client.clone(),
-            namespace,
-        );
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(self.api_err(format!("deleting claim {namespace}/{name}"))(
-                e,
-            )),
-        }
     }
 
     pub async fn claim_exists(&self, namespace: &str, name: &str) -> Result<bool> {

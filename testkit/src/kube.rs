@@ -5,9 +5,10 @@
 //! selectors, metadata-only lists, and the two review APIs (SelfSubjectAccessReview,
 //! SelfSubjectReview). It records every request so a test can prove what was *not* sent.
 //!
-//! It is a fake, not a conformance-tested server: no watch, no resourceVersion checks, no
-//! admission, and of the controllers only the PVC-protection one (drop the finalizer of a deleted
-//! claim that no pod mounts), because fix-storage's behaviour depends on it.
+//! It is a fake, not a conformance-tested server: no watch, no admission, and of the controllers
+//! only the PVC-protection one, running beside the API as in a cluster (it drops the finalizer of
+//! a Terminating claim once no scheduled pod lists it), because fix-storage depends on it.
+//! Updates (PUT) follow optimistic concurrency on `resourceVersion`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ struct State {
     git_version: String,
     /// The last resourceVersion handed out; every write gets the next one.
     resource_version: u64,
+    /// kube-controller-manager down (or lagging): the pvc-protection controller does nothing.
+    controllers_paused: bool,
 }
 
 impl State {
@@ -94,6 +97,7 @@ impl FakeKube {
             ],
             git_version: "v1.33.1".to_owned(),
             resource_version: 100,
+            controllers_paused: false,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -106,8 +110,19 @@ impl FakeKube {
                 async move { handle(&state, method, uri, headers, body) }
             }
         });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                // The pvc-protection controller runs beside the API, as in a real cluster.
+                let controller = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        pvc_protection(&mut state.lock().unwrap());
+                    }
+                });
+                let _ = axum::serve(listener, app).await;
+                controller.abort();
+            }
         });
         Self { addr, state, task }
     }
@@ -157,6 +172,22 @@ impl FakeKube {
             group: group.to_owned(),
             resource: resource.to_owned(),
         });
+        self
+    }
+
+    /// Stop (or restart) the fake's controllers, as when kube-controller-manager is down.
+    pub fn pause_controllers(&self, paused: bool) -> &Self {
+        self.state.lock().unwrap().controllers_paused = paused;
+        self
+    }
+
+    /// Remove an object outright (as a kubelet finishing a pod's deletion would).
+    pub fn remove(&self, collection: &str, name: &str) -> &Self {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .remove(&(collection.to_owned(), name.to_owned()));
         self
     }
 
@@ -512,10 +543,9 @@ fn delete(s: &mut State, route: &Route, name: &str) -> Response {
     let Some(mut object) = s.objects.get(&key).cloned() else {
         return not_found(route, name);
     };
-    if route.resource == "persistentvolumeclaims" && !claim_in_use(s, route, name) {
-        // The PVC-protection controller drops its finalizer once no pod mounts the claim.
-        remove_finalizer(&mut object, "kubernetes.io/pvc-protection");
-    }
+    // A claim's kubernetes.io/pvc-protection finalizer is not dropped by the delete itself:
+    // the controller does it later (see `pvc_protection`); deleting an object that is already
+    // Terminating changes nothing and answers it as it is.
     let finalizers = object["metadata"]["finalizers"]
         .as_array()
         .map_or(0, Vec::len);
@@ -578,14 +608,58 @@ fn update(s: &mut State, route: &Route, name: &str, body: Option<Value>) -> Resp
     axum::Json(object).into_response()
 }
 
-fn claim_in_use(s: &State, route: &Route, claim: &str) -> bool {
-    let Some(ns) = &route.namespace else {
-        return false;
-    };
+/// The pvc-protection controller (pkg/controller/volume/pvcprotection/
+/// pvc_protection_controller.go): a Terminating claim loses its `kubernetes.io/pvc-protection`
+/// finalizer once no *scheduled* pod (`spec.nodeName` set) lists it among its volumes
+/// (`podUsesPVC`); the claim then goes if no other finalizer holds it.
+fn pvc_protection(s: &mut State) {
+    if s.controllers_paused {
+        return;
+    }
+    let claims: Vec<(String, String)> = s
+        .objects
+        .iter()
+        .filter(|((c, _), o)| {
+            c.ends_with("/persistentvolumeclaims") && !o["metadata"]["deletionTimestamp"].is_null()
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in claims {
+        let ns = key
+            .0
+            .trim_start_matches("/api/v1/namespaces/")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if claim_in_use(s, &ns, &key.1) {
+            continue;
+        }
+        let Some(mut object) = s.objects.get(&key).cloned() else {
+            continue;
+        };
+        remove_finalizer(&mut object, "kubernetes.io/pvc-protection");
+        if object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            s.objects.remove(&key);
+        } else {
+            s.objects.insert(key, object);
+        }
+    }
+}
+
+fn claim_in_use(s: &State, ns: &str, claim: &str) -> bool {
     let pods = format!("/api/v1/namespaces/{ns}/pods");
     s.objects
         .iter()
         .filter(|((c, _), _)| c == &pods)
+        .filter(|(_, pod)| {
+            pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+        })
         .any(|(_, pod)| {
             pod["spec"]["volumes"].as_array().is_some_and(|vs| {
                 vs.iter()

@@ -71,15 +71,52 @@ async fn carry_out(
 ) -> cmm_installer::Result<()> {
     for action in &plan.actions {
         match action {
-            StorageAction::DeleteClaim { namespace, name } => {
-                conn.delete_claim(namespace, name).await?;
-                report
-                    .done
-                    .push(format!("deleted claim {namespace}/{name}"));
+            StorageAction::AwaitClaim { namespace, name } => {
+                // Already being deleted: another delete changes nothing. Wait for the
+                // pvc-protection controller, bounded; then say who still holds it.
+                let deadline = Instant::now() + wait;
+                let gone = loop {
+                    if !conn.claim_exists(namespace, name).await? {
+                        break true;
+                    }
+                    if Instant::now() >= deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
+                if gone {
+                    report.done.push(format!(
+                        "claim {namespace}/{name} is gone (the pvc-protection controller let it go)"
+                    ));
+                } else {
+                    let pods: Vec<k8s_openapi::api::core::v1::Pod> =
+                        conn.list_in(namespace).await?;
+                    let holders = cmm_installer::storage::pods_using(&pods, namespace, name);
+                    report.not_done.push(if holders.is_empty() {
+                        format!(
+                            "claim {namespace}/{name} is still Terminating after {}s although no \
+                             scheduled pod holds it: kube-controller-manager's pvc-protection \
+                             controller removes its finalizer; check that it runs",
+                            wait.as_secs()
+                        )
+                    } else {
+                        format!(
+                            "claim {namespace}/{name} is still held by pod(s) {}: delete or scale \
+                             them down, then re-run",
+                            holders.join(", ")
+                        )
+                    });
+                }
             }
             StorageAction::ClearVolumeFinalizers {
-                name, after_claim, ..
+                name,
+                after_claim,
+                risks,
+                ..
             } => {
+                for r in risks {
+                    tracing::warn!(volume = %name, "clearing a finalizer: {r}");
+                }
                 if let Some(claim) = after_claim {
                     // The claim must really be gone: re-read rather than trust the plan.
                     let deadline = Instant::now() + wait;
@@ -123,13 +160,14 @@ fn print_human(r: &StorageReport) {
     }
     for a in &r.plan.actions {
         match a {
-            StorageAction::DeleteClaim { namespace, name } => {
-                outln!("  delete claim {namespace}/{name}   (kubectl delete pvc {name} -n {namespace})")
+            StorageAction::AwaitClaim { namespace, name } => {
+                outln!("  wait for claim {namespace}/{name}: already deleted, no scheduled pod holds it; the pvc-protection controller lets it go")
             }
             StorageAction::ClearVolumeFinalizers {
                 name,
                 finalizers,
                 after_claim,
+                risks,
             } => {
                 let when = after_claim
                     .as_ref()
@@ -137,7 +175,10 @@ fn print_human(r: &StorageReport) {
                 outln!(
                     "  clear finalizers [{}] of volume {name}{when}   (kubectl patch pv {name} -p '{{\"metadata\":{{\"finalizers\":null}}}}')",
                     finalizers.join(", ")
-                )
+                );
+                for r in risks {
+                    outln!("    risk: {r}");
+                }
             }
         }
     }
