@@ -294,7 +294,7 @@ impl Helm {
                     .status
                     .code()
                     .map_or_else(|| "signal".to_owned(), |c| c.to_string()),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                stderr: bounded_stderr(&out.stderr),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -346,6 +346,23 @@ impl Helm {
         };
         Error::Interrupted { signal, detail }
     }
+}
+
+/// helm's stderr for an error message: control characters dropped (a chart or server may put
+/// escapes in it) and at most the last 2000 characters, where helm puts its `Error:` line.
+fn bounded_stderr(raw: &[u8]) -> String {
+    const MAX: usize = 2000;
+    let text: String = String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    let text = text.trim();
+    let n = text.chars().count();
+    if n <= MAX {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(n - MAX).collect();
+    format!("… (first {} characters cut) {tail}", n - MAX)
 }
 
 /// helm reads these to pick its cluster, identity and release storage (the list is what
@@ -483,6 +500,16 @@ mod tests {
             ["--kube-version", "1.31.6"]
         );
         assert!(kube_version_args("weird").is_empty());
+    }
+
+    #[test]
+    fn helm_stderr_is_bounded_and_cleaned() {
+        let mut raw = b"\x1b[31mwarning\x07 ".to_vec();
+        raw.extend(std::iter::repeat_n(b'x', 5000));
+        raw.extend(b"\nError: UPGRADE FAILED: boom");
+        let s = bounded_stderr(&raw);
+        assert!(s.ends_with("Error: UPGRADE FAILED: boom") && s.contains("cut"), "{s}");
+        assert!(!s.contains('\u{1b}') && s.chars().count() < 2100);
     }
 
     #[tokio::test]

@@ -97,6 +97,16 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
         .classify(ExitCode::Usage);
     }
     let grafana = args.grafana.client(basic)?;
+    // Grafana takes any positive number; more than ten years is a typo, not a lifetime.
+    const MAX_TTL: u64 = 10 * 365 * 86_400;
+    if args.token_ttl > MAX_TTL {
+        return Err(Usage(format!(
+            "--token-ttl / CMM_TOKEN_TTL {} is more than ten years ({MAX_TTL} s): give seconds \
+             up to that, or 0 for a token that does not expire",
+            args.token_ttl
+        )))
+        .classify(ExitCode::Usage);
+    }
     let name = args.token_name.clone().unwrap_or_else(default_token_name);
     let ttl = (args.token_ttl > 0).then_some(args.token_ttl);
     let issued = issue_token(&grafana, &args.service_account, &name, ttl)
