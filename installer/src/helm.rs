@@ -508,7 +508,10 @@ mod tests {
         raw.extend(std::iter::repeat_n(b'x', 5000));
         raw.extend(b"\nError: UPGRADE FAILED: boom");
         let s = bounded_stderr(&raw);
-        assert!(s.ends_with("Error: UPGRADE FAILED: boom") && s.contains("cut"), "{s}");
+        assert!(
+            s.ends_with("Error: UPGRADE FAILED: boom") && s.contains("cut"),
+            "{s}"
+        );
         assert!(!s.contains('\u{1b}') && s.chars().count() < 2100);
     }
 

@@ -178,7 +178,8 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
     // An unreachable API must fail in seconds, not hang a bootstrap.
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
-    let api_url = config.cluster_url.to_string();
+    // Shown in every message and report: never with a user:password@ part.
+    let api_url = redact_userinfo(&config.cluster_url.to_string());
     let client = Client::try_from(config).map_err(|e| Error::KubeUnreachable {
         url: api_url.clone(),
         message: e.to_string(),

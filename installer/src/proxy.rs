@@ -180,4 +180,16 @@ mod tests {
         }
         assert_eq!(proxy_for(&env("*"), "https", "anything.example", 443), None);
     }
+
+    #[test]
+    fn urls_are_shown_without_user_info() {
+        assert_eq!(
+            crate::kube::redact_userinfo("https://admin:s3cret@api.example:6443/x"),
+            "https://api.example:6443/x"
+        );
+        assert_eq!(
+            crate::kube::redact_userinfo("http://proxy.corp:3128"),
+            "http://proxy.corp:3128"
+        );
+    }
 }
