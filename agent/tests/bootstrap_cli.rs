@@ -941,6 +941,73 @@ async fn a_prometheus_the_operator_never_makes_fails_the_run_within_the_timeout(
     );
 }
 
+/// As PID 1 of its own PID namespace (a container's entrypoint), where the kernel drops signals
+/// that have no handler: SIGTERM must still stop the run the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_pid_1_sigterm_still_stops_the_run_cleanly() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() && nix_is_root() {
+            panic!("unshare --pid failed as root: {probe:?}");
+        }
+        eprintln!("skipping: no PID namespaces here (unshare --pid needs root)");
+        return;
+    }
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let r = r.env("HELM_SHIM_UPGRADE", "slow");
+    let home = r.home.path().to_owned();
+    let wrapper = r.spawn_wrapped(
+        &["unshare", "--pid", "--fork", "--kill-child"],
+        &["bootstrap", "--cluster", "kr-mum"],
+    );
+    let started = std::time::Instant::now();
+    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "helm upgrade never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The agent is unshare's child: PID 1 inside, an ordinary pid outside.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", wrapper.id())).unwrap();
+    let agent_pid = children
+        .split_whitespace()
+        .next()
+        .expect("the agent runs")
+        .to_owned();
+    let status = std::fs::read_to_string(format!("/proc/{agent_pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
+        "the agent is not PID 1 in its namespace:\n{status}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &agent_pid])
+        .status()
+        .unwrap();
+    let o = tokio::task::spawn_blocking(move || wrapper.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&o), 143, "{}", err(&o));
+    assert!(helm_log(&home).contains(&"got TERM".to_owned()));
+    let lease = fake.get(LEASES, "cmm-agent-kr-mum").unwrap();
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_deployed_pending_install_is_uninstalled_first() {
     let (fake, r) = shimmed(&["kind.json"], "kind-cmm").await;

@@ -77,8 +77,24 @@ impl Agent {
             .expect("start cmm-agent")
     }
 
+    /// Start the agent under `wrapper` (e.g. `unshare --pid --fork`), output captured.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], args: &[&str]) -> std::process::Child {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_cmm-agent"));
+        self.pin(&mut cmd, args);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the wrapped cmm-agent")
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmm-agent"));
+        self.pin(&mut cmd, args);
+        cmd
+    }
+
+    fn pin(&self, cmd: &mut Command, args: &[&str]) {
         cmd.args(args)
             .current_dir(self.home.path())
             .env_clear()
@@ -88,7 +104,6 @@ impl Agent {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd
     }
 }
 
