@@ -18,16 +18,8 @@ use support::{chart as real_chart, helm as real_helm, stderr as err, stdout as o
 /// The chart as a repo reference: never fetched, since the helm shim renders nothing.
 const REPO_CHART: &str = "https://charts.example#kube-prometheus-stack";
 
-/// Blocking runs go to `spawn_blocking`: the fake serves on this test's runtime.
-async fn run(r: Agent, args: &[&str]) -> (Agent, Output) {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = r.run(&a);
-        (r, out)
-    })
-    .await
-    .unwrap()
+async fn run(r: Agent, args: &[&str]) -> (Agent, std::process::Output) {
+    support::run_async(r, args).await
 }
 
 fn code(o: &Output) -> i32 {

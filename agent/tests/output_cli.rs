@@ -11,14 +11,7 @@ use serde_json::Value;
 use support::{stderr as err, stdout as out, Agent};
 
 async fn run(r: Agent, args: &[&str]) -> (Agent, std::process::Output) {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = r.run(&a);
-        (r, out)
-    })
-    .await
-    .unwrap()
+    support::run_async(r, args).await
 }
 
 #[test]
@@ -68,12 +61,7 @@ async fn errors_are_one_json_document_on_stdout() {
     );
     let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
     let helm = r.home.path().join("helm");
-    std::fs::write(&helm, "#!/bin/sh\necho v3.17.3\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    support::write_executable(&helm, "#!/bin/sh\necho v3.17.3\n");
     let r = r
         .env("CMM_KUBECONFIG", kc)
         .env("CMM_HELM", &helm)
@@ -103,16 +91,10 @@ async fn json_logs_make_every_stderr_line_json_progress_and_errors_included() {
     let r = Agent::new();
     let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
     let helm = r.home.path().join("helm");
-    std::fs::write(
+    support::write_executable(
         &helm,
         "#!/bin/sh\ncase \"$1\" in version) echo v3.17.3 ;; upgrade) exit 0 ;; *) exit 1 ;; esac\n",
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    );
     let base = ["--log-format", "json", "bootstrap", "--cluster", "kr-mum"];
     let mut r = r
         .env("CMM_KUBECONFIG", kc)

@@ -11,14 +11,7 @@ use cmm_testkit::proxy::ForwardProxy;
 use support::{stderr as err, Agent};
 
 async fn run(r: Agent, args: &[&str]) -> (Agent, std::process::Output) {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = r.run(&a);
-        (r, out)
-    })
-    .await
-    .unwrap()
+    support::run_async(r, args).await
 }
 
 /// A kubeconfig whose server is `http://kube.cmm.test:<fake's port>`, optionally with the

@@ -114,3 +114,26 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Run the agent off the async runtime (the fakes serve on the test's runtime) and hand the
+/// agent back with its output.
+pub async fn run_async(r: Agent, args: &[&str]) -> (Agent, Output) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = r.run(&a);
+        (r, out)
+    })
+    .await
+    .expect("the agent run finished")
+}
+
+/// Write an executable script (a helm stand-in).
+pub fn write_executable(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write script");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
