@@ -933,6 +933,36 @@ async fn a_prometheus_the_operator_never_makes_fails_the_run_within_the_timeout(
     );
 }
 
+/// An agent killed outright (SIGKILL, the OOM killer) cannot forward anything; helm must still
+/// not run on alone, or a later run could roll back a helm that is still working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_takes_helm_down_with_it() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let r = r.env("HELM_SHIM_UPGRADE", "slow");
+    let home = r.home.path().to_owned();
+    let mut child = r.spawn(&["bootstrap", "--cluster", "kr-mum"]);
+    let started = std::time::Instant::now();
+    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "helm upgrade never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !helm_log(&home).contains(&"got TERM".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helm kept running after the agent was killed: {:?}",
+            helm_log(&home)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// As PID 1 of its own PID namespace (a container's entrypoint), where the kernel drops signals
 /// that have no handler: SIGTERM must still stop the run the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

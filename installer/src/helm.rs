@@ -243,6 +243,19 @@ impl Helm {
         // (and waits), and a stop reaches helm's children (plugins, post-renderers) too.
         #[cfg(unix)]
         cmd.process_group(0);
+        // If the agent itself is killed outright (SIGKILL, OOM), helm must not run on alone: a
+        // later run would find the lock expired and roll back a helm that is still working.
+        // The kernel sends SIGTERM to helm when the thread that started it dies; tokio's worker
+        // threads live as long as the runtime, which is the agent's lifetime.
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
+        // parent, as required between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
         let spawn_err = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Error::HelmMissing {
