@@ -52,6 +52,18 @@ fn helm_env(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("helm.log.env")).unwrap_or_default()
 }
 
+/// Wait (at most 30 s) until the helm stand-in in `dir` has been asked to upgrade.
+async fn wait_for_helm_upgrade(dir: &Path) {
+    let started = std::time::Instant::now();
+    while !helm_log(dir).iter().any(|l| l.starts_with("upgrade")) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "helm upgrade never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn helm_log(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("helm.log"))
         .unwrap_or_default()
@@ -844,14 +856,7 @@ async fn sigterm_stops_helm_releases_the_lock_removes_values_and_says_what_next(
     let home = r.home.path().to_owned();
     let child = r.spawn(&["bootstrap", "--cluster", "kr-mum"]);
     // Wait (bounded) until helm upgrade runs, then stop the agent as systemd would.
-    let started = std::time::Instant::now();
-    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "helm upgrade never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_helm_upgrade(&home).await;
     let values_dirs: Vec<String> = std::fs::read_to_string(home.join("helm.log.modes"))
         .unwrap()
         .lines()
@@ -942,14 +947,7 @@ async fn a_killed_agent_takes_helm_down_with_it() {
     let r = r.env("HELM_SHIM_UPGRADE", "slow");
     let home = r.home.path().to_owned();
     let mut child = r.spawn(&["bootstrap", "--cluster", "kr-mum"]);
-    let started = std::time::Instant::now();
-    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "helm upgrade never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_helm_upgrade(&home).await;
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -985,14 +983,7 @@ async fn as_pid_1_sigterm_still_stops_the_run_cleanly() {
         &["unshare", "--pid", "--fork", "--kill-child"],
         &["bootstrap", "--cluster", "kr-mum"],
     );
-    let started = std::time::Instant::now();
-    while !helm_log(&home).iter().any(|l| l.starts_with("upgrade")) {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "helm upgrade never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_helm_upgrade(&home).await;
     // The agent is unshare's child: PID 1 inside, an ordinary pid outside.
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", wrapper.id())).unwrap();

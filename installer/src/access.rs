@@ -345,22 +345,8 @@ pub fn bootstrap(role: Role, kube_metrics: bool) -> Vec<Access> {
             Namespace,
             "helm waits for hook Jobs",
         ));
-        t.push(a(
-            Register,
-            "list",
-            "",
-            "services",
-            Namespace,
-            "find the Prometheus endpoint",
-        ));
-        t.push(a(
-            Register,
-            "list",
-            "networking.k8s.io",
-            "ingresses",
-            Namespace,
-            "find the Prometheus endpoint",
-        ));
+        // Bootstrap ends with a registration.
+        t.extend(register());
     }
     for (group, resource, scope) in rendered(role, kube_metrics) {
         for verb in ["get", "create", "patch", "delete"] {
@@ -460,9 +446,6 @@ pub fn fix_storage() -> Vec<Access> {
 /// Everything the agent of a role may do on its cluster: what `cmm-agent rbac` grants.
 pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
     let mut t = bootstrap(role, kube_metrics);
-    if role == Role::Cluster {
-        t.extend(register());
-    }
     t.extend(fix_storage());
     t
 }

@@ -70,7 +70,7 @@ impl Overlay {
 /// a password. An interrupted run still removes them, because signals end a run by unwinding to
 /// here (see the agent's `interrupt` module), never by `process::exit`.
 pub struct Materialized {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub paths: Vec<PathBuf>,
 }
 
@@ -97,13 +97,13 @@ pub fn materialize<'a>(files: impl IntoIterator<Item = (&'a str, String)>) -> Re
             .map_err(Error::io(format!("writing {}", path.display())))?;
         paths.push(path);
     }
-    Ok(Materialized { _dir: dir, paths })
+    Ok(Materialized { dir, paths })
 }
 
 impl Materialized {
     /// The private directory holding the files (tests check it is gone after a run).
     pub fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir.path()
     }
 }
 

@@ -74,13 +74,7 @@ async fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<()> {
         .classify(ExitCode::Usage);
     }
     if let Some(out) = &args.token_out {
-        if out.exists() {
-            return Err(Usage(format!(
-                "--token-out {} exists; CMM never overwrites a token file: choose a new path",
-                out.display()
-            )))
-            .classify(ExitCode::Usage);
-        }
+        refuse_existing(out, "--token-out")?;
     }
     let basic = args
         .grafana_user
@@ -152,6 +146,18 @@ pub struct CentralBootstrapArgs {
     pub registration_service_account: String,
 }
 
+/// A token file is always a new file: refuse an existing path up front, naming the flag.
+fn refuse_existing(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    Err(Usage(format!(
+        "{flag} {} exists; CMM never overwrites a token file: choose a new path",
+        path.display()
+    )))
+    .classify(ExitCode::Usage)
+}
+
 /// Whether any token source is configured (file, variable, systemd credential).
 fn token_given(grafana: &GrafanaArgs) -> bool {
     grafana.grafana_token_file.is_some()
@@ -164,13 +170,7 @@ fn token_given(grafana: &GrafanaArgs) -> bool {
 /// Grafana is what is being installed, so it is not asked; only what can be known is checked.
 pub fn validate_inputs(grafana: &GrafanaArgs, args: &CentralBootstrapArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.registration_token_out {
-        if out.exists() {
-            return Err(Usage(format!(
-                "--registration-token-out {} exists; CMM never overwrites a token file: choose a new path",
-                out.display()
-            )))
-            .classify(ExitCode::Usage);
-        }
+        refuse_existing(out, "--registration-token-out")?;
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
         if parent.is_some_and(|p| !p.is_dir()) {
             return Err(Usage(format!(
@@ -200,15 +200,8 @@ pub async fn after_install(
     if grafana.grafana_url.is_none() {
         return Ok(false);
     }
-    if let Some(out) = &args.registration_token_out {
-        if out.exists() {
-            return Err(Usage(format!(
-                "--registration-token-out {} exists; CMM never overwrites a token file: choose a new path",
-                out.display()
-            )))
-            .classify(ExitCode::Usage);
-        }
-    }
+    // Inputs were checked by `validate_inputs` before the install; the token file is still
+    // created new (write_secret_file never overwrites), should one appear meanwhile.
     let wait = crate::settings::DurationSetting::GrafanaWait.parse(&args.grafana_wait)?;
     let creds = if token_given(grafana) {
         grafana.credentials(None)?
