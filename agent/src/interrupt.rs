@@ -42,8 +42,12 @@ pub fn current_stage() -> Option<Stage> {
 }
 
 /// Listen for SIGINT/SIGTERM on the runtime. Returns a future that resolves when the process
-/// must end without waiting any longer (second signal, or [`HARD_STOP`] after the first).
-pub fn install() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+/// must end without waiting any longer: a second signal, or `grace` after the first. A command
+/// that does not wind down on the stop request (it only reads, or sends single requests that
+/// are safe to abandon) passes zero and ends at the first signal.
+pub fn install(
+    grace: Duration,
+) -> std::io::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -53,15 +57,18 @@ pub fn install() -> std::io::Result<impl std::future::Future<Output = &'static s
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
         };
+        stop.stop(first);
+        if grace.is_zero() {
+            return first;
+        }
         tracing::warn!(
             signal = first,
             "stopping: forwarding to helm, releasing the run lock"
         );
-        stop.stop(first);
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
-            _ = tokio::time::sleep(HARD_STOP) => {}
+            _ = tokio::time::sleep(grace) => {}
         }
         first
     })

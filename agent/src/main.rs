@@ -39,8 +39,14 @@ fn main() -> std::process::ExitCode {
             return exit::ExitCode::Internal.into();
         }
     };
+    // Only bootstrap winds down on a stop request (helm, the lock, its waits); every other
+    // command is safe to end at the first signal.
+    let grace = match cli.command {
+        cli::Command::Bootstrap(_) => interrupt::HARD_STOP,
+        _ => std::time::Duration::ZERO,
+    };
     let result = runtime.block_on(async {
-        let hard_stop = interrupt::install()
+        let hard_stop = interrupt::install(grace)
             .map_err(|e| anyhow::anyhow!("cannot install the SIGINT/SIGTERM handlers: {e}"))?;
         tokio::select! {
             r = cmd::run(cli) => r,
@@ -48,10 +54,14 @@ fn main() -> std::process::ExitCode {
                 use exit::Classify;
                 Err(cmm_installer::Error::Interrupted {
                     signal: signal.to_owned(),
-                    detail: format!(
-                        "the run did not wind down within {}s (or a second signal came); ended at once",
-                        interrupt::HARD_STOP.as_secs()
-                    ),
+                    detail: if grace.is_zero() {
+                        "ended at once; this command changes nothing that needs winding down".to_owned()
+                    } else {
+                        format!(
+                            "the run did not wind down within {}s (or a second signal came); ended at once",
+                            grace.as_secs()
+                        )
+                    },
                 })
                 .classify(exit::ExitCode::for_signal(signal))
             }

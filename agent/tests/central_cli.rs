@@ -819,3 +819,53 @@ async fn central_token_says_how_to_log_in_and_which_credential_was_refused() {
     );
     assert!(!err.contains("not-the-password"), "{err}");
 }
+
+/// Commands that change nothing needing a wind-down end at the first signal (exit 130), not
+/// after bootstrap's 40 s grace.
+#[tokio::test]
+async fn a_register_waiting_on_a_slow_grafana_ends_at_the_first_sigint() {
+    let fake = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let tf = token_file(dir.path(), ADMIN_TOKEN);
+    fake.fail_next(
+        1,
+        cmm_testkit::grafana::Fault::Delay(std::time::Duration::from_secs(30)),
+    );
+    let child = tokio::process::Command::new(BIN)
+        .args([
+            "register",
+            "--cluster",
+            "kr-mum",
+            "--grafana-url",
+            &fake.url,
+            "--grafana-token-file",
+            &tf,
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--skip-prometheus-check",
+            "--grafana-timeout",
+            "1m",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The fake records a request only once it has answered: give the agent a second to start
+    // and send the request the fake holds for 30 s.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let sent = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    assert_eq!(o.status.code(), Some(130), "{:?}", text(&o));
+    assert!(sent.elapsed().as_secs() < 5, "took {:?}", sent.elapsed());
+    assert!(
+        text(&o).1.contains("interrupted by SIGINT"),
+        "{:?}",
+        text(&o)
+    );
+}
