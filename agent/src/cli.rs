@@ -20,19 +20,27 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+    /// Where the settings file was looked for (filled by `settings::start`).
+    #[arg(skip = crate::settings::ConfigLocation { path: crate::settings::layers::DEFAULT_CONFIG.into(), explicit: false })]
+    pub config: crate::settings::ConfigLocation,
 }
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
 pub struct GlobalArgs {
+    /// Settings file: its keys are the long flags, `[command]` sections allowed (precedence:
+    /// flag > CMM_* variable > this file > built-in default). Default: /etc/cmm/agent.toml when
+    /// it exists.
+    #[arg(long, env = "CMM_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, env = "CMM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    #[arg(long, env = "CMM_LOG_FORMAT", value_enum, global = true)]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, cmm_installer=trace.
-    #[arg(long, env = "CMM_LOG_LEVEL", default_value = "info", global = true)]
+    #[arg(long, env = "CMM_LOG_LEVEL", global = true)]
     pub log_level: String,
     /// Format of the command's result on stdout.
-    #[arg(long, env = "CMM_OUTPUT", value_enum, default_value_t = Output::Human, global = true)]
+    #[arg(long, env = "CMM_OUTPUT", value_enum, global = true)]
     pub output: Output,
 }
 
@@ -51,7 +59,7 @@ pub struct ChartArgs {
     #[arg(long, env = "CMM_CHART")]
     pub chart: Option<String>,
     /// helm binary to run.
-    #[arg(long, env = "CMM_HELM", default_value = "helm")]
+    #[arg(long, env = "CMM_HELM")]
     pub helm: PathBuf,
 }
 
@@ -121,6 +129,42 @@ pub enum Command {
     /// Print a ClusterRole, Role and bindings holding exactly what cmm-agent does on a cluster
     /// (least privilege instead of cluster-admin), for `kubectl apply -f -`.
     Rbac(crate::cmd::rbac::RbacArgs),
+    /// Prove the whole path of this cluster, node-exporter to a Grafana alert: findings per
+    /// stage; exit 0 healthy, 1 degraded, 2 failed. Reads only, unless --repair.
+    Check(crate::cmd::check::CheckArgs),
+    /// Run check on a transient systemd timer (systemd-run); it does not survive a reboot —
+    /// the packaged cmm-agent-check.timer does.
+    Schedule(crate::cmd::schedule::ScheduleArgs),
+    /// The settings file (/etc/cmm/agent.toml): validate it, or show every resolved setting
+    /// with its origin.
+    Config(crate::cmd::config::ConfigArgs),
+}
+
+/// What decides the release's plan besides the chart: shared by bootstrap (which installs it)
+/// and check (which compares the deployed plan with it).
+#[derive(Debug, Args, Clone)]
+pub struct PlanInputs {
+    /// Values file(s) used instead of the embedded each_cluster.yaml (repeatable, later wins;
+    /// CMM_VALUES takes a comma-separated list). Environment fixes are still layered on top.
+    #[arg(
+        help_heading = "Chart",
+        long = "values",
+        env = "CMM_VALUES",
+        value_delimiter = ','
+    )]
+    pub values: Vec<PathBuf>,
+    /// helm --set assignment passed through after the values files (repeatable; CMM_SET takes
+    /// a ';'-separated list), e.g. prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka
+    #[arg(
+        help_heading = "Chart",
+        long = "set",
+        env = "CMM_SET",
+        value_delimiter = ';'
+    )]
+    pub sets: Vec<String>,
+    /// Also collect Kubernetes object and component metrics (overlays/kube-metrics.yaml).
+    #[arg(help_heading = "Chart", long, env = "CMM_KUBE_METRICS")]
+    pub kube_metrics: bool,
 }
 
 /// Which cluster to talk to, resolved as kubectl does.
@@ -154,60 +198,26 @@ pub struct BootstrapArgs {
     #[arg(help_heading = "Release", long, env = "CMM_CLUSTER")]
     pub cluster: String,
     /// What this cluster is in CMM.
-    #[arg(help_heading = "Release", long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
+    #[arg(help_heading = "Release", long, env = "CMM_ROLE", value_enum)]
     pub role: RoleArg,
     /// Namespace of the release; created if missing.
-    #[arg(help_heading = "Kubernetes", long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    #[arg(help_heading = "Kubernetes", long, env = "CMM_NAMESPACE")]
     pub namespace: String,
-    /// Values file(s) used instead of the embedded each_cluster.yaml (repeatable, later wins;
-    /// CMM_VALUES takes a comma-separated list). Environment fixes are still layered on top.
-    #[arg(
-        help_heading = "Chart",
-        long = "values",
-        env = "CMM_VALUES",
-        value_delimiter = ','
-    )]
-    pub values: Vec<PathBuf>,
-    /// helm --set assignment passed through after the values files (repeatable; CMM_SET takes
-    /// a ';'-separated list), e.g. prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka
-    #[arg(
-        help_heading = "Chart",
-        long = "set",
-        env = "CMM_SET",
-        value_delimiter = ';'
-    )]
-    pub sets: Vec<String>,
-    /// Also collect Kubernetes object and component metrics (overlays/kube-metrics.yaml).
-    #[arg(help_heading = "Chart", long, env = "CMM_KUBE_METRICS")]
-    pub kube_metrics: bool,
+    #[command(flatten)]
+    pub plan: PlanInputs,
     /// Print the plan and render it with `helm template`; change nothing.
     #[arg(help_heading = "Release", long, env = "CMM_DRY_RUN")]
     pub dry_run: bool,
     /// How long helm waits for the workloads, e.g. 600s, 10m.
-    #[arg(
-        help_heading = "Release",
-        long,
-        env = "CMM_TIMEOUT",
-        default_value = "10m"
-    )]
+    #[arg(help_heading = "Release", long, env = "CMM_TIMEOUT")]
     pub timeout: String,
     /// A release a plain `helm` (not cmm-agent) left pending for less than this may belong to a
     /// helm still running, and is not recovered. A pending release of cmm-agent's own is judged
     /// by the run lock instead (a Lease in the namespace).
-    #[arg(
-        help_heading = "Release",
-        long,
-        env = "CMM_PENDING_GRACE",
-        default_value = "15m"
-    )]
+    #[arg(help_heading = "Release", long, env = "CMM_PENDING_GRACE")]
     pub pending_grace: String,
     /// The admin host's kernel version file, read to recognise a local WSL2 cluster.
-    #[arg(
-        long,
-        env = "CMM_HOST_PROC_VERSION",
-        default_value = "/proc/version",
-        hide = true
-    )]
+    #[arg(long, env = "CMM_HOST_PROC_VERSION", hide = true)]
     pub host_proc_version: PathBuf,
     /// Do not ask the central Grafana before installing (when it cannot be reached from here
     /// yet); the report says it was not checked, and registration still runs at the end.
@@ -231,13 +241,13 @@ pub struct FixStorageArgs {
     #[command(flatten)]
     pub kube: KubeTargetArgs,
     /// Namespace whose claims (and the volumes they held) are examined.
-    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    #[arg(long, env = "CMM_NAMESPACE")]
     pub namespace: String,
     /// Act. Without it, only print what would be done.
     #[arg(long, env = "CMM_YES")]
     pub yes: bool,
     /// How long to wait for a deleted claim to go before leaving its volume alone, e.g. 30s.
-    #[arg(long, env = "CMM_CLAIM_WAIT", default_value = "30s")]
+    #[arg(long, env = "CMM_CLAIM_WAIT")]
     pub claim_wait: String,
 }
 

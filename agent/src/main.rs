@@ -12,14 +12,22 @@ mod output;
 mod progress;
 mod settings;
 
-use clap::{CommandFactory, FromArgMatches};
-
 fn main() -> std::process::ExitCode {
-    let matches = cli::Cli::command().get_matches();
-    let mut cli = match cli::Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let settings::Startup {
+        mut cli,
+        matches,
+        config,
+    } = match settings::start(&argv) {
+        Ok(s) => s,
+        Err(settings::StartError::Clap(e)) => e.exit(),
+        Err(settings::StartError::File {
+            config,
+            problems,
+            json,
+        }) => return cmd::config::refuse_to_start(&config, &problems, json),
     };
+    cli.config = config;
     cli.note_given(&matches);
     let json_output = cli.global.output == cli::Output::Json;
     let json_logs = cli.global.log_format == logging::LogFormat::Json;
@@ -43,8 +51,11 @@ fn main() -> std::process::ExitCode {
     // command is safe to end at the first signal.
     let grace = match cli.command {
         cli::Command::Bootstrap(_) => interrupt::HARD_STOP,
+        // check --repair may be holding the run lock around a helm rollback.
+        cli::Command::Check(ref c) if c.repair => interrupt::HARD_STOP,
         _ => std::time::Duration::ZERO,
     };
+    let is_check = matches!(cli.command, cli::Command::Check(_));
     let result = runtime.block_on(async {
         let hard_stop = interrupt::install(grace)
             .map_err(|e| anyhow::anyhow!("cannot install the SIGINT/SIGTERM handlers: {e}"))?;
@@ -75,7 +86,10 @@ fn main() -> std::process::ExitCode {
             exit::ExitCode::Ok.into()
         }
         Err(err) => {
-            let code = exit::ExitCode::of(&err);
+            let mut code = exit::ExitCode::of(&err);
+            if is_check {
+                code = code.for_check();
+            }
             let stage = matches!(
                 code,
                 exit::ExitCode::Interrupted | exit::ExitCode::Terminated | exit::ExitCode::Locked
@@ -86,7 +100,7 @@ fn main() -> std::process::ExitCode {
             if json_output {
                 output::finish_json(Some(serde_json::json!({
                     "code": code.name(),
-                    "exit": code as u8,
+                    "exit": code.status(),
                     "message": err.to_string(),
                     "causes": causes,
                     "hint": code.hint(),
@@ -97,7 +111,7 @@ fn main() -> std::process::ExitCode {
             if json_logs {
                 tracing::error!(
                     code = code.name(),
-                    exit = code as u8,
+                    exit = code.status(),
                     causes = %causes.join("; "),
                     state = stage.as_ref().map_or("", |s| s.left.as_str()),
                     next_run = stage.as_ref().map_or("", |s| s.next.as_str()),

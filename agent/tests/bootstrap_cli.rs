@@ -285,7 +285,7 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
         (
             "--values",
             "/nonexistent/values.yaml",
-            &["--values / CMM_VALUES", "/nonexistent/values.yaml"],
+            &["--values", "/nonexistent/values.yaml"],
         ),
     ] {
         let pair = format!("{flag}={value}");

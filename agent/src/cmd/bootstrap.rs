@@ -11,7 +11,7 @@
 
 use anyhow::Context;
 use cmm_core::ClusterName;
-use cmm_installer::bootstrap::{check_set, prepare, Options, Prepared, Report};
+use cmm_installer::bootstrap::{prepare, Options, Prepared, Report};
 use cmm_installer::fleet::Role;
 use cmm_installer::helm::{kube_version_args, Helm};
 use cmm_installer::kube::{connect, host_proc_version, Connected};
@@ -35,26 +35,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         .context("--cluster / CMM_CLUSTER")?;
     check_namespace(&args.namespace)?;
     refuse_other_roles_flags(&args)?;
-    for s in &args.sets {
-        check_set(s).classify(ExitCode::Usage)?;
-    }
-    let user_values = if args.values.is_empty() {
-        None
-    } else {
-        let mut files = Vec::new();
-        for p in &args.values {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| {
-                    BadInput(format!(
-                        "--values / CMM_VALUES file {} cannot be read ({e}): give an existing values file",
-                        p.display()
-                    ))
-                })
-                .classify(ExitCode::Usage)?;
-            files.push((p.display().to_string(), text));
-        }
-        Some(files)
-    };
+    let user_values = args.plan.checked()?;
     let timeout_secs = DurationSetting::Timeout.parse(&args.timeout)?.as_secs();
     let grace = DurationSetting::PendingGrace
         .parse(&args.pending_grace)?
@@ -93,8 +74,8 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         helm_version,
         user_values,
         central_values: None,
-        sets: args.sets.clone(),
-        kube_metrics: args.kube_metrics,
+        sets: args.plan.sets.clone(),
+        kube_metrics: args.plan.kube_metrics,
         timeout_secs,
         pending_grace_secs: i64::try_from(grace).unwrap_or(i64::MAX),
         host_proc_version: host_proc_version(&args.host_proc_version),
@@ -231,6 +212,40 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         tracing::warn!(error = %e, "could not release the run lock");
     }
     result
+}
+
+/// `check --repair --reinstall`: bootstrap with check's settings (it recovers, upgrades only
+/// when the plan changed, waits and registers). Its report is not printed: check reports.
+pub async fn reinstall(c: &crate::cmd::check::CheckArgs) -> anyhow::Result<()> {
+    use crate::settings::layers::default_of;
+    let global = GlobalArgs {
+        config: None,
+        log_format: crate::logging::LogFormat::Human,
+        log_level: String::new(),
+        output: Output::Json,
+    };
+    let args = BootstrapArgs {
+        chart: c.chart.clone(),
+        kube: c.kube.clone(),
+        cluster: c.cluster.clone(),
+        role: RoleArg::Cluster,
+        namespace: c.namespace.clone(),
+        plan: c.plan.clone(),
+        dry_run: false,
+        timeout: c.timeout.clone(),
+        pending_grace: c.pending_grace.clone(),
+        host_proc_version: c.host_proc_version.clone(),
+        skip_grafana_check: false,
+        grafana: c.grafana.clone(),
+        endpoint: c.endpoint.clone(),
+        central: crate::cmd::central::CentralBootstrapArgs {
+            grafana_wait: default_of("grafana-wait"),
+            registration_token_out: None,
+            registration_service_account: default_of("registration-service-account"),
+        },
+        given: Vec::new(),
+    };
+    run(&global, args).await
 }
 
 /// Everything bootstrap does while it holds the run lock: decide again on fresh state, apply,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use cmm_central::secret::write_secret_file;
-use cmm_central::token::{issue_token, DEFAULT_SERVICE_ACCOUNT};
+use cmm_central::token::issue_token;
 
 use crate::cli::{GlobalArgs, Output};
 use crate::cmd::register::{central_class, GrafanaArgs};
@@ -40,13 +40,13 @@ pub struct TokenArgs {
     #[arg(long, env = "CMM_GRAFANA_PASSWORD_FILE", requires = "grafana_user")]
     pub grafana_password_file: Option<PathBuf>,
     /// Service account the token belongs to; created if missing.
-    #[arg(long, env = "CMM_SERVICE_ACCOUNT", default_value = DEFAULT_SERVICE_ACCOUNT)]
+    #[arg(long, env = "CMM_SERVICE_ACCOUNT")]
     pub service_account: String,
     /// Name of the new token (unique per Grafana org). Default: cmm-<unix time>.
     #[arg(long, env = "CMM_TOKEN_NAME")]
     pub token_name: Option<String>,
     /// Token lifetime in seconds; 0 = does not expire.
-    #[arg(long, env = "CMM_TOKEN_TTL", default_value_t = 0)]
+    #[arg(long, env = "CMM_TOKEN_TTL")]
     pub token_ttl: u64,
     /// Write the token to this new file (mode 0600; an existing file is never overwritten)
     /// instead of stdout.
@@ -136,13 +136,16 @@ pub const ADMIN_SECRET: &str = "cmm-grafana-admin";
 #[command(next_help_heading = "Central Grafana (--role central)")]
 pub struct CentralBootstrapArgs {
     /// How long to wait for the new central Grafana's /api/health, e.g. 300s, 5m.
-    #[arg(long, env = "CMM_GRAFANA_WAIT", default_value = "5m")]
+    #[arg(long, env = "CMM_GRAFANA_WAIT")]
     pub grafana_wait: String,
     /// Issue the cluster agents' registration token into this new file (mode 0600).
     #[arg(long = "registration-token-out", env = "CMM_REGISTRATION_TOKEN_OUT")]
     pub registration_token_out: Option<PathBuf>,
     /// Service account of that token; created if missing.
-    #[arg(long = "registration-service-account", env = "CMM_REGISTRATION_SERVICE_ACCOUNT", default_value = DEFAULT_SERVICE_ACCOUNT)]
+    #[arg(
+        long = "registration-service-account",
+        env = "CMM_REGISTRATION_SERVICE_ACCOUNT"
+    )]
     pub registration_service_account: String,
 }
 

@@ -13,17 +13,17 @@ use crate::settings::{check_namespace, BadInput};
 #[derive(Debug, Args)]
 pub struct RbacArgs {
     /// What the cluster is in CMM.
-    #[arg(long, env = "CMM_ROLE", value_enum, default_value_t = RoleArg::Cluster)]
+    #[arg(long, env = "CMM_ROLE", value_enum)]
     pub role: RoleArg,
     /// Namespace CMM installs into.
-    #[arg(long, env = "CMM_NAMESPACE", default_value = cmm_core::naming::DEFAULT_NAMESPACE)]
+    #[arg(long, env = "CMM_NAMESPACE")]
     pub namespace: String,
     /// Also grant what --kube-metrics needs (Services in kube-system).
     #[arg(long, env = "CMM_KUBE_METRICS")]
     pub kube_metrics: bool,
     /// Who is granted: User:NAME, Group:NAME or ServiceAccount:NAMESPACE:NAME (e.g. the IAM
     /// user an EKS access entry maps, or the agent host's service account).
-    #[arg(long, env = "CMM_RBAC_SUBJECT", default_value = "Group:cmm-agents")]
+    #[arg(long, env = "CMM_RBAC_SUBJECT")]
     pub subject: String,
 }
 

@@ -13,7 +13,7 @@ use cmm_central::register::RulesMode;
 use cmm_central::retry::RetryPolicy;
 use cmm_central::secret::{read_secret_file, resolve_token};
 use cmm_central::{Credentials, ErrorClass, GrafanaClient, RegisterReport, RegisterRequest};
-use cmm_core::naming::{DEFAULT_NAMESPACE, PROMETHEUS_SERVICE};
+use cmm_core::naming::PROMETHEUS_SERVICE;
 use cmm_core::ClusterName;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -39,10 +39,10 @@ pub struct GrafanaArgs {
     #[arg(long, env = "CMM_GRAFANA_TOKEN_FILE")]
     pub grafana_token_file: Option<PathBuf>,
     /// Attempts per Grafana call while it is down, answers 5xx or times out (≥ 1).
-    #[arg(long, env = "CMM_GRAFANA_RETRIES", default_value_t = 5)]
+    #[arg(long, env = "CMM_GRAFANA_RETRIES")]
     pub grafana_retries: u32,
     /// Timeout of one Grafana call, e.g. 10s, 500ms, 1m.
-    #[arg(long, env = "CMM_GRAFANA_TIMEOUT", default_value = "10s")]
+    #[arg(long, env = "CMM_GRAFANA_TIMEOUT")]
     pub grafana_timeout: String,
     /// PEM file of a private CA that signs the central Grafana's certificate (trusted on top
     /// of the system's roots).
@@ -141,7 +141,7 @@ pub struct RegisterArgs {
     #[command(flatten)]
     pub kube: KubeTargetArgs,
     /// Namespace CMM installed the cluster's Prometheus in (for endpoint discovery).
-    #[arg(long, env = "CMM_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    #[arg(long, env = "CMM_NAMESPACE")]
     pub namespace: String,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
@@ -185,10 +185,10 @@ pub struct EndpointArgs {
     pub skip_prometheus_check: bool,
     /// How long a ready Prometheus may answer `up` with nothing (no first scrape yet, as right
     /// after an install) before registration fails; at least two scrape intervals (30s each).
-    #[arg(long, env = "CMM_FIRST_SCRAPE_WAIT", default_value = "2m")]
+    #[arg(long, env = "CMM_FIRST_SCRAPE_WAIT")]
     pub first_scrape_wait: String,
     /// Alert rules for the cluster.
-    #[arg(long, env = "CMM_RULES", value_enum, default_value_t = RulesArg::Provisioned)]
+    #[arg(long, env = "CMM_RULES", value_enum)]
     pub rules: RulesArg,
     /// Replace a datasource with the cluster's name that CMM did not make.
     #[arg(long, env = "CMM_FORCE")]
@@ -199,6 +199,12 @@ pub struct EndpointArgs {
 /// Grafana client (URL, token source, CA, retries, timeout) and the Prometheus-side settings.
 pub struct Registration {
     pub client: GrafanaClient,
+    pub prometheus: PrometheusAccess,
+}
+
+/// How the agent and Grafana reach the cluster's Prometheus: endpoint settings and the
+/// credentials read from their files, checked before anything is contacted.
+pub struct PrometheusAccess {
     basic_auth: Option<(String, cmm_central::Secret)>,
     ca_pem: Option<String>,
     args: EndpointArgs,
@@ -207,7 +213,20 @@ pub struct Registration {
 
 impl Registration {
     pub fn resolve(grafana: &GrafanaArgs, endpoint: &EndpointArgs) -> anyhow::Result<Self> {
-        let client = grafana.client(None)?;
+        Ok(Self {
+            client: grafana.client(None)?,
+            prometheus: PrometheusAccess::resolve(endpoint)?,
+        })
+    }
+
+    /// The registration of `cluster` at `endpoint`, as `register` sends it.
+    pub fn request(&self, cluster: ClusterName, endpoint: &Endpoint) -> RegisterRequest {
+        self.prometheus.request(cluster, endpoint)
+    }
+}
+
+impl PrometheusAccess {
+    pub fn resolve(endpoint: &EndpointArgs) -> anyhow::Result<Self> {
         let first_scrape_wait =
             DurationSetting::FirstScrapeWait.parse(&endpoint.first_scrape_wait)?;
         let basic_auth = match (
@@ -238,14 +257,15 @@ impl Registration {
             .classify_by(central_class)?;
         }
         Ok(Self {
-            client,
             basic_auth,
             ca_pem,
             args: endpoint.clone(),
             first_scrape_wait,
         })
     }
+}
 
+impl Registration {
     /// Ask Grafana before the cluster is changed: it answers (`/api/health`) and takes the
     /// credentials (an authenticated read of the datasource this cluster would get), so a bad
     /// URL or token fails in seconds with nothing installed.
@@ -286,6 +306,50 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
     register_endpoint(global, &reg, cluster, &endpoint, true).await
 }
 
+impl PrometheusAccess {
+    /// How the cluster's Prometheus is reached at `endpoint`, with the credentials given.
+    pub fn target(&self, endpoint: &Endpoint) -> PrometheusTarget {
+        PrometheusTarget {
+            url: endpoint.url.clone(),
+            tls_skip_verify: self.args.prometheus_tls_skip_verify,
+            basic_auth: self.basic_auth.clone(),
+            ca_pem: self.ca_pem.clone(),
+        }
+    }
+
+    pub fn rules_mode(&self) -> RulesMode {
+        match self.args.rules {
+            RulesArg::Provisioned => RulesMode::Provisioned,
+            RulesArg::Editable => RulesMode::Editable,
+            RulesArg::Skip => RulesMode::Skip,
+        }
+    }
+
+    /// The registration of `cluster` at `endpoint`, as `register` sends it.
+    pub fn request(&self, cluster: ClusterName, endpoint: &Endpoint) -> RegisterRequest {
+        RegisterRequest {
+            cluster,
+            prometheus: self.target(endpoint),
+            force: self.args.force,
+            rules: self.rules_mode(),
+            check_prometheus: !self.args.skip_prometheus_check,
+            first_scrape_wait: self.first_scrape_wait,
+            prometheus_retry: RetryPolicy {
+                attempts: 3,
+                ..RetryPolicy::default()
+            },
+        }
+    }
+
+    /// The endpoint given by flag, else discovered from the cluster.
+    pub async fn endpoint(&self, kube: &Connected, namespace: &str) -> anyhow::Result<Endpoint> {
+        match &self.args.prometheus_url {
+            Some(url) => Ok(flag_endpoint(url)),
+            None => discover(kube, namespace, &self.args).await,
+        }
+    }
+}
+
 /// Bootstrap's last step for a monitored cluster: register it with the cluster connection
 /// bootstrap already holds. `Ok(false)` when no `--grafana-url` was given (nothing to do).
 pub async fn after_install(
@@ -295,10 +359,7 @@ pub async fn after_install(
     kube: &Connected,
     namespace: &str,
 ) -> anyhow::Result<()> {
-    let ep = match &reg.args.prometheus_url {
-        Some(url) => flag_endpoint(url),
-        None => discover(kube, namespace, &reg.args).await?,
-    };
+    let ep = reg.prometheus.endpoint(kube, namespace).await?;
     // Bootstrap's JSON report owns stdout; a second document there would break parsers.
     let print = global.output == Output::Human;
     register_endpoint(global, reg, cluster.clone(), &ep, print).await
@@ -319,30 +380,8 @@ async fn register_endpoint(
     endpoint: &Endpoint,
     print: bool,
 ) -> anyhow::Result<()> {
-    let args = &reg.args;
     let grafana = &reg.client;
-    let target = PrometheusTarget {
-        url: endpoint.url.clone(),
-        tls_skip_verify: args.prometheus_tls_skip_verify,
-        basic_auth: reg.basic_auth.clone(),
-        ca_pem: reg.ca_pem.clone(),
-    };
-    let req = RegisterRequest {
-        cluster,
-        prometheus: target,
-        force: args.force,
-        rules: match args.rules {
-            RulesArg::Provisioned => RulesMode::Provisioned,
-            RulesArg::Editable => RulesMode::Editable,
-            RulesArg::Skip => RulesMode::Skip,
-        },
-        check_prometheus: !args.skip_prometheus_check,
-        first_scrape_wait: reg.first_scrape_wait,
-        prometheus_retry: RetryPolicy {
-            attempts: 3,
-            ..RetryPolicy::default()
-        },
-    };
+    let req = reg.request(cluster, endpoint);
     tracing::info!(cluster = %req.cluster, prometheus = %endpoint.url, via = %endpoint.detail, grafana = %grafana.base_url(), "registering");
     let report = cmm_central::register(grafana, &req)
         .await
@@ -373,7 +412,7 @@ pub fn finish(report: &RegisterReport) -> anyhow::Result<()> {
     .classify(ExitCode::PrometheusCheck)
 }
 
-async fn discover(
+pub(crate) async fn discover(
     kube: &Connected,
     namespace: &str,
     args: &EndpointArgs,

@@ -1,0 +1,466 @@
+//! `/etc/cmm/agent.toml`: its keys are the long flags. Top-level keys apply to every command
+//! that has that flag; a section named for a command (`[check]`, `[bootstrap]`,
+//! `[central.token]`) applies to that command only and wins over the top level. Every error is
+//! collected, with its line, so `config validate` can list them all at once.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::Command;
+use toml::de::{DeTable, DeValue};
+
+/// One `key = value` of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The command path of its section (`["central", "token"]`); empty at the top level.
+    pub section: Vec<String>,
+    pub key: String,
+    /// The value as clap would read it from argv (arrays give one string per element).
+    pub values: Vec<String>,
+    pub line: usize,
+}
+
+/// A problem in the file: where, which key, what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.problem)
+        } else {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.key, self.problem
+            )
+        }
+    }
+}
+
+/// The parsed file, checked against the command tree.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+/// Keys that must never be in the file, with the reason given to the user.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "grafana-token",
+        "secrets are never written in agent.toml: put the token in a 0600 file and name it with \
+         grafana-token-file, or give it to the unit with LoadCredential=grafana-token:PATH",
+    ),
+    (
+        "config",
+        "the config file cannot name another config file: pass --config or CMM_CONFIG",
+    ),
+    ("help", "not a setting"),
+    ("version", "not a setting"),
+];
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Read and check `path` against `cli`. `Ok(None)` when the file does not exist and was not
+/// asked for by name (the default path); an unreadable file is one problem.
+pub fn load(
+    path: &Path,
+    explicit: bool,
+    cli: &Command,
+) -> Result<Option<ConfigFile>, Vec<Problem>> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => {
+            return Err(vec![Problem {
+                file: shown,
+                line: 0,
+                key: String::new(),
+                problem: format!(
+                    "cannot be read ({e}): give an existing file with --config / CMM_CONFIG"
+                ),
+            }])
+        }
+    };
+    parse(path, &text, cli).map(Some)
+}
+
+/// Parse `text` (the contents of `path`) and check every key; all problems at once.
+pub fn parse(path: &Path, text: &str, cli: &Command) -> Result<ConfigFile, Vec<Problem>> {
+    let file = path.display().to_string();
+    let problem = |line: usize, key: &str, problem: String| Problem {
+        file: file.clone(),
+        line,
+        key: key.to_owned(),
+        problem,
+    };
+    let (table, errors) = DeTable::parse_recoverable(text);
+    let mut problems: Vec<Problem> = errors
+        .iter()
+        .map(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            problem(line, "", format!("not valid TOML: {}", e.message().trim()))
+        })
+        .collect();
+    let mut entries = Vec::new();
+    walk(
+        cli,
+        &[],
+        table.get_ref(),
+        text,
+        &mut entries,
+        &mut problems,
+        &problem,
+    );
+    entries.sort_by_key(|e| e.line);
+    if problems.is_empty() {
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            entries,
+        })
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(problems)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    cli: &Command,
+    section: &[String],
+    table: &DeTable<'_>,
+    text: &str,
+    entries: &mut Vec<Entry>,
+    problems: &mut Vec<Problem>,
+    problem: &dyn Fn(usize, &str, String) -> Problem,
+) {
+    let here = command_at(cli, section);
+    for (k, v) in table.iter() {
+        let key = k.get_ref().as_ref();
+        let line = line_of(text, k.span().start);
+        let qualified = qualify(section, key);
+        if let DeValue::Table(inner) = v.get_ref() {
+            let mut path = section.to_vec();
+            path.push(key.to_owned());
+            if here.is_some_and(|c| c.find_subcommand(key).is_some()) {
+                walk(cli, &path, inner, text, entries, problems, problem);
+            } else {
+                let names = here.map(subcommand_names).unwrap_or_default();
+                problems.push(problem(
+                    line,
+                    &format!("[{}]", path.join(".")),
+                    format!(
+                        "no such command section: sections are named for commands ({}){}",
+                        names.join(", "),
+                        did_you_mean(key, &names)
+                    ),
+                ));
+            }
+            continue;
+        }
+        if let Some((_, why)) = REFUSED.iter().find(|(r, _)| *r == key) {
+            problems.push(problem(line, &qualified, (*why).to_owned()));
+            continue;
+        }
+        let values = match scalar_values(v.get_ref()) {
+            Ok(vs) => vs,
+            Err(why) => {
+                problems.push(problem(line, &qualified, why));
+                continue;
+            }
+        };
+        let candidates: Vec<(Vec<String>, &Command)> = match here {
+            Some(c) if !section.is_empty() => vec![(section.to_vec(), c)],
+            _ => leaf_commands(cli),
+        };
+        let mut known = false;
+        for (path, cmd) in &candidates {
+            let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(key)) else {
+                continue;
+            };
+            known = true;
+            if let Err(why) = check_value(arg, &values) {
+                problems.push(problem(
+                    line,
+                    &qualified,
+                    format!("{why} (as `{}` takes it)", path.join(" ")),
+                ));
+                break;
+            }
+        }
+        if !known {
+            let all = all_long_flags(candidates.iter().map(|(_, c)| *c));
+            let scope = if section.is_empty() {
+                "no command takes this setting".to_owned()
+            } else {
+                format!("`{}` takes no such setting", section.join(" "))
+            };
+            problems.push(problem(
+                line,
+                &qualified,
+                format!(
+                    "unknown key: {scope}; keys are the long flags (`cmm-agent {} --help`){}",
+                    if section.is_empty() {
+                        "COMMAND".to_owned()
+                    } else {
+                        section.join(" ")
+                    },
+                    did_you_mean(key, &all)
+                ),
+            ));
+            continue;
+        }
+        entries.push(Entry {
+            section: section.to_vec(),
+            key: key.to_owned(),
+            values,
+            line,
+        });
+    }
+}
+
+fn qualify(section: &[String], key: &str) -> String {
+    if section.is_empty() {
+        key.to_owned()
+    } else {
+        format!("[{}] {key}", section.join("."))
+    }
+}
+
+fn scalar_values(v: &DeValue<'_>) -> Result<Vec<String>, String> {
+    let one = |v: &DeValue<'_>| -> Result<String, String> {
+        match v {
+            DeValue::String(s) => Ok(s.to_string()),
+            DeValue::Integer(i) if i.radix() == 10 => Ok(i.as_str().replace('_', "")),
+            DeValue::Boolean(b) => Ok(b.to_string()),
+            DeValue::Integer(_) => Err("write the number in decimal".into()),
+            DeValue::Float(_) => Err("a number with a fraction is no setting's value: write a whole number, or a duration as a string such as \"90s\"".into()),
+            DeValue::Datetime(_) => Err("a date is no setting's value: write a string".into()),
+            DeValue::Array(_) | DeValue::Table(_) => Err("arrays hold strings, numbers or booleans only".into()),
+        }
+    };
+    match v {
+        DeValue::Array(items) => items.iter().map(|i| one(i.get_ref())).collect(),
+        other => one(other).map(|s| vec![s]),
+    }
+}
+
+/// The value the way the flag would take it on the command line: clap's own parser for the
+/// flag (enums, numbers, booleans), plus CMM's duration grammar and bounds.
+fn check_value(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
+    let multiple = matches!(
+        arg.get_action(),
+        clap::ArgAction::Append | clap::ArgAction::Count
+    );
+    if values.len() != 1 && !multiple {
+        return Err(format!(
+            "takes one value, not {} (write key = \"value\")",
+            values.len()
+        ));
+    }
+    let flag = matches!(
+        arg.get_action(),
+        clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+    );
+    for v in values {
+        if flag {
+            if v != "true" && v != "false" {
+                return Err(format!(
+                    "{v:?} is not a switch's value: write true or false"
+                ));
+            }
+            continue;
+        }
+        // The flag's own parser on a one-flag command (the real one may name others in its
+        // `requires`, which a lone copy could not resolve).
+        let probe = Command::new("cmm-agent").no_binary_name(true).arg(
+            clap::Arg::new("v")
+                .long("v")
+                .value_parser(arg.get_value_parser().clone())
+                .action(clap::ArgAction::Set),
+        );
+        if let Err(e) = probe.try_get_matches_from([OsString::from("--v"), OsString::from(v)]) {
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .replace(" for '--v <v>'", "");
+            return Err(first);
+        }
+        if let Some(d) = arg.get_long().and_then(super::DurationSetting::for_key) {
+            d.check(v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The command at a section path (the root for the top level).
+pub fn command_at<'a>(cli: &'a Command, path: &[String]) -> Option<&'a Command> {
+    let mut c = cli;
+    for p in path {
+        c = c.find_subcommand(p)?;
+    }
+    Some(c)
+}
+
+fn subcommand_names(c: &Command) -> Vec<String> {
+    c.get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .map(|s| s.get_name().to_owned())
+        .collect()
+}
+
+/// Every command that takes flags (the leaves of the tree and the root's globals), with path.
+pub fn leaf_commands(cli: &Command) -> Vec<(Vec<String>, &Command)> {
+    fn go<'a>(c: &'a Command, path: Vec<String>, out: &mut Vec<(Vec<String>, &'a Command)>) {
+        let subs: Vec<&Command> = c
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .collect();
+        if subs.is_empty() || c.get_arguments().any(|a| a.get_long().is_some()) {
+            out.push((path.clone(), c));
+        }
+        for s in subs {
+            let mut p = path.clone();
+            p.push(s.get_name().to_owned());
+            go(s, p, out);
+        }
+    }
+    let mut out = Vec::new();
+    go(cli, Vec::new(), &mut out);
+    out
+}
+
+fn all_long_flags<'a>(cmds: impl Iterator<Item = &'a Command>) -> Vec<String> {
+    let mut all: Vec<String> = cmds
+        .flat_map(|c| c.get_arguments().filter_map(|a| a.get_long()))
+        .filter(|l| !matches!(*l, "help" | "version"))
+        .map(str::to_owned)
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// `; did you mean `x`?` for the closest known name, if one is close.
+pub fn did_you_mean(word: &str, known: &[String]) -> String {
+    let normal = word.replace('_', "-").to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&normal, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<ConfigFile, Vec<Problem>> {
+        parse(
+            Path::new("agent.toml"),
+            text,
+            &crate::settings::layers::defaults_only(),
+        )
+    }
+
+    #[test]
+    fn keys_are_long_flags_at_the_top_or_in_a_command_section() {
+        let f = check(
+            "cluster = \"kr-mum\"\nnamespace = \"monitor\"\n\n[check]\nrepair = true\n\n[central.token]\nservice-account = \"ops\"\n",
+        )
+        .unwrap();
+        let got: Vec<(String, String, usize)> = f
+            .entries
+            .iter()
+            .map(|e| (e.section.join(" "), e.key.clone(), e.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (String::new(), "cluster".into(), 1),
+                (String::new(), "namespace".into(), 2),
+                ("check".into(), "repair".into(), 5),
+                ("central token".into(), "service-account".into(), 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_line_key_and_fix() {
+        let errs = check(
+            "cluser = \"kr-mum\"\ntimeout = \"3 days\"\nrole = \"hub\"\ngrafana-token = \"glsa_x\"\n[chek]\nrepair = true\n",
+        )
+        .unwrap_err();
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 5, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("agent.toml:1: cluser: unknown key")
+                && shown[0].contains("did you mean `cluster`?"),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[1].starts_with("agent.toml:2: timeout:") && shown[1].contains("e.g."),
+            "{}",
+            shown[1]
+        );
+        assert!(
+            shown[2].starts_with("agent.toml:3: role:") && shown[2].contains("hub"),
+            "{}",
+            shown[2]
+        );
+        assert!(
+            shown[3].contains("grafana-token") && shown[3].contains("LoadCredential"),
+            "{}",
+            shown[3]
+        );
+        assert!(
+            shown[4].contains("[chek]") && shown[4].contains("did you mean `check`?"),
+            "{}",
+            shown[4]
+        );
+        // `yes` is fix-storage's, not check's: in a [check] section it is unknown.
+        let errs = check("[check]\nyes = true\n").unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("`check` takes no such setting"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn bad_toml_names_its_line() {
+        let errs = check("cluster = \"kr-mum\"\nnamespace = \n").unwrap_err();
+        assert_eq!(errs[0].line, 2, "{errs:?}");
+        assert!(errs[0].problem.contains("not valid TOML"));
+    }
+
+    #[test]
+    fn arrays_only_for_repeatable_flags() {
+        assert!(check("values = [\"a.yaml\", \"b.yaml\"]\n").is_ok());
+        let errs = check("cluster = [\"a\", \"b\"]\n").unwrap_err();
+        assert!(errs[0].problem.contains("takes one value"), "{errs:?}");
+        let errs = check("grafana-retries = 2.5\n").unwrap_err();
+        assert!(errs[0].problem.contains("whole number"), "{errs:?}");
+    }
+}
