@@ -34,6 +34,10 @@ pub enum ExitCode {
     /// Grafana answers but keeps failing or refusing the request (e.g. a 500 on every attempt
     /// of a write): not an outage; Grafana's own message is shown.
     GrafanaRejected = 13,
+    /// `check`: degraded, warnings only (process status 1; see [`status`](Self::status)).
+    CheckDegraded = 201,
+    /// `check`: a stage failed, or the check could not run (process status 2).
+    CheckFailed = 202,
     /// Stopped by SIGINT (128 + 2, as shells report it).
     Interrupted = 130,
     /// Stopped by SIGTERM (128 + 15).
@@ -58,6 +62,8 @@ impl ExitCode {
             ExitCode::PrometheusCheck => "prometheus-check",
             ExitCode::Locked => "locked",
             ExitCode::GrafanaRejected => "grafana-rejected",
+            ExitCode::CheckDegraded => "degraded",
+            ExitCode::CheckFailed => "failed",
             ExitCode::Interrupted => "interrupted",
             ExitCode::Terminated => "terminated",
         }
@@ -80,6 +86,8 @@ impl ExitCode {
             ExitCode::PrometheusCheck => "check the cluster's Prometheus endpoint and its cluster label",
             ExitCode::Locked => "another run works on this release: wait for it, or for its lock to expire",
             ExitCode::GrafanaRejected => "Grafana fails this request: read its message and its server log",
+            ExitCode::CheckDegraded => "read the warnings; the path works",
+            ExitCode::CheckFailed => "read the failed findings and their repairs; `check --repair` does the safe ones",
             ExitCode::Interrupted | ExitCode::Terminated => "re-run: the next run recovers what this one left",
         }
     }
@@ -102,9 +110,32 @@ impl ExitCode {
     }
 }
 
+impl ExitCode {
+    /// The process exit status. `check` reports as monitoring plugins do: 1 degraded, 2 failed.
+    pub fn status(self) -> u8 {
+        match self {
+            ExitCode::CheckDegraded => 1,
+            ExitCode::CheckFailed => 2,
+            other => other as u8,
+        }
+    }
+
+    /// `check` never exits with another command's code: whatever stopped it (bad settings, an
+    /// unreachable cluster, a bug) means the path is not proven, status 2. Signals stay.
+    pub fn for_check(self) -> Self {
+        match self {
+            ExitCode::Ok
+            | ExitCode::CheckDegraded
+            | ExitCode::Interrupted
+            | ExitCode::Terminated => self,
+            _ => ExitCode::CheckFailed,
+        }
+    }
+}
+
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
-        std::process::ExitCode::from(code as u8)
+        std::process::ExitCode::from(code.status())
     }
 }
 

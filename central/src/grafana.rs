@@ -536,6 +536,36 @@ impl GrafanaClient {
             .map(|r| r["provenance"].as_str().unwrap_or("").is_empty()))
     }
 
+    /// `GET /api/prometheus/grafana/api/v1/rules`: the evaluation state of every rule the
+    /// caller may see (RuleResponse in the spec; `pkg/services/ngalert/api/prometheus/
+    /// api_prometheus.go`). Filtered to one folder here, not by query parameter: the filter
+    /// parameters differ between Grafana versions, an unknown one is ignored by Grafana.
+    pub async fn rule_statuses(&self, folder_uid: &str) -> Result<Vec<Value>> {
+        let seg = ["prometheus", "grafana", "api", "v1", "rules"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        if a.status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        let v: Value = self.decode(&Method::GET, &seg, &a)?;
+        Ok(v["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["folderUid"] == folder_uid)
+            .cloned()
+            .collect())
+    }
+
+    /// `GET /api/v1/provisioning/contact-points` (ContactPoints in the spec).
+    pub async fn contact_points(&self) -> Result<Vec<Value>> {
+        let seg = ["v1", "provisioning", "contact-points"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        if a.status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        self.decode(&Method::GET, &seg, &a)
+    }
+
     /// `PUT …/rule-groups/{group}`: replaces the group (rules not listed are deleted).
     pub async fn put_rule_group(
         &self,

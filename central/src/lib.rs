@@ -8,6 +8,7 @@
 pub mod endpoint;
 pub mod error;
 pub mod grafana;
+pub mod health;
 pub mod prometheus;
 pub mod register;
 pub mod retry;

@@ -250,6 +250,137 @@ impl PrometheusProbe {
     }
 }
 
+/// One active scrape target (`/api/v1/targets`, Prometheus' `web/api/v1/api.go`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub job: String,
+    pub instance: String,
+    /// `up`, `down` or `unknown`.
+    pub health: String,
+    pub last_error: String,
+}
+
+/// How full the TSDB is, from Prometheus' own `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TsdbUsage {
+    /// Blocks plus WAL, bytes.
+    pub used: f64,
+    /// `--storage.tsdb.retention.size` in bytes; 0 when only a time retention is set.
+    pub limit: f64,
+}
+
+/// The reads `check` makes of Prometheus, each answered or failed on its own.
+#[derive(Debug, Clone)]
+pub struct PrometheusFacts {
+    pub ready: std::result::Result<(), String>,
+    pub targets: std::result::Result<Vec<Target>, String>,
+    /// `count by (cluster)` of a few series every CMM Prometheus has: the label values seen.
+    pub clusters: std::result::Result<Vec<(String, u64)>, String>,
+    pub tsdb: std::result::Result<TsdbUsage, String>,
+}
+
+impl PrometheusProbe {
+    /// `/-/ready` answers 200.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        match self.get("-/ready", &[]).await {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("/-/ready answered {status}: {}", self.shown(&body))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn json(&self, path: &str, query: &[(&str, &str)]) -> std::result::Result<Value, String> {
+        let (status, body) = self.get(path, query).await.map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("{path} answered {status}: {}", self.shown(&body)));
+        }
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("{path}: not Prometheus' JSON: {e}"))?;
+        if v["status"] != "success" {
+            return Err(format!("{path}: {}", self.shown(&v["error"].to_string())));
+        }
+        Ok(v)
+    }
+
+    /// Every read of `check`, concurrently.
+    pub async fn facts(&self) -> PrometheusFacts {
+        let (ready, targets, clusters, tsdb) = tokio::join!(
+            self.ready(),
+            self.targets(),
+            self.cluster_labels(),
+            self.tsdb_usage()
+        );
+        PrometheusFacts {
+            ready,
+            targets,
+            clusters,
+            tsdb,
+        }
+    }
+
+    pub async fn targets(&self) -> std::result::Result<Vec<Target>, String> {
+        let v = self.json("api/v1/targets", &[("state", "active")]).await?;
+        Ok(v["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| Target {
+                job: t["labels"]["job"].as_str().unwrap_or("").to_owned(),
+                instance: t["labels"]["instance"].as_str().unwrap_or("").to_owned(),
+                health: t["health"].as_str().unwrap_or("unknown").to_owned(),
+                last_error: self.shown(t["lastError"].as_str().unwrap_or("")),
+            })
+            .collect())
+    }
+
+    /// The `cluster` values on `up` and on node-exporter's and Prometheus' own info series.
+    pub async fn cluster_labels(&self) -> std::result::Result<Vec<(String, u64)>, String> {
+        let q = format!(
+            "count by ({CLUSTER_LABEL}) ({{__name__=~\"up|node_uname_info|prometheus_build_info\"}})"
+        );
+        let v = self.json("api/v1/query", &[("query", &q)]).await?;
+        Ok(v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["metric"][CLUSTER_LABEL].as_str().unwrap_or("").to_owned(),
+                    s["value"][1]
+                        .as_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Blocks + WAL against the size retention, from Prometheus' own `/metrics` (no self-scrape
+    /// needed). Names from prometheus/tsdb/db.go and tsdb/wlog/wlog.go.
+    pub async fn tsdb_usage(&self) -> std::result::Result<TsdbUsage, String> {
+        let (status, body) = self.get("metrics", &[]).await.map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("/metrics answered {status}"));
+        }
+        parse_tsdb_usage(&body)
+    }
+}
+
+/// The TSDB gauges out of Prometheus' text exposition.
+pub fn parse_tsdb_usage(text: &str) -> std::result::Result<TsdbUsage, String> {
+    let gauge = |name: &str| -> Option<f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let blocks = gauge("prometheus_tsdb_storage_blocks_bytes")
+        .ok_or("its /metrics has no prometheus_tsdb_storage_blocks_bytes")?;
+    Ok(TsdbUsage {
+        used: blocks + gauge("prometheus_tsdb_wal_storage_size_bytes").unwrap_or(0.0),
+        limit: gauge("prometheus_tsdb_retention_limit_bytes").unwrap_or(0.0),
+    })
+}
+
 /// The states a Prometheus passes through right after an install, before it can answer `up`.
 fn is_not_yet(problem: &str) -> bool {
     problem.starts_with(NOT_READY) || problem.starts_with(NO_UP)

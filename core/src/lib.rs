@@ -6,6 +6,7 @@
 
 pub mod datasource;
 pub mod duration;
+pub mod finding;
 pub mod naming;
 
 pub use naming::{ClusterName, NameError};

@@ -36,6 +36,9 @@ pub enum Step {
     Register,
     /// `fix-storage --yes`.
     FixStorage,
+    /// `check`: the health snapshot (its `--repair` uses the Helm, Lock, Register and
+    /// FixStorage entries).
+    Check,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -443,10 +446,95 @@ pub fn fix_storage() -> Vec<Access> {
     ]
 }
 
+/// What `check` reads for its snapshot (crate::health::gather and the endpoint discovery).
+pub fn check() -> Vec<Access> {
+    use Scope::*;
+    use Step::Check;
+    let mut t = vec![
+        a(
+            Check,
+            "get",
+            "",
+            "namespaces",
+            Cluster,
+            "the release namespace exists",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "nodes",
+            Cluster,
+            "node-exporter on every schedulable node",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records (labels only)",
+        ),
+        a(
+            Check,
+            "list",
+            "apps",
+            "deployments",
+            Namespace,
+            "the operator",
+        ),
+        a(
+            Check,
+            "list",
+            "apps",
+            "daemonsets",
+            Namespace,
+            "node-exporter",
+        ),
+        a(
+            Check,
+            "list",
+            "apps",
+            "statefulsets",
+            Namespace,
+            "the operator-made Prometheus",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "pods",
+            Namespace,
+            "why a workload is not ready",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "persistentvolumeclaims",
+            Namespace,
+            "storage stuck in Terminating",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "persistentvolumes",
+            Cluster,
+            "storage stuck in Terminating",
+        ),
+    ];
+    t.extend(register());
+    t
+}
+
 /// Everything the agent of a role may do on its cluster: what `cmm-agent rbac` grants.
 pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
     let mut t = bootstrap(role, kube_metrics);
     t.extend(fix_storage());
+    if role == Role::Cluster {
+        t.extend(check());
+    }
     t
 }
 

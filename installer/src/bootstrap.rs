@@ -448,6 +448,31 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
     .await
 }
 
+/// The fixes, the values files in helm's order and the plan digest for these options in this
+/// environment: pure, so `check` computes the same digest bootstrap stores.
+pub fn plan_of(opts: &Options, env: &Environment) -> (Vec<Fix>, Vec<(String, String)>, String) {
+    let fixes = match opts.role {
+        Role::Cluster => fixes(env, opts.kube_metrics),
+        Role::Central => Vec::new(),
+    };
+    let values = values_for(
+        opts.role,
+        opts.user_values.clone(),
+        opts.central_values.clone(),
+        &fixes,
+    );
+    let mut parts: Vec<String> = opts.chart.helm_args();
+    parts.push(opts.chart.local_version().unwrap_or_default());
+    parts.push(opts.namespace.clone());
+    for (n, t) in &values {
+        parts.push(n.clone());
+        parts.push(t.clone());
+    }
+    parts.extend(opts.sets.iter().cloned());
+    let digest = plan_digest(parts.iter().map(String::as_str));
+    (fixes, values, digest)
+}
+
 /// The plan proper: fixes, values, digest, release step, helm command and actions.
 /// `namespace` is `None` when preflight stopped before the namespace could be read.
 async fn finish(
@@ -459,16 +484,7 @@ async fn finish(
     namespace: Option<bool>,
 ) -> Result<Prepared> {
     let namespace_exists = namespace.unwrap_or(false);
-    let fixes = match opts.role {
-        Role::Cluster => fixes(&env, opts.kube_metrics),
-        Role::Central => Vec::new(),
-    };
-    let values = values_for(
-        opts.role,
-        opts.user_values.clone(),
-        opts.central_values.clone(),
-        &fixes,
-    );
+    let (fixes, values, digest) = plan_of(opts, &env);
     // Embedded files are shown as shipped in the repository (values/...), so the printed helm
     // command can be run by hand from a checkout; user files as given.
     let value_names: Vec<String> = values
@@ -485,15 +501,6 @@ async fn finish(
             }
         })
         .collect();
-    let mut parts: Vec<String> = opts.chart.helm_args();
-    parts.push(opts.chart.local_version().unwrap_or_default());
-    parts.push(opts.namespace.clone());
-    for (n, t) in &values {
-        parts.push(n.clone());
-        parts.push(t.clone());
-    }
-    parts.extend(opts.sets.iter().cloned());
-    let digest = plan_digest(parts.iter().map(String::as_str));
     let labels = if supports_labels(&opts.helm_version) {
         vec![(PLAN_LABEL.to_owned(), digest.clone())]
     } else {

@@ -8,6 +8,7 @@ pub mod detect;
 pub mod envsubst;
 pub mod error;
 pub mod fleet;
+pub mod health;
 pub mod helm;
 pub mod kube;
 pub mod lock;

@@ -251,7 +251,8 @@ impl Role {
             "datasources:query"
             | "datasources:read"
             | "folders:read"
-            | "alert.provisioning:read" => true,
+            | "alert.provisioning:read"
+            | "alert.rules:read" => true,
             "folders:create" | "folders:delete" => self >= Role::Editor,
             _ => self == Role::Admin,
         }
@@ -325,6 +326,10 @@ struct Inner {
     dashboards: BTreeMap<String, Value>,
     groups: BTreeMap<(String, String), GroupState>,
     service_accounts: Vec<ServiceAccount>,
+    /// Evaluation health by rule uid, as the scheduler would report it: (health, lastError).
+    rule_health: BTreeMap<String, (String, String)>,
+    /// `None`: Grafana's default contact point only (Grafana gives it a generated uid).
+    contact_points: Option<Vec<Value>>,
     faults: Vec<Fault>,
     requests: Vec<Recorded>,
     violations: Vec<String>,
@@ -491,6 +496,41 @@ impl FakeGrafana {
             .get(&(folder.to_owned(), group.to_owned()))
             .map(|g| g.rules.iter().map(rule_out).collect())
             .unwrap_or_default()
+    }
+
+    /// Make the scheduler report `health` (ok, error, nodata) for the rule with `uid`.
+    pub fn set_rule_health(&self, uid: &str, health: &str, last_error: &str) {
+        self.lock()
+            .rule_health
+            .insert(uid.to_owned(), (health.to_owned(), last_error.to_owned()));
+    }
+
+    /// Replace the contact points (e.g. with an SMTP one the central values configure).
+    pub fn set_contact_points(&self, points: Vec<Value>) {
+        self.lock().contact_points = Some(points);
+    }
+
+    /// Stored rule uids of a group, for tests that change one.
+    pub fn rule_uids(&self, folder: &str, group: &str) -> Vec<String> {
+        self.rules(folder, group)
+            .iter()
+            .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Delete a rule group behind CMM's back (drift).
+    pub fn drop_group(&self, folder: &str, group: &str) {
+        self.lock()
+            .groups
+            .remove(&(folder.to_owned(), group.to_owned()));
+    }
+
+    /// Change a datasource's URL behind CMM's back (drift).
+    pub fn set_datasource_url(&self, uid: &str, url: &str) {
+        let mut g = self.lock();
+        if let Some(d) = g.datasources.iter_mut().find(|d| d.dto["uid"] == uid) {
+            d.dto["url"] = json!(url);
+        }
     }
 
     pub fn service_accounts(&self) -> Vec<Value> {
@@ -813,6 +853,12 @@ async fn route(
                 let prov = provenance(headers);
                 need(role, "alert.provisioning:write")
                     .unwrap_or_else(|| delete_group(&mut g, f, grp, prov))
+            }
+            ("GET", ["prometheus", "grafana", "api", "v1", "rules"]) => {
+                need(role, "alert.rules:read").unwrap_or_else(|| rule_statuses(&g))
+            }
+            ("GET", ["v1", "provisioning", "contact-points"]) => {
+                need(role, "alert.provisioning:read").unwrap_or_else(|| contact_points(&g))
             }
             // §4.2: no RBAC middleware, sign-in only.
             ("GET", ["search"]) => search(&g, query),
@@ -1253,6 +1299,60 @@ fn get_rule(g: &Inner, uid: &str) -> (u16, Value) {
         .flat_map(|grp| grp.rules.iter())
         .find(|r| r.rule["uid"] == uid)
         .map_or((EMPTY, Value::Null), |r| reply(200, rule_out(r)))
+}
+
+/// The rule-state API (`RuleResponse` in the spec; pkg/services/ngalert/api/prometheus/
+/// api_prometheus.go): every group with its rules; a rule the scheduler has not reported on
+/// has health "ok" and state "inactive" (RuleStatusMutatorGenerator says so on purpose).
+fn rule_statuses(g: &Inner) -> (u16, Value) {
+    let groups: Vec<Value> = g
+        .groups
+        .iter()
+        .filter(|(_, grp)| !grp.rules.is_empty())
+        .map(|((folder, name), grp)| {
+            let title = g
+                .folders
+                .get(folder)
+                .and_then(|f| f["title"].as_str())
+                .unwrap_or(folder);
+            json!({
+                "name": name, "file": title, "folderUid": folder, "interval": grp.interval,
+                "rules": grp.rules.iter().map(|r| {
+                    let uid = r.rule["uid"].as_str().unwrap_or("");
+                    let (health, error) = g.rule_health.get(uid).cloned()
+                        .unwrap_or_else(|| ("ok".into(), String::new()));
+                    let mut v = json!({
+                        "uid": uid, "name": r.rule["title"], "folderUid": folder,
+                        "query": "", "health": health, "type": "alerting", "state": "inactive",
+                        "annotations": r.rule["annotations"].clone(),
+                        "labels": r.rule["labels"].clone(),
+                        "activeAt": "0001-01-01T00:00:00Z",
+                        "lastEvaluation": "0001-01-01T00:00:00Z",
+                    });
+                    if !error.is_empty() {
+                        v["lastError"] = json!(error);
+                    }
+                    v
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    reply(
+        200,
+        json!({"status": "success", "data": {"groups": groups}}),
+    )
+}
+
+/// `GET /api/v1/provisioning/contact-points`; a fresh Grafana has its default one, mailing
+/// a placeholder (alertmanagerDefaultConfiguration, pkg/setting/setting_unified_alerting.go).
+fn contact_points(g: &Inner) -> (u16, Value) {
+    let points = g.contact_points.clone().unwrap_or_else(|| {
+        vec![
+            json!({"uid": "cdefault0email", "name": "grafana-default-email", "type": "email",
+            "settings": {"addresses": "<example@email.com>"}, "disableResolveMessage": false}),
+        ]
+    });
+    reply(200, Value::Array(points))
 }
 
 fn get_group(g: &Inner, folder: &str, group: &str) -> (u16, Value) {

@@ -213,6 +213,8 @@ scrape_configs:
             dir.path().join("data").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        // each_cluster.yaml's retentionSize, as the operator passes it to Prometheus.
+        .arg("--storage.tsdb.retention.size=8GB")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if opts.unscraped {

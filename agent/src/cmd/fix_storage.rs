@@ -63,6 +63,33 @@ pub async fn run(global: &GlobalArgs, args: FixStorageArgs) -> anyhow::Result<()
     Ok(())
 }
 
+/// Carry out `plan` (check's storage repair): what was done and what was not, as lines.
+pub(crate) async fn apply(
+    conn: &Connected,
+    namespace: &str,
+    plan: &StoragePlan,
+    wait: Duration,
+) -> Vec<String> {
+    let mut report = StorageReport {
+        namespace: namespace.to_owned(),
+        dry_run: false,
+        plan: plan.clone(),
+        done: Vec::new(),
+        not_done: Vec::new(),
+    };
+    if let Err(e) = carry_out(conn, plan, wait, &mut report).await {
+        report.not_done.push(format!("storage repair stopped: {e}"));
+    }
+    let mut out = report.done;
+    out.extend(
+        report
+            .not_done
+            .into_iter()
+            .map(|n| format!("not done: {n}")),
+    );
+    out
+}
+
 async fn carry_out(
     conn: &Connected,
     plan: &StoragePlan,

@@ -1,12 +1,15 @@
 //! One module per subcommand.
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 pub(crate) mod central;
+pub(crate) mod check;
+pub(crate) mod config;
 pub(crate) mod deregister;
-mod fix_storage;
+pub(crate) mod fix_storage;
 mod plan;
 pub(crate) mod rbac;
 pub(crate) mod register;
+pub(crate) mod schedule;
 
 use crate::cli::{Cli, Command};
 
@@ -19,5 +22,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deregister(args) => deregister::run(&cli.global, args).await,
         Command::Central(args) => central::run(&cli.global, args).await,
         Command::Rbac(args) => rbac::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args).await,
+        Command::Schedule(args) => schedule::run(&cli.global, args, &cli.config),
+        Command::Config(args) => config::run(&cli.global, args, &cli.config),
     }
 }

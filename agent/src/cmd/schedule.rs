@@ -1,0 +1,142 @@
+//! `cmm-agent schedule`: a transient systemd timer (`systemd-run`) that runs `check` every N
+//! minutes, as the design card says — for a host without the packaged timer. It lives until
+//! the next reboot; `systemctl enable --now cmm-agent-check.timer` is the lasting way.
+
+use std::process::Command;
+
+use clap::Args;
+
+use crate::cli::GlobalArgs;
+use crate::exit::{Classify, ExitCode};
+use crate::output::outln;
+use crate::settings::{layers, BadInput, ConfigLocation};
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Run check this often, e.g. 15m, 1h (1m to 24h).
+    #[arg(long, env = "CMM_EVERY")]
+    pub every: String,
+    /// The scheduled check also repairs (check --repair).
+    #[arg(long, env = "CMM_REPAIR")]
+    pub repair: bool,
+    /// Show the transient timer's state instead of making one.
+    #[arg(long, env = "CMM_SCHEDULE_STATUS", conflicts_with = "remove")]
+    pub status: bool,
+    /// Stop and remove the transient timer.
+    #[arg(long, env = "CMM_SCHEDULE_REMOVE")]
+    pub remove: bool,
+    /// Name of the transient units (UNIT.timer, UNIT.service).
+    #[arg(long, env = "CMM_SCHEDULE_UNIT")]
+    pub unit: String,
+}
+
+pub fn run(
+    _global: &GlobalArgs,
+    args: ScheduleArgs,
+    config: &ConfigLocation,
+) -> anyhow::Result<()> {
+    let unit = &args.unit;
+    if unit.is_empty()
+        || !unit
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(BadInput(format!(
+            "{} {unit:?}: a unit name of letters, digits, '-', '_' or '.'",
+            layers::named("unit")
+        )))
+        .classify(ExitCode::Usage);
+    }
+    if args.status {
+        let out = systemctl(&[
+            "list-timers",
+            "--all",
+            "--no-pager",
+            &format!("{unit}.timer"),
+        ])?;
+        outln!("{}", out.trim_end());
+        return Ok(());
+    }
+    if args.remove {
+        // Stopping a transient unit removes it; a failed one is reset so its name is free.
+        let _ = systemctl(&["stop", &format!("{unit}.timer"), &format!("{unit}.service")]);
+        let _ = systemctl(&[
+            "reset-failed",
+            &format!("{unit}.timer"),
+            &format!("{unit}.service"),
+        ]);
+        outln!("removed the transient timer {unit}.timer (if it existed)");
+        return Ok(());
+    }
+    let every = parse_every(&args.every)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| BadInput(format!("cannot find the agent's own path ({e})")))
+        .classify(ExitCode::Internal)?;
+    let secs = every.as_secs().to_string() + "s";
+    let mut cmd = vec![
+        format!("--unit={unit}"),
+        format!("--on-active={secs}"),
+        format!("--on-unit-active={secs}"),
+        "--timer-property=AccuracySec=30s".to_owned(),
+        format!(
+            "--description=CMM check every {}",
+            cmm_core::duration::show(every)
+        ),
+        format!("--setenv=CMM_CONFIG={}", config.path.display()),
+        "--property=Type=oneshot".to_owned(),
+        "--property=SuccessExitStatus=1".to_owned(),
+        "--property=TimeoutStartSec=20min".to_owned(),
+        "--".to_owned(),
+        exe.display().to_string(),
+        "check".to_owned(),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+    ];
+    if args.repair {
+        cmd.push("--repair".into());
+    }
+    let run = Command::new("systemd-run")
+        .args(&cmd)
+        .output()
+        .map_err(|e| {
+            BadInput(format!(
+                "cannot run systemd-run ({e}): is this a systemd host?"
+            ))
+        })
+        .classify(ExitCode::Tool)?;
+    if !run.status.success() {
+        return Err(BadInput(format!(
+            "systemd-run failed: {}",
+            String::from_utf8_lossy(&run.stderr).trim()
+        )))
+        .classify(ExitCode::Tool);
+    }
+    outln!(
+        "scheduled: {unit}.timer runs `cmm-agent check{}` every {} (settings {}).\n\
+         This transient timer does NOT survive a reboot: for a lasting one, \
+         `systemctl enable --now cmm-agent-check.timer`. Remove it with `cmm-agent schedule --remove`.",
+        if args.repair { " --repair" } else { "" },
+        cmm_core::duration::show(every),
+        config.path.display()
+    );
+    Ok(())
+}
+
+fn parse_every(raw: &str) -> anyhow::Result<std::time::Duration> {
+    const MIN: std::time::Duration = std::time::Duration::from_secs(60);
+    cmm_core::duration::parse(raw, &layers::named("every"), MIN, 24 * 60 * MIN)
+        .classify(ExitCode::Usage)
+}
+
+fn systemctl(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            BadInput(format!(
+                "cannot run systemctl ({e}): is this a systemd host?"
+            ))
+        })
+        .classify(ExitCode::Tool)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

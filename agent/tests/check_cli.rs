@@ -1,0 +1,727 @@
+//! `cmm-agent check` end to end: the real binary against the fake Kubernetes API and the fake
+//! Grafana (both held to their upstream behaviour where a decision depends on it) and a real
+//! Prometheus scraping a real node_exporter. Settings come from an agent.toml, as under systemd.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use cmm_testkit::grafana::{FakeGrafana, ADMIN_TOKEN};
+use cmm_testkit::kube::FakeKube;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
+
+async fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
+}
+
+/// A monitored cluster as the operator and helm leave it: release record, operator, the
+/// operator-made Prometheus, node-exporter on its one node, the NodePort Service.
+async fn installed_cluster(nodeport: u16) -> FakeKube {
+    let kube = FakeKube::start().await;
+    kube.insert(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitor"},
+        "status": {"phase": "Active"}}),
+    );
+    kube.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
+        "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": nodeport}]}}));
+    kube.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "cmm-operator", "namespace": "monitor",
+                     "labels": {"chart": "kube-prometheus-stack-66.1.0"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "op"}},
+                 "template": {"metadata": {"labels": {"app": "op"}}, "spec": {"containers": [{"name": "op", "image": "op"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1}}));
+    kube.insert(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "prometheus-cmm", "namespace": "monitor",
+                     "labels": {"operator.prometheus.io/name": "cmm"}},
+        "spec": {"replicas": 1, "serviceName": "prometheus-operated",
+                 "selector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}},
+                              "spec": {"containers": [{"name": "prometheus", "image": "prometheus"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1}}));
+    kube.insert(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "cmm-node-exporter", "namespace": "monitor"},
+        "spec": {"selector": {"matchLabels": {"app": "ne"}},
+                 "template": {"metadata": {"labels": {"app": "ne"}},
+                              "spec": {"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                                       "containers": [{"name": "node-exporter", "image": "ne"}]}}},
+        "status": {"desiredNumberScheduled": 1, "numberReady": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0}}));
+    kube.insert(node("n1", &[]));
+    kube.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "cmm-node-exporter-n1", "namespace": "monitor",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cmm-node-exporter", "uid": "u1"}]},
+        "spec": {"nodeName": "n1", "containers": [{"name": "node-exporter", "image": "ne"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}));
+    kube
+}
+
+fn node(name: &str, taints: &[Value]) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}},
+        "spec": {"taints": taints},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "containerd://1.7.0",
+                                "osImage": "Debian GNU/Linux 12", "kernelVersion": "6.1.0",
+                                "operatingSystem": "linux", "architecture": "amd64"}}})
+}
+
+fn release(version: u32, status: &str, plan: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+        "metadata": {"name": format!("sh.helm.release.v1.kr-mum.v{version}"), "namespace": "monitor",
+                     "labels": {"name": "kr-mum", "owner": "helm", "status": status,
+                                "version": version.to_string(), "modifiedAt": "1700000000", "cmm-plan": plan}},
+        "data": {"release": "SDRzSUFBQUFBQUFBLzZxdUJRUUFBUC8vbzB4dXRnQUFBQT09"}})
+}
+
+/// agent.toml as an admin writes it once: everything check needs, no flag.
+fn write_config(
+    dir: &Path,
+    kubeconfig: &Path,
+    grafana: &FakeGrafana,
+    helm: &Path,
+    chart: &Path,
+) -> String {
+    let token = dir.join("grafana-token");
+    std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\nhelm = \"{}\"\nchart = \"{}\"\n\
+             grafana-url = \"{}\"\ngrafana-token-file = \"{}\"\ngrafana-retries = 1\n\
+             first-scrape-wait = \"0s\"\nhost-proc-version = \"/nonexistent\"\n\n[check]\nstorage-warn = 90\n",
+            kubeconfig.display(),
+            helm.display(),
+            chart.display(),
+            grafana.url,
+            token.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
+    let (Some(helm), Some(chart)) = (support::helm(), support::chart()) else {
+        return;
+    };
+    let Some(prom) = cmm_testkit::prometheus::start("cli-check", "kr-mum").await else {
+        return;
+    };
+    let port: u16 = prom
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let kube = installed_cluster(port).await;
+    let grafana = cmm_testkit::fake_grafana!();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let config = write_config(dir.path(), &kubeconfig, &grafana, &helm, &chart);
+    let env = [("CMM_CONFIG", config.as_str())];
+
+    // The plan bootstrap would install with these settings: check must compute the same one.
+    let o = agent(&["bootstrap", "--dry-run", "--output", "json"], &env).await;
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let digest = plan["plan_digest"].as_str().unwrap().to_owned();
+    kube.insert(release(1, "superseded", "older"));
+    kube.insert(release(2, "deployed", &digest));
+
+    // Registered, with a real contact point: every stage healthy, exit 0, nothing written.
+    let o = agent(&["register"], &env).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    grafana.set_contact_points(vec![
+        json!({"uid": "smtp", "name": "ops-mail", "type": "email",
+        "settings": {"addresses": "ops@example.org"}}),
+    ]);
+    let writes_before = (
+        kube.writes().len(),
+        grafana
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count(),
+    );
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(report["verdict"], "healthy", "{report:#}");
+    assert_eq!(o.status.code(), Some(0));
+    for id in [
+        "release.deployed",
+        "release.chart",
+        "workloads.operator",
+        "workloads.prometheus",
+        "workloads.node-exporter",
+        "prometheus.ready",
+        "prometheus.targets",
+        "prometheus.cluster-label",
+        "endpoint.reachable",
+        "grafana.datasource",
+        "grafana.datasource-health",
+        "grafana.rules",
+        "grafana.rule-state",
+        "grafana.contact-points",
+        "storage.terminating",
+    ] {
+        assert_eq!(finding(&report, id)["severity"], "ok", "{id}: {report:#}");
+    }
+    let writes_after = (
+        kube.writes().len(),
+        grafana
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .count(),
+    );
+    assert_eq!(
+        writes_before, writes_after,
+        "check without --repair wrote something"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(ADMIN_TOKEN));
+
+    // Human output: one line per finding, grouped by stage, with marks.
+    let o = agent(&["check"], &env).await;
+    let human = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        human.contains("1. helm release") && human.contains("5. central Grafana"),
+        "{human}"
+    );
+    assert!(
+        human.contains("✓ DaemonSet monitor/cmm-node-exporter: 1/1 schedulable node(s) measured"),
+        "{human}"
+    );
+
+    // A second node whose taint node-exporter does not tolerate: failed, naming node and why.
+    kube.insert(node(
+        "n2",
+        &[json!({"key": "dedicated", "value": "kafka", "effect": "NoExecute"})],
+    ));
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let ne = finding(&report, "workloads.node-exporter");
+    assert_eq!(ne["severity"], "failed");
+    let ev = ne["evidence"].to_string();
+    assert!(
+        ev.contains("1/2")
+            && ev.contains("n2")
+            && ev.contains("taint dedicated=kafka:NoExecute not tolerated"),
+        "{ev}"
+    );
+    kube.remove("/api/v1/nodes", "n2");
+
+    // Drift in Grafana: the datasource points elsewhere and the rule group is gone.
+    grafana.set_datasource_url("cmm-kr-mum", "http://10.9.9.9:30090");
+    grafana.drop_group("cmm-kr-mum", "cluster-health");
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let ds = finding(&report, "grafana.datasource");
+    assert_eq!(ds["severity"], "failed");
+    assert!(
+        ds["evidence"][0].as_str().unwrap().contains("10.9.9.9"),
+        "{ds}"
+    );
+    assert_eq!(ds["repair"]["kind"], "register");
+    assert_eq!(finding(&report, "grafana.rules")["severity"], "failed");
+
+    // --repair re-registers and reports what it changed; the re-judged state is healthy.
+    let o = agent(&["check", "--repair", "--output", "json"], &env).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        report["repaired"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("re-registered"),
+        "{report:#}"
+    );
+    assert_eq!(
+        grafana.datasources()[0]["url"],
+        prom.url.trim_end_matches('/')
+    );
+    assert!(!grafana.rule_uids("cmm-kr-mum", "cluster-health").is_empty());
+    assert!(
+        kube.writes().is_empty(),
+        "a Grafana repair wrote to the cluster: {:?}",
+        kube.writes()
+    );
+
+    // A rule that fails to evaluate fails the stage with Grafana's error; no data degrades.
+    let uids = grafana.rule_uids("cmm-kr-mum", "cluster-health");
+    grafana.set_rule_health(&uids[0], "error", "failed to execute query A: bad_data");
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(finding(&report, "grafana.rule-state")["evidence"]
+        .to_string()
+        .contains("bad_data"));
+    grafana.set_rule_health(&uids[0], "nodata", "");
+    let o = agent(&["check", "--output", "json"], &env).await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "no data is degraded: {}",
+        text(&o)
+    );
+    grafana.set_rule_health(&uids[0], "ok", "");
+
+    // Only Grafana's placeholder contact point: alerts reach nobody, degraded.
+    grafana.set_contact_points(vec![
+        json!({"uid": "cdefault0email", "name": "grafana-default-email", "type": "email",
+        "settings": {"addresses": "<example@email.com>"}}),
+    ]);
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        finding(&report, "grafana.contact-points")["severity"],
+        "warning"
+    );
+
+    // The release drifted from its plan (values changed since bootstrap): a warning whose
+    // repair is a reinstall, which --repair alone does not do.
+    kube.insert(release(3, "deployed", "someotherplan"));
+    let o = agent(&["check", "--repair", "--output", "json"], &env).await;
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        finding(&report, "release.plan-drift")["repair"]["kind"],
+        "reinstall"
+    );
+    assert!(
+        report["repaired"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(kube.writes().is_empty());
+    assert!(
+        grafana.violations().is_empty(),
+        "{:?}",
+        grafana.violations()
+    );
+}
+
+#[tokio::test]
+async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = installed_cluster(30090).await;
+    kube.insert(release(1, "deployed", "p1"));
+    kube.insert(release(2, "pending-upgrade", "p2"));
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let log = dir.path().join("helm.log");
+    let helm = dir.path().join("helm");
+    support::write_executable(
+        &helm,
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    );
+    let args = [
+        "check",
+        "--cluster",
+        "kr-mum",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--helm",
+        helm.to_str().unwrap(),
+        "--prometheus-url",
+        &cmm_testkit::dead_url(),
+        "--output",
+        "json",
+    ];
+    let o = agent(&args, &[]).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(o.status.code(), Some(2));
+    let pending = finding(&report, "release.pending");
+    assert_eq!(pending["repair"]["kind"], "recover-release");
+    assert!(!log.exists(), "check without --repair ran helm");
+
+    let o = agent(&[&args[..], &["--repair"]].concat(), &[]).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let helm_ran = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        helm_ran.starts_with("rollback kr-mum 1 --namespace monitor"),
+        "{helm_ran}"
+    );
+    assert!(
+        report["repaired"][0]
+            .as_str()
+            .unwrap()
+            .contains("rolled back pending revision 2 to revision 1"),
+        "{report:#}"
+    );
+    // The lock was taken and released (holder cleared) around the rollback.
+    let lease = kube
+        .get(
+            "/apis/coordination.k8s.io/v1/namespaces/monitor/leases",
+            "cmm-agent-kr-mum",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null() || lease["spec"]["holderIdentity"] == "",
+        "{lease}"
+    );
+    // Unreachable endpoint: stage 4 fails with the address, stage 3 is skipped, not failed twice.
+    assert_eq!(finding(&report, "endpoint.reachable")["severity"], "failed");
+    assert_eq!(finding(&report, "prometheus")["severity"], "skipped");
+}
+
+#[tokio::test]
+async fn bad_settings_fail_with_status_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "cluster = \"kr-mum\"\n[check]\nstorage-warn = \"lots\"\nrepiar = true\n",
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    let o = agent(&["check"], &[("CMM_CONFIG", p.as_str())]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{p}:3: [check] storage-warn")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:4: [check] repiar")) && err.contains("did you mean `repair`?"),
+        "{err}"
+    );
+    // config validate lists the same problems on stdout, all at once.
+    let o = agent(&["config", "validate", &p], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        2,
+        "{}",
+        text(&o)
+    );
+}
+
+/// A real systemd booted as PID 1 in new PID and mount namespaces over a Debian root
+/// (tests/systemd/root.sh); the network is shared, so units reach the fakes on 127.0.0.1.
+struct Systemd {
+    root: std::path::PathBuf,
+    unshare: std::process::Child,
+    pid: String,
+}
+
+impl Systemd {
+    fn boot(root: &Path) -> Self {
+        let r = root.display();
+        let unshare = std::process::Command::new("unshare")
+            .args([
+                "--fork",
+                "--pid",
+                "--mount",
+                "--uts",
+                "--mount-proc",
+                "bash",
+                "-c",
+            ])
+            .arg(format!(
+                "mount --bind {r} {r} && mount -t proc proc {r}/proc && mount --rbind /sys {r}/sys \
+                 && mount --rbind /dev {r}/dev && exec chroot {r} /lib/systemd/systemd --system"
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let pid = loop {
+            let o = std::process::Command::new("pgrep")
+                .args(["-P", &unshare.id().to_string()])
+                .output()
+                .unwrap();
+            let p = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            // Until it has exec'd systemd inside the chroot, entering it would see the host.
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            if !p.is_empty() && comm.trim() == "systemd" {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "systemd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let s = Self {
+            root: root.to_owned(),
+            unshare,
+            pid,
+        };
+        // Its bus socket appears a moment after PID 1 starts.
+        let mut state = String::new();
+        for _ in 0..60 {
+            state = s.sh("timeout 60 systemctl is-system-running --wait");
+            if !state.contains("Failed to connect") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert!(
+            state.contains("running") || state.contains("degraded"),
+            "boot: {state}"
+        );
+        s
+    }
+
+    /// Run a shell command inside, bounded; stdout and stderr together.
+    fn sh(&self, cmd: &str) -> String {
+        let o = std::process::Command::new("timeout")
+            .args([
+                "120", "nsenter", "-t", &self.pid, "-m", "-p", "-u", "-r", "-w", "--", "sh", "-c",
+                cmd,
+            ])
+            .output()
+            .expect("nsenter");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
+    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within {secs}s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let _ = self.sh("systemctl poweroff");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.unshare.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.pid])
+            .status();
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        let _ = &self.root;
+    }
+}
+
+/// The systemd tier: the shipped units verify, the hardened service runs the real binary
+/// against the fakes with the token from LoadCredential, its exit status and journal are what
+/// check decided, the timer fires, and `schedule` makes a transient timer and removes it.
+#[tokio::test]
+async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fire() {
+    let root = match std::env::var_os("CMM_SYSTEMD_ROOT") {
+        Some(r) if Path::new(&r).join("lib/systemd/systemd").exists() => {
+            std::path::PathBuf::from(r)
+        }
+        _ if std::env::var_os("CMM_REQUIRE_SYSTEMD").is_some() => {
+            panic!("CMM_REQUIRE_SYSTEMD is set but CMM_SYSTEMD_ROOT holds no Debian root (tests/systemd/root.sh)")
+        }
+        _ => {
+            eprintln!("skipping: no CMM_SYSTEMD_ROOT (tests/systemd/root.sh builds one, as root)");
+            return;
+        }
+    };
+    let Some(prom) = cmm_testkit::prometheus::start("systemd-check", "kr-mum").await else {
+        return;
+    };
+    let port: u16 = prom
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let kube = installed_cluster(port).await;
+    kube.insert(release(1, "deployed", "a-plan-of-another-day"));
+    let grafana = cmm_testkit::fake_grafana!();
+    let host = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(host.path(), "kr-mum");
+
+    // Install as a package would: binary, units, config; the token only as a root-only file.
+    let etc = root.join("etc/cmm");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::copy(BIN, root.join("usr/bin/cmm-agent")).unwrap();
+    let units = support::workspace_root().join("systemd");
+    for u in ["cmm-agent-check.service", "cmm-agent-check.timer"] {
+        std::fs::copy(units.join(u), root.join("etc/systemd/system").join(u)).unwrap();
+    }
+    std::fs::copy(&kubeconfig, etc.join("kubeconfig")).unwrap();
+    std::fs::write(etc.join("grafana-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    std::fs::write(
+        etc.join("agent.toml"),
+        format!(
+            "cluster = \"kr-mum\"\nkubeconfig = \"/etc/cmm/kubeconfig\"\ngrafana-url = \"{}\"\n\
+             grafana-retries = 2\nfirst-scrape-wait = \"30s\"\n",
+            grafana.url
+        ),
+    )
+    .unwrap();
+    let dropin = root.join("etc/systemd/system/cmm-agent-check.timer.d");
+    let _ = std::fs::remove_dir_all(&dropin);
+    let sd = tokio::task::spawn_blocking({
+        let root = root.clone();
+        move || Systemd::boot(&root)
+    })
+    .await
+    .unwrap();
+
+    let verify = sd.sh("systemd-analyze verify /etc/systemd/system/cmm-agent-check.service /etc/systemd/system/cmm-agent-check.timer && echo VERIFIED");
+    assert!(verify.contains("VERIFIED"), "{verify}");
+
+    // One run of the service: degraded (the release drifted from its plan, Grafana's default
+    // contact point only), so exit 1 and the unit still succeeds; --repair registered the
+    // datasource through the hardening, with the credential.
+    let sd = tokio::task::spawn_blocking(move || {
+        sd.sh("systemctl start cmm-agent-check.service");
+        sd
+    })
+    .await
+    .unwrap();
+    // This boot's lines only (the root's journal may keep earlier boots). A finished oneshot
+    // is unloaded, so its properties are gone: the journal is the record.
+    let journal = sd.sh("journalctl -b -u cmm-agent-check.service -o cat --no-pager");
+    assert!(
+        journal.contains("Finished cmm-agent-check.service"),
+        "the unit failed: {journal}"
+    );
+    assert!(journal.contains("release.plan-drift"), "{journal}");
+    // The status check decided (1, degraded) is what it logged; SuccessExitStatus=1 keeps the
+    // unit green.
+    assert!(
+        journal.contains(r#""code":"degraded","exit":1"#),
+        "{journal}"
+    );
+    assert!(journal.contains("re-registered"), "{journal}");
+    assert!(!journal.contains(ADMIN_TOKEN), "token in the journal");
+    // Warnings land at the journal's warning priority (4), errors at 3.
+    let warn = sd.sh("journalctl -b -u cmm-agent-check.service -p 4..4 -o cat --no-pager");
+    assert!(warn.contains("release.plan-drift"), "priorities: {warn}");
+    assert_eq!(
+        grafana.datasources().len(),
+        1,
+        "the repair did not reach Grafana"
+    );
+    // The hardening held: /usr is read-only for the service.
+    let ro = sd.sh("systemd-run --wait --pipe -p ProtectSystem=strict -p NoNewPrivileges=yes sh -c 'touch /usr/x 2>&1 || true'");
+    assert!(ro.contains("Read-only file system"), "{ro}");
+
+    // The packaged timer fires (its schedule shortened by a drop-in for the test).
+    std::fs::create_dir_all(&dropin).unwrap();
+    std::fs::write(dropin.join("test.conf"), "[Timer]\nOnBootSec=\nOnUnitActiveSec=\nOnCalendar=\nRandomizedDelaySec=0\nOnActiveSec=1s\n").unwrap();
+    let runs = |sd: &Systemd, unit: &str| {
+        sd.sh(&format!("journalctl -b -u {unit} -o cat --no-pager"))
+            .matches("Finished ")
+            .count()
+    };
+    let before = runs(&sd, "cmm-agent-check.service");
+    let sd = tokio::task::spawn_blocking(move || {
+        sd.sh("systemctl daemon-reload && systemctl start cmm-agent-check.timer");
+        sd.wait_for("the packaged timer fires", 60, || {
+            runs(&sd, "cmm-agent-check.service") > before
+        });
+        sd.sh("systemctl stop cmm-agent-check.timer");
+        // schedule: a transient timer that fires, says it does not survive a reboot, and goes.
+        let made = sd.sh("CMM_CONFIG=/etc/cmm/agent.toml /usr/bin/cmm-agent schedule --every 1m --unit cmm-test-schedule");
+        assert!(made.contains("does NOT survive a reboot"), "{made}");
+        assert!(sd.sh("systemctl list-timers --all --no-pager").contains("cmm-test-schedule.timer"));
+        let status = sd.sh("/usr/bin/cmm-agent schedule --status --unit cmm-test-schedule");
+        assert!(status.contains("cmm-test-schedule.timer"), "{status}");
+        sd.sh("/usr/bin/cmm-agent schedule --remove --unit cmm-test-schedule");
+        assert!(!sd.sh("systemctl list-timers --all --no-pager").contains("cmm-test-schedule.timer"));
+        sd
+    })
+    .await
+    .unwrap();
+    drop(sd);
+    let _ = std::fs::remove_dir_all(&dropin);
+}
+
+/// The sample config that ships is valid, and `config show` names each value's origin.
+#[tokio::test]
+async fn the_sample_config_validates_and_show_names_origins() {
+    let sample = support::workspace_root().join("examples/agent.toml");
+    let s = sample.display().to_string();
+    let o = agent(&["config", "validate", &s], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = agent(
+        &["config", "show", "check", "--output", "json"],
+        &[
+            ("CMM_CONFIG", s.as_str()),
+            ("CMM_NAMESPACE", "ops"),
+            ("CMM_GRAFANA_TOKEN", "glsa_secret_value"),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let get = |k: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == k)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(get("cluster")["origin"]["line"], 9);
+    assert_eq!(get("namespace")["origin"]["variable"], "CMM_NAMESPACE");
+    assert_eq!(get("namespace")["values"][0], "ops");
+    assert_eq!(get("storage-warn")["values"][0], "80");
+    assert_eq!(
+        get("timeout")["origin"]["from"],
+        "default",
+        "[bootstrap] timeout must not reach check"
+    );
+    assert!(v["grafana_token"]
+        .as_str()
+        .unwrap()
+        .contains("CMM_GRAFANA_TOKEN"));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("glsa_secret_value"),
+        "a secret value shown"
+    );
+}

@@ -1,0 +1,358 @@
+//! `check`, the Prometheus and Grafana side: the reads, then pure judgements into findings for
+//! the stages Prometheus, endpoint and Grafana.
+
+use cmm_core::finding::{Finding, RepairKind, Stage};
+use cmm_core::naming::CLUSTER_LABEL;
+use cmm_core::ClusterName;
+use serde_json::Value;
+
+use crate::grafana::{DataSource, DatasourceHealth, GrafanaClient};
+use crate::prometheus::PrometheusFacts;
+use crate::register::RulesMode;
+use crate::rules;
+
+type Read<T> = std::result::Result<T, String>;
+
+/// The reads of the Grafana stage.
+#[derive(Debug, Clone)]
+pub struct GrafanaFacts {
+    pub datasource: Read<Option<DataSource>>,
+    /// Grafana's own query through the datasource (only asked when it exists).
+    pub health: Option<Read<DatasourceHealth>>,
+    pub group: Read<Option<Value>>,
+    pub group_editable: Option<bool>,
+    /// The rule groups of the cluster's folder in the rule-state API.
+    pub rule_states: Read<Vec<Value>>,
+    pub contact_points: Read<Vec<Value>>,
+}
+
+/// Read what the Grafana stage judges. Each read fails on its own, so one refused permission
+/// still leaves the others judged.
+pub async fn grafana_facts(g: &GrafanaClient, cluster: &ClusterName) -> GrafanaFacts {
+    let uid = cluster.datasource_uid();
+    let folder = rules::folder_uid(cluster);
+    let (datasource, group, rule_states, contact_points) = tokio::join!(
+        g.datasource_by_uid(&uid),
+        g.rule_group(&folder, rules::GROUP),
+        g.rule_statuses(&folder),
+        g.contact_points()
+    );
+    let datasource = datasource.map_err(|e| e.to_string());
+    let health = match &datasource {
+        Ok(Some(_)) => Some(g.datasource_health(&uid).await.map_err(|e| e.to_string())),
+        _ => None,
+    };
+    let group = group.map_err(|e| e.to_string());
+    let group_editable = match &group {
+        Ok(Some(v)) => g.group_editable(v).await.ok().flatten(),
+        _ => None,
+    };
+    GrafanaFacts {
+        datasource,
+        health,
+        group,
+        group_editable,
+        rule_states: rule_states.map_err(|e| e.to_string()),
+        contact_points: contact_points.map_err(|e| e.to_string()),
+    }
+}
+
+/// Stage 3: ready, targets healthy, every series labelled, storage headroom.
+pub fn judge_prometheus(
+    cluster: &ClusterName,
+    url: &str,
+    facts: &PrometheusFacts,
+    storage_warn_percent: u8,
+) -> Vec<Finding> {
+    let st = Stage::Prometheus;
+    let subject = format!("Prometheus at {url}");
+    if let Err(e) = &facts.ready {
+        return vec![Finding::failed(st, "prometheus.ready", subject).with(e.clone())];
+    }
+    let mut out = vec![Finding::ok(st, "prometheus.ready", &subject).with("/-/ready answers 200")];
+    out.push(match &facts.targets {
+        Err(e) => Finding::failed(st, "prometheus.targets", "scrape targets").with(e.clone()),
+        Ok(t) if t.is_empty() => Finding::failed(st, "prometheus.targets", "scrape targets")
+            .with("no active target: it scrapes nothing (ServiceMonitors not selected?)"),
+        Ok(t) => {
+            let down: Vec<_> = t.iter().filter(|t| t.health != "up").collect();
+            let counted = format!("{}/{} target(s) up", t.len() - down.len(), t.len());
+            if down.is_empty() {
+                Finding::ok(st, "prometheus.targets", "scrape targets").with(counted)
+            } else {
+                let mut f = Finding::warn(st, "prometheus.targets", "scrape targets").with(counted);
+                for d in down.iter().take(5) {
+                    f.evidence.push(format!(
+                        "{} {} is {}: {}",
+                        d.job,
+                        d.instance,
+                        d.health,
+                        if d.last_error.is_empty() {
+                            "no error recorded"
+                        } else {
+                            &d.last_error
+                        }
+                    ));
+                }
+                if down.len() > 5 {
+                    f.evidence.push(format!("{} more down", down.len() - 5));
+                }
+                f
+            }
+        }
+    });
+    let label = format!("{CLUSTER_LABEL}={:?} on every series", cluster.as_str());
+    out.push(match &facts.clusters {
+        Err(e) => Finding::failed(st, "prometheus.cluster-label", label).with(e.clone()),
+        Ok(seen) => {
+            let wrong: Vec<String> = seen
+                .iter()
+                .filter(|(c, _)| c != cluster.as_str())
+                .map(|(c, n)| format!("{n} series with {CLUSTER_LABEL}={c:?}"))
+                .collect();
+            let right: u64 = seen.iter().filter(|(c, _)| c == cluster.as_str()).map(|(_, n)| n).sum();
+            if seen.is_empty() {
+                Finding::failed(st, "prometheus.cluster-label", label)
+                    .with("no up, node_uname_info or prometheus_build_info series yet")
+            } else if wrong.is_empty() {
+                Finding::ok(st, "prometheus.cluster-label", label)
+                    .with(format!("{right} sampled series carry it"))
+            } else {
+                let mut f = Finding::failed(st, "prometheus.cluster-label", label)
+                    .with("this Prometheus labels series for another cluster name (installed under another release name?)");
+                f.evidence.extend(wrong);
+                f.repair(RepairKind::Reinstall, format!("install it as release {cluster}: `cmm-agent check --reinstall`"))
+            }
+        }
+    });
+    out.push(match &facts.tsdb {
+        Err(e) => Finding::warn(st, "prometheus.storage", "TSDB storage").with(e.clone()),
+        Ok(u) if u.limit <= 0.0 => Finding::warn(st, "prometheus.storage", "TSDB storage")
+            .with(format!("{} used, no size retention: only the time retention bounds it", bytes(u.used))),
+        Ok(u) => {
+            let pct = 100.0 * u.used / u.limit;
+            let text = format!("{} of {} retention size used ({pct:.0}%)", bytes(u.used), bytes(u.limit));
+            if pct >= f64::from(storage_warn_percent) {
+                Finding::warn(st, "prometheus.storage", "TSDB storage").with(text).with(format!(
+                    "at or over {storage_warn_percent}% (storage-warn): the oldest blocks go before the time retention ends"
+                ))
+            } else {
+                Finding::ok(st, "prometheus.storage", "TSDB storage").with(text)
+            }
+        }
+    });
+    out
+}
+
+fn bytes(b: f64) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    const MIB: f64 = 1024.0 * 1024.0;
+    if b >= GIB {
+        format!("{:.1} GiB", b / GIB)
+    } else {
+        format!("{:.1} MiB", b / MIB)
+    }
+}
+
+/// Stage 4: the endpoint Grafana is given answers from this host.
+pub fn judge_endpoint(url: &str, via: &str, ready: &Read<()>) -> Finding {
+    let subject = format!("{url} ({via})");
+    match ready {
+        Ok(()) => Finding::ok(Stage::Endpoint, "endpoint.reachable", subject)
+            .with("answers /-/ready from this host"),
+        Err(e) => Finding::failed(Stage::Endpoint, "endpoint.reachable", subject)
+            .with(e.clone())
+            .repair(
+                RepairKind::Manual,
+                "open the NodePort on the nodes' firewall, or give the address Grafana reaches (advertise-address, prometheus-url)",
+            ),
+    }
+}
+
+/// Stage 5: datasource (exists, current URL, Grafana's health check), rule group (exists,
+/// matches), rule states, contact points.
+pub fn judge_grafana(
+    cluster: &ClusterName,
+    desired: &Value,
+    mode: RulesMode,
+    facts: &GrafanaFacts,
+) -> Vec<Finding> {
+    let st = Stage::Grafana;
+    let uid = cluster.datasource_uid();
+    let ds_subject = format!("datasource {uid}");
+    let register = |what: &str| {
+        format!("re-register: {what} (`cmm-agent check --repair` or `cmm-agent register`)")
+    };
+    let mut out = Vec::new();
+    match &facts.datasource {
+        Err(e) => out.push(Finding::failed(st, "grafana.datasource", ds_subject).with(e.clone())),
+        Ok(None) => out.push(
+            Finding::failed(st, "grafana.datasource", ds_subject)
+                .with("missing: the central Grafana does not show this cluster")
+                .repair(RepairKind::Register, register("create it")),
+        ),
+        Ok(Some(ds)) => {
+            let want_url = desired["url"].as_str().unwrap_or("");
+            out.push(if ds.url != want_url {
+                Finding::failed(st, "grafana.datasource", &ds_subject)
+                    .with(format!("points at {}, the cluster's endpoint is {want_url}", ds.url))
+                    .repair(RepairKind::Register, register("point it at the current endpoint"))
+            } else if !crate::register::matches(desired, ds) && desired.get("secureJsonData").is_none() {
+                Finding::warn(st, "grafana.datasource", &ds_subject)
+                    .with(format!("points at {want_url}, but its settings differ from CMM's (edited in the UI?)"))
+                    .repair(RepairKind::Register, register("restore CMM's settings"))
+            } else {
+                Finding::ok(st, "grafana.datasource", &ds_subject).with(format!("points at {want_url}"))
+            });
+            out.push(match &facts.health {
+                Some(Ok(h)) if h.ok => Finding::ok(st, "grafana.datasource-health", "Grafana's health check of the datasource")
+                    .with(h.message.clone()),
+                Some(Ok(h)) => Finding::failed(st, "grafana.datasource-health", "Grafana's health check of the datasource")
+                    .with(format!("{}: {}", h.status, h.message))
+                    .repair(RepairKind::Manual, "the central Grafana does not reach the endpoint: firewall, NodePort, advertise-address"),
+                Some(Err(e)) => Finding::failed(st, "grafana.datasource-health", "Grafana's health check of the datasource").with(e.clone()),
+                None => Finding::skipped(st, "grafana.datasource-health", "Grafana's health check of the datasource"),
+            });
+        }
+    }
+    let folder = rules::folder_uid(cluster);
+    let group_subject = format!("rule group {folder}/{}", rules::GROUP);
+    if mode == RulesMode::Skip {
+        out.push(Finding::skipped(st, "grafana.rules", group_subject).with("rules = skip"));
+    } else {
+        let want = rules::render(cluster);
+        out.push(match &facts.group {
+            Err(e) => Finding::failed(st, "grafana.rules", group_subject).with(e.clone()),
+            Ok(None) => Finding::failed(st, "grafana.rules", group_subject)
+                .with("missing: no alert fires for this cluster")
+                .repair(RepairKind::Register, register("provision the rules")),
+            Ok(Some(have)) => {
+                let editable = mode == RulesMode::Editable;
+                if rules::stored_matches(&want, have, editable, facts.group_editable) {
+                    Finding::ok(st, "grafana.rules", group_subject).with(format!(
+                        "{} rule(s) as CMM provisions them",
+                        want["rules"].as_array().map_or(0, Vec::len)
+                    ))
+                } else {
+                    Finding::warn(st, "grafana.rules", group_subject)
+                        .with("differs from CMM's template (edited, or an older agent wrote it)")
+                        .repair(RepairKind::Register, register("rewrite the group"))
+                }
+            }
+        });
+        out.push(judge_rule_states(&folder, &facts.rule_states));
+    }
+    out.push(judge_contact_points(&facts.contact_points));
+    out
+}
+
+/// Rule health in the rule-state API: `ok`, `error` (lastError says why) or `nodata`; alert
+/// instances in `NoData`/`Error` states (`state.FormatStateAndReason`). A rule Grafana has not
+/// scheduled yet reports `ok` (api_prometheus.go, RuleStatusMutatorGenerator).
+pub fn judge_rule_states(folder: &str, groups: &Read<Vec<Value>>) -> Finding {
+    let st = Stage::Grafana;
+    let subject = format!("rule evaluation in folder {folder}");
+    let groups = match groups {
+        Err(e) => return Finding::failed(st, "grafana.rule-state", subject).with(e.clone()),
+        Ok(g) => g,
+    };
+    let rules: Vec<&Value> = groups
+        .iter()
+        .filter(|g| g["name"] == rules::GROUP)
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .collect();
+    if rules.is_empty() {
+        return Finding::warn(st, "grafana.rule-state", subject)
+            .with("Grafana evaluates no rule of this cluster yet");
+    }
+    let (mut errors, mut nodata, mut firing) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &rules {
+        let name = r["name"].as_str().unwrap_or("?");
+        let health = r["health"].as_str().unwrap_or("");
+        let instance_states: Vec<&str> = r["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["state"].as_str())
+            .collect();
+        if health == "error" || instance_states.iter().any(|s| s.starts_with("Error")) {
+            let why = r["lastError"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .unwrap_or("evaluation error");
+            errors.push(format!("{name}: {}", crate::sanitize::shown(why, &[])));
+        } else if health == "nodata" || instance_states.iter().any(|s| s.starts_with("NoData")) {
+            nodata.push(format!("{name}: no data"));
+        }
+        if r["state"] == "firing" {
+            firing.push(name.to_owned());
+        }
+    }
+    let mut f = if !errors.is_empty() {
+        Finding::failed(st, "grafana.rule-state", subject)
+    } else if !nodata.is_empty() {
+        Finding::warn(st, "grafana.rule-state", subject)
+    } else {
+        Finding::ok(st, "grafana.rule-state", subject)
+    };
+    f.evidence.push(format!(
+        "{} of {} rule(s) evaluate cleanly",
+        rules.len() - errors.len() - nodata.len(),
+        rules.len()
+    ));
+    f.evidence.extend(errors);
+    f.evidence.extend(nodata);
+    if !firing.is_empty() {
+        f.evidence
+            .push(format!("firing now: {}", firing.join(", ")));
+    }
+    f
+}
+
+/// Grafana's default contact point mails this placeholder address (its default alerting
+/// configuration, `alertmanagerDefaultConfiguration` in `pkg/setting/setting_unified_alerting.go`):
+/// alerts go nowhere.
+const PLACEHOLDER: &str = "<example@email.com>";
+
+pub fn judge_contact_points(points: &Read<Vec<Value>>) -> Finding {
+    let st = Stage::Grafana;
+    let subject = "contact points";
+    let points = match points {
+        Err(e) => return Finding::failed(st, "grafana.contact-points", subject).with(e.clone()),
+        Ok(p) => p,
+    };
+    let real: Vec<String> = points
+        .iter()
+        .filter(|p| {
+            !p["settings"]["addresses"]
+                .as_str()
+                .is_some_and(|a| a.contains(PLACEHOLDER))
+        })
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p["name"].as_str().unwrap_or("?"),
+                p["type"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if points.is_empty() {
+        Finding::failed(st, "grafana.contact-points", subject)
+            .with("none: an alert reaches nobody")
+            .repair(
+                RepairKind::Manual,
+                "configure SMTP or MS Teams in central_monitor.yaml (docs/central.md)",
+            )
+    } else if real.is_empty() {
+        Finding::warn(st, "grafana.contact-points", subject)
+            .with(format!(
+                "only Grafana's default, mailing {PLACEHOLDER}: an alert reaches nobody"
+            ))
+            .repair(
+                RepairKind::Manual,
+                "configure SMTP or MS Teams in central_monitor.yaml (docs/central.md)",
+            )
+    } else {
+        Finding::ok(st, "grafana.contact-points", subject).with(real.join(", "))
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A minimal Debian root that boots a real systemd as PID 1 in its own PID and mount namespaces
+# (../shared/notes/systemd-in-a-namespace.md), with ca-certificates as a host running the agent
+# has (rustls needs the system roots). Built once per machine, then reused; prints its path.
+set -euo pipefail
+root=${CMM_SYSTEMD_ROOT:-/var/cache/cmm/systemd-root}
+if [ -x "$root/lib/systemd/systemd" ] && [ -f "$root/.cmm-ready-v2" ]; then
+  echo "$root"; exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "root.sh: needs root (debootstrap, namespaces)" >&2; exit 1; }
+command -v debootstrap >/dev/null || {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+}
+# The mirror the machine's own apt uses.
+mirror=$(grep -rhoE '^URIs: *http[^ ]+debian/?$|^deb +http[^ ]+debian/? ' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null \
+  | head -1 | sed -E 's/^URIs: *//; s/^deb +//; s/ +$//' || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+rm -rf "$root.tmp"; mkdir -p "$(dirname "$root")"
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificates bookworm "$root.tmp" "$mirror" >&2
+# Without udev a getty waits forever for its device and the boot never reaches `running`.
+for u in getty.target serial-getty@.service getty@.service console-getty.service; do
+  ln -sf /dev/null "$root.tmp/etc/systemd/system/$u"
+done
+touch "$root.tmp/.cmm-ready-v2"
+rm -rf "$root"; mv "$root.tmp" "$root"
+echo "$root"
