@@ -271,11 +271,7 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
             "--post-renderer=/tmp/evil",
             &["starts with '-'", "./NAME"],
         ),
-        (
-            "--timeout",
-            "3h",
-            &["--timeout / CMM_TIMEOUT", "outside 1s..=2h"],
-        ),
+        ("--timeout", "3h", &["--timeout", "outside 1s..=2h"]),
         (
             "--pending-grace",
             "1.5m",
