@@ -86,12 +86,23 @@ pub fn run(
         "--property=Type=oneshot".to_owned(),
         "--property=SuccessExitStatus=1".to_owned(),
         "--property=TimeoutStartSec=20min".to_owned(),
+        "--property=KillMode=control-group".to_owned(),
+    ];
+    // The token the packaged unit loads (LoadCredential=) is handed over the same way, so a
+    // scheduled check proves the Grafana stage too instead of failing for want of a token.
+    if std::path::Path::new(TOKEN_CREDENTIAL_FILE).exists() {
+        cmd.push(format!(
+            "--property=LoadCredential={}:{TOKEN_CREDENTIAL_FILE}",
+            cmm_central::secret::SYSTEMD_TOKEN_CREDENTIAL
+        ));
+    }
+    cmd.extend([
         "--".to_owned(),
         exe.display().to_string(),
         "check".to_owned(),
         "--log-format".to_owned(),
         "json".to_owned(),
-    ];
+    ]);
     if args.repair {
         cmd.push("--repair".into());
     }
@@ -121,6 +132,9 @@ pub fn run(
     );
     Ok(())
 }
+
+/// Where the packaged unit loads the Grafana token from (systemd/cmm-agent-check.service).
+const TOKEN_CREDENTIAL_FILE: &str = "/etc/cmm/grafana-token";
 
 fn parse_every(raw: &str) -> anyhow::Result<std::time::Duration> {
     const MIN: std::time::Duration = std::time::Duration::from_secs(60);
