@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use cmm_testkit::grafana::{FakeGrafana, ADMIN_TOKEN};
-use cmm_testkit::kube::FakeKube;
+use cmm_testkit::scene::{installed_cluster, node, release};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
@@ -40,66 +40,6 @@ fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|f| f["id"] == id)
         .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
-}
-
-/// A monitored cluster as the operator and helm leave it: release record, operator, the
-/// operator-made Prometheus, node-exporter on its one node, the NodePort Service.
-async fn installed_cluster(nodeport: u16) -> FakeKube {
-    let kube = FakeKube::start().await;
-    kube.insert(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitor"},
-        "status": {"phase": "Active"}}),
-    );
-    kube.insert(json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
-        "spec": {"type": "NodePort", "ports": [{"name": "http-web", "port": 9090, "nodePort": nodeport}]}}));
-    kube.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "cmm-operator", "namespace": "monitor",
-                     "labels": {"chart": "kube-prometheus-stack-66.1.0"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "op"}},
-                 "template": {"metadata": {"labels": {"app": "op"}}, "spec": {"containers": [{"name": "op", "image": "op"}]}}},
-        "status": {"replicas": 1, "readyReplicas": 1}}));
-    kube.insert(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "prometheus-cmm", "namespace": "monitor",
-                     "labels": {"operator.prometheus.io/name": "cmm"}},
-        "spec": {"replicas": 1, "serviceName": "prometheus-operated",
-                 "selector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}},
-                              "spec": {"containers": [{"name": "prometheus", "image": "prometheus"}]}}},
-        "status": {"replicas": 1, "readyReplicas": 1}}));
-    kube.insert(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": "cmm-node-exporter", "namespace": "monitor"},
-        "spec": {"selector": {"matchLabels": {"app": "ne"}},
-                 "template": {"metadata": {"labels": {"app": "ne"}},
-                              "spec": {"tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
-                                       "containers": [{"name": "node-exporter", "image": "ne"}]}}},
-        "status": {"desiredNumberScheduled": 1, "numberReady": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0}}));
-    kube.insert(node("n1", &[]));
-    kube.insert(json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "cmm-node-exporter-n1", "namespace": "monitor",
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cmm-node-exporter", "uid": "u1"}]},
-        "spec": {"nodeName": "n1", "containers": [{"name": "node-exporter", "image": "ne"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}));
-    kube
-}
-
-fn node(name: &str, taints: &[Value]) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}},
-        "spec": {"taints": taints},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                   "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "containerd://1.7.0",
-                                "osImage": "Debian GNU/Linux 12", "kernelVersion": "6.1.0",
-                                "operatingSystem": "linux", "architecture": "amd64"}}})
-}
-
-fn release(version: u32, status: &str, plan: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-        "metadata": {"name": format!("sh.helm.release.v1.kr-mum.v{version}"), "namespace": "monitor",
-                     "labels": {"name": "kr-mum", "owner": "helm", "status": status,
-                                "version": version.to_string(), "modifiedAt": "1700000000", "cmm-plan": plan}},
-        "data": {"release": "SDRzSUFBQUFBQUFBLzZxdUJRUUFBUC8vbzB4dXRnQUFBQT09"}})
 }
 
 /// agent.toml as an admin writes it once: everything check needs, no flag.
@@ -484,11 +424,12 @@ impl Systemd {
             unshare,
             pid,
         };
-        // Its bus socket appears a moment after PID 1 starts.
+        // Its bus socket appears a moment after PID 1 starts; until then systemctl says
+        // "offline" or cannot connect.
         let mut state = String::new();
         for _ in 0..60 {
             state = s.sh("timeout 60 systemctl is-system-running --wait");
-            if !state.contains("Failed to connect") {
+            if state.contains("running") || state.contains("degraded") {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
@@ -549,7 +490,7 @@ impl Drop for Systemd {
 
 /// The systemd tier: the shipped units verify, the hardened service runs the real binary
 /// against the fakes with the token from LoadCredential, its exit status and journal are what
-/// check decided, the timer fires, and `schedule` makes a transient timer and removes it.
+/// check decided, the timer fires, and `schedule` makes a transient timer that fires and goes.
 #[tokio::test]
 async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fire() {
     let root = match std::env::var_os("CMM_SYSTEMD_ROOT") {
@@ -670,6 +611,12 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
         assert!(sd.sh("systemctl list-timers --all --no-pager").contains("cmm-test-schedule.timer"));
         let status = sd.sh("/usr/bin/cmm-agent schedule --status --unit cmm-test-schedule");
         assert!(status.contains("cmm-test-schedule.timer"), "{status}");
+        // It fires (60 s, plus up to 30 s of timer accuracy) and runs check with the token.
+        sd.wait_for("the scheduled timer fires and check finishes", 150, || {
+            runs(&sd, "cmm-test-schedule.service") > 0
+        });
+        let ran = sd.sh("journalctl -b -u cmm-test-schedule.service -o cat --no-pager");
+        assert!(ran.contains(r#""code":"degraded","exit":1"#), "{ran}");
         sd.sh("/usr/bin/cmm-agent schedule --remove --unit cmm-test-schedule");
         assert!(!sd.sh("systemctl list-timers --all --no-pager").contains("cmm-test-schedule.timer"));
         sd
