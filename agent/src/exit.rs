@@ -102,6 +102,14 @@ impl ExitCode {
         }
     }
 
+    /// How the setting an error is about was given (`--chart`, `CMM_CHART`, `chart (FILE line
+    /// N)`), or every way to give it when it was not: the origin the libraries cannot know.
+    pub fn setting_of(err: &anyhow::Error) -> Option<String> {
+        err.chain()
+            .find_map(|e| e.downcast_ref::<Classified>().and_then(Classified::setting))
+            .map(crate::settings::layers::named)
+    }
+
     /// The code attached to an error chain, or `Internal` when none was attached.
     pub fn of(err: &anyhow::Error) -> Self {
         err.chain()
@@ -145,6 +153,19 @@ impl From<ExitCode> for std::process::ExitCode {
 pub struct Classified {
     pub code: ExitCode,
     inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl Classified {
+    /// The setting a library error is about (its key): libraries name settings, never flags;
+    /// the agent knows how each was given.
+    pub fn setting(&self) -> Option<&'static str> {
+        if let Some(e) = self.inner.downcast_ref::<cmm_installer::Error>() {
+            return e.setting();
+        }
+        self.inner
+            .downcast_ref::<cmm_central::Error>()
+            .and_then(cmm_central::Error::setting)
+    }
 }
 
 impl fmt::Display for Classified {

@@ -97,6 +97,7 @@ fn main() -> std::process::ExitCode {
             .then(interrupt::current_stage)
             .flatten();
             let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+            let setting = exit::ExitCode::setting_of(&err);
             if json_output {
                 output::finish_json(Some(serde_json::json!({
                     "code": code.name(),
@@ -104,6 +105,7 @@ fn main() -> std::process::ExitCode {
                     "message": err.to_string(),
                     "causes": causes,
                     "hint": code.hint(),
+                    "setting": setting,
                     "state": stage.as_ref().map(|s| &s.left),
                     "next_run": stage.as_ref().map(|s| &s.next),
                 })));
@@ -113,6 +115,7 @@ fn main() -> std::process::ExitCode {
                     code = code.name(),
                     exit = code.status(),
                     causes = %causes.join("; "),
+                    setting = setting.as_deref().unwrap_or(""),
                     state = stage.as_ref().map_or("", |s| s.left.as_str()),
                     next_run = stage.as_ref().map_or("", |s| s.next.as_str()),
                     "{err}"
@@ -121,6 +124,9 @@ fn main() -> std::process::ExitCode {
                 eprintln!("cmm-agent: error: {err}");
                 for cause in &causes {
                     eprintln!("  caused by: {cause}");
+                }
+                if let Some(s) = &setting {
+                    eprintln!("  the setting: {s}");
                 }
                 if let Some(stage) = stage {
                     eprintln!("  state of the cluster: {}", stage.left);

@@ -643,7 +643,7 @@ async fn register_waits_a_bounded_time_for_the_first_scrape() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(11), "{err}");
     assert!(
-        err.contains("has no `up` series") && err.contains("--first-scrape-wait"),
+        err.contains("has no `up` series") && err.contains("`first-scrape-wait` setting"),
         "{err}"
     );
     assert!(fake.datasources().is_empty());
@@ -693,7 +693,7 @@ async fn credentials_in_the_url_and_multi_line_tokens_are_input_errors() {
     assert!(
         err.contains("--grafana-url")
             && err.contains("user:pass@")
-            && err.contains("--grafana-token-file"),
+            && err.contains("`grafana-token-file` setting"),
         "{err}"
     );
     assert!(

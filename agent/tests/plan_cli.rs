@@ -223,7 +223,10 @@ fn an_unreachable_chart_repository_points_at_an_offline_archive() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(
-        e.contains("cannot be reached") && e.contains("--chart") && e.contains("helm pull"),
+        // The library names the setting; the agent says how it was given (here: the variable).
+        e.contains("cannot be reached")
+            && e.contains("the setting: CMM_CHART")
+            && e.contains("helm pull"),
         "{e}"
     );
 }

@@ -71,11 +71,11 @@ pub fn discover(input: &DiscoveryInput<'_>) -> Result<Endpoint> {
     if matches!(svc_type, "NodePort" | "LoadBalancer") {
         if let Some(node_port) = port.and_then(|p| p.node_port) {
             let (addr, why) = match input.advertise_address {
-                Some(a) => (a.to_owned(), "--advertise-address".to_owned()),
+                Some(a) => (a.to_owned(), "the advertise-address setting".to_owned()),
                 None => node_address(input.nodes).ok_or_else(|| Error::Discovery {
                     problem: format!(
                         "Service {svc_name} is a NodePort ({node_port}) but no Ready node reports \
-                         an ExternalIP or InternalIP: pass --advertise-address or --prometheus-url"
+                         an ExternalIP or InternalIP: set advertise-address or prometheus-url"
                     ),
                 })?,
             };
@@ -312,7 +312,7 @@ mod tests {
                 &two,
                 &none,
                 None,
-                Err("--prometheus-url"),
+                Err("prometheus-url"),
             ),
             (
                 "nodeport but no ready node address",
@@ -320,7 +320,7 @@ mod tests {
                 &[],
                 &none,
                 None,
-                Err("--advertise-address"),
+                Err("advertise-address"),
             ),
         ];
         for (name, s, n, i, adv, want) in cases {

@@ -82,12 +82,12 @@ pub enum Error {
         "Grafana rejected the credentials (401 Unauthorized) on {method} {path}: {message}. {}",
         match login {
             Some(user) => format!(
-                "The password of Grafana user {user:?} was refused: check --grafana-password-file \
+                "The password of Grafana user {user:?} was refused: check the `grafana-password-file` setting \
                  (a fresh central Grafana's admin password is key admin-password of Secret \
                  cmm-grafana-admin in its namespace)"
             ),
             None => "The token is wrong, expired, revoked or from another org: issue a new one with \
-                     `cmm-agent central token` and pass it with --grafana-token-file or \
+                     `cmm-agent central token` and pass it with the `grafana-token-file` setting or \
                      CMM_GRAFANA_TOKEN"
                 .to_owned(),
         }
@@ -161,6 +161,17 @@ impl Error {
         }
     }
 
+    /// The setting (its key, the long flag's name) an input error is about, for the agent
+    /// to say where that value came from.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// `field` is the setting's key (`grafana-url`), never a flag spelling: the agent adds how
+    /// it was given.
     pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
         Error::Invalid {
             field,

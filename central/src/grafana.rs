@@ -107,22 +107,22 @@ impl GrafanaClient {
     ) -> Result<Self> {
         let mut base = Url::parse(base).map_err(|e| {
             Error::invalid(
-                "--grafana-url",
+                "grafana-url",
                 format!("{base:?} is not a URL ({e}): give e.g. http://grafana.example:3000"),
             )
         })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(Error::invalid(
-                "--grafana-url",
+                "grafana-url",
                 format!("{base} must be an http:// or https:// URL"),
             ));
         }
         if !base.username().is_empty() || base.password().is_some() {
             return Err(Error::invalid(
-                "--grafana-url",
+                "grafana-url",
                 "carries a user or password (user:pass@): they would be printed and logged with \
-                 the URL; give the token with --grafana-token-file (or CMM_GRAFANA_TOKEN), or \
-                 the admin login with --grafana-user and --grafana-password-file",
+                 the URL; give the token with the `grafana-token-file` setting (or CMM_GRAFANA_TOKEN), or \
+                 the admin login with the `grafana-user` and `grafana-password-file` settings",
             ));
         }
         if !base.path().ends_with('/') {
@@ -133,12 +133,12 @@ impl GrafanaClient {
             .timeout(retry.timeout)
             .connect_timeout(retry.timeout.min(Duration::from_secs(5)));
         if let Some(pem) = ca_pem {
-            for cert in crate::prometheus::pem_certificates(pem, "--grafana-ca-file")? {
+            for cert in crate::prometheus::pem_certificates(pem, "grafana-ca-file")? {
                 builder = builder.add_root_certificate(cert);
             }
         }
         let http = builder.build().map_err(|e| {
-            Error::invalid("--grafana-url", format!("cannot build an HTTP client: {e}"))
+            Error::invalid("grafana-url", format!("cannot build an HTTP client: {e}"))
         })?;
         Ok(Self {
             http,
@@ -670,7 +670,7 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(e.starts_with("--grafana-url"), "{e}");
+            assert!(e.starts_with("grafana-url"), "{e}");
         }
     }
 }

@@ -28,7 +28,7 @@ impl PrometheusTarget {
     pub fn parsed_url(&self) -> Result<Url> {
         let url = Url::parse(&self.url).map_err(|e| {
             Error::invalid(
-                "--prometheus-url",
+                "prometheus-url",
                 format!(
                     "{:?} is not a URL ({e}): give e.g. http://10.0.0.11:30090",
                     self.url
@@ -37,26 +37,26 @@ impl PrometheusTarget {
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(Error::invalid(
-                "--prometheus-url",
+                "prometheus-url",
                 format!("{url} must be an http:// or https:// URL with a host"),
             ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Error::invalid(
-                "--prometheus-url",
-                "carries credentials: use --prometheus-user and --prometheus-password-file instead, \
+                "prometheus-url",
+                "carries credentials: use the `prometheus-user` and `prometheus-password-file` settings instead, \
                  so the password is not stored in the URL",
             ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(Error::invalid(
-                "--prometheus-url",
+                "prometheus-url",
                 format!("{url} has a query or fragment: give the Prometheus base URL only"),
             ));
         }
         if url.as_str().len() > 255 {
             return Err(Error::invalid(
-                "--prometheus-url",
+                "prometheus-url",
                 "is longer than 255 characters, Grafana's limit for a datasource URL",
             ));
         }
@@ -85,16 +85,16 @@ impl PrometheusProbe {
         let base = target.parsed_url()?;
         let mut builder = reqwest::Client::builder().timeout(retry.timeout);
         if let Some(pem) = &target.ca_pem {
-            for cert in pem_certificates(pem, "--prometheus-ca-file")? {
+            for cert in pem_certificates(pem, "prometheus-ca-file")? {
                 builder = builder.add_root_certificate(cert);
             }
         }
         if target.tls_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| {
-            Error::invalid("--prometheus-url", format!("cannot build a client: {e}"))
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| Error::invalid("prometheus-url", format!("cannot build a client: {e}")))?;
         Ok(Self {
             http,
             target,
@@ -151,7 +151,7 @@ impl PrometheusProbe {
         }
         Err(self.fail(format!(
             "{} did not answer after {} attempt(s): {last}; check the address is reachable from \
-             here (NodePort open, --advertise-address)",
+             here (NodePort open, the `advertise-address` setting)",
             url.path(),
             self.retry.attempts.max(1)
         )))
@@ -202,7 +202,7 @@ impl PrometheusProbe {
                 }
                 return Err(self.fail(format!(
                     "{reason} — still so after waiting {}s for the first scrape \
-                     (--first-scrape-wait)",
+                     (the `first-scrape-wait` setting)",
                     waited.as_secs()
                 )));
             }
@@ -222,7 +222,7 @@ impl PrometheusProbe {
         let (status, body) = self.get("-/ready", &[]).await?;
         if status == 401 || status == 403 {
             return Err(self.fail(format!(
-                "refused the credentials ({status}): check --prometheus-user / --prometheus-password-file"
+                "refused the credentials ({status}): check the `prometheus-user` and `prometheus-password-file` settings"
             )));
         }
         if status != 200 {
@@ -510,7 +510,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.starts_with("--prometheus-ca-file") && e.contains("BEGIN CERTIFICATE"),
+            e.starts_with("prometheus-ca-file") && e.contains("BEGIN CERTIFICATE"),
             "{e}"
         );
     }
@@ -518,8 +518,8 @@ mod tests {
     #[test]
     fn bad_urls_name_the_flag_and_keep_passwords_out() {
         for (url, hint) in [
-            ("10.0.0.1:30090", "--prometheus-url"),
-            ("http://u:p@10.0.0.1:30090", "--prometheus-password-file"),
+            ("10.0.0.1:30090", "prometheus-url"),
+            ("http://u:p@10.0.0.1:30090", "prometheus-password-file"),
             ("http://10.0.0.1:30090/?x=1", "query"),
         ] {
             let t = PrometheusTarget {

@@ -65,7 +65,7 @@ pub fn desired_datasource(cluster: &ClusterName, target: &PrometheusTarget) -> R
     if let Some((user, password)) = &target.basic_auth {
         if user.is_empty() {
             return Err(Error::invalid(
-                "--prometheus-user",
+                "prometheus-user",
                 "is empty: give the basic-auth user, or leave out basic auth",
             ));
         }
@@ -125,7 +125,7 @@ pub fn decide(
                      make (CMM's is uid {uid})",
                     f.name, f.uid, f.url
                 ),
-                fix: "rename or delete it in Grafana, or re-run with --force to replace it \
+                fix: "rename or delete it in Grafana, or re-run with the `force` setting (--force) to replace it \
                       (dashboards that point at its uid lose their datasource)"
                     .into(),
             });
@@ -258,7 +258,7 @@ async fn upsert_datasource(
                 grafana.update_datasource(&uid, &body).await?;
             }
             DatasourceAction::Replace { foreign_uid } => {
-                tracing::warn!(foreign_uid = %foreign_uid, "--force: deleting the datasource that holds the cluster's name");
+                tracing::warn!(foreign_uid = %foreign_uid, "force: deleting the datasource that holds the cluster's name");
                 grafana.delete_datasource(foreign_uid).await?;
                 match by_uid {
                     Some(ours) => {

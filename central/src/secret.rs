@@ -68,7 +68,7 @@ pub fn resolve_token(
     credentials_directory: Option<&Path>,
 ) -> Result<Option<(Secret, SecretOrigin)>> {
     if let Some(path) = file {
-        let secret = read_secret_file(path, "the Grafana token (--grafana-token-file)")?;
+        let secret = read_secret_file(path, "the Grafana token (grafana-token-file)")?;
         return Ok(Some((secret, SecretOrigin::File(path.to_owned()))));
     }
     if let Some(value) = env_value {
@@ -216,7 +216,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("--grafana-token-file") && e.contains("empty"),
+            e.contains("grafana-token-file") && e.contains("empty"),
             "{e}"
         );
         let e = resolve_token(None, Some("  "), None)

@@ -36,12 +36,12 @@ pub async fn issue_token(
 ) -> Result<IssuedToken> {
     if service_account.trim().is_empty() {
         return Err(Error::invalid(
-            "--service-account",
+            "service-account",
             "is empty: give a name, e.g. cmm-registrar",
         ));
     }
     if token_name.trim().is_empty() {
-        return Err(Error::invalid("--token-name", "is empty"));
+        return Err(Error::invalid("token-name", "is empty"));
     }
     let (id, created) = match find_service_account(grafana, service_account).await? {
         Some(id) => (id, false),
@@ -59,7 +59,7 @@ pub async fn issue_token(
     let a = grafana.send(Method::POST, &seg, Some(&body), &[]).await?;
     if a.status == StatusCode::BAD_REQUEST && a.message().contains("already exists") {
         return Err(Error::invalid(
-            "--token-name",
+            "token-name",
             format!("a token named {token_name:?} already exists in this Grafana org: choose another name"),
         ));
     }

@@ -454,7 +454,8 @@ async fn the_registration_token_is_issued_once_and_works_for_registration() {
     let dup = cmm_central::token::issue_token(&admin, "cmm-registrar", "cmm-2", None)
         .await
         .unwrap_err();
-    assert!(dup.to_string().contains("--token-name"), "{dup}");
+    assert!(dup.to_string().starts_with("token-name:"), "{dup}");
+    assert_eq!(dup.setting(), Some("token-name"));
     let bad = GrafanaClient::new(
         &fake.url,
         Credentials::Basic {

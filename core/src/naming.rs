@@ -54,7 +54,7 @@ pub struct ClusterName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("cluster name is empty: give the cluster's name, e.g. --cluster kr-mum")]
+    #[error("cluster name is empty: give the cluster's name, e.g. kr-mum")]
     Empty,
     #[error(
         "cluster name {name:?} is {len} characters; the limit is {max} (the Grafana datasource uid \

@@ -79,7 +79,7 @@ pub fn fixes(env: &Environment, kube_metrics: bool) -> Vec<Fix> {
     if kube_metrics {
         out.push(Fix::new(
             "kube-metrics",
-            "requested with --kube-metrics: kube-state-metrics and the Kubernetes component ServiceMonitors".into(),
+            "requested with the kube-metrics setting: kube-state-metrics and the Kubernetes component ServiceMonitors".into(),
             Overlay::KubeMetrics,
         ));
     }
@@ -680,7 +680,7 @@ mod tests {
             ("a=1,b", "has no '='"),
         ] {
             let err = check_set(bad).unwrap_err().to_string();
-            assert!(err.contains(says) && err.contains("--set"), "{bad}: {err}");
+            assert!(err.contains(says) && err.contains("`set`"), "{bad}: {err}");
         }
     }
 

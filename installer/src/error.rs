@@ -6,19 +6,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("chart {0:?} does not exist: give a chart directory, a .tgz from `helm pull prometheus-community/kube-prometheus-stack --version 66.1.0`, or REPO_URL#CHART")]
     ChartMissing(PathBuf),
-    #[error("chart {path:?} is not a helm chart (no Chart.yaml): point --chart / CMM_CHART at the kube-prometheus-stack directory")]
+    #[error("chart {path:?} is not a helm chart (no Chart.yaml): point the `chart` setting at the kube-prometheus-stack directory")]
     NotAChart { path: PathBuf },
-    #[error("--chart / CMM_CHART {0:?}: a part starts with '-', which helm would take for one of its flags; write a local path as ./NAME")]
+    #[error("chart {0:?}: a part starts with '-', which helm would take for one of its flags; write a local path as ./NAME")]
     ChartDash(String),
     #[error("chart reference {0:?} is not understood: use a directory, a .tgz file, or REPO_URL#CHART[@VERSION]")]
     BadChartRef(String),
     #[error(
-        "helm ({bin:?}) was not found: install helm >= {min} or point --helm / CMM_HELM at it"
+        "helm ({bin:?}) was not found: install helm >= {min} or point the `helm` setting at it"
     )]
     HelmMissing { bin: PathBuf, min: &'static str },
-    #[error("helm {found} is too old: CMM needs helm >= {min}; upgrade helm or point --helm / CMM_HELM at a newer one")]
+    #[error("helm {found} is too old: CMM needs helm >= {min}; upgrade helm or point the `helm` setting at a newer one")]
     HelmTooOld { found: String, min: &'static str },
-    #[error("the chart repository {url} cannot be reached ({stderr}). Offline or behind a firewall: on a machine with access run `helm pull prometheus-community/kube-prometheus-stack --version 66.1.0`, copy the .tgz here and pass it with --chart / CMM_CHART (or a proxy with HTTPS_PROXY)")]
+    #[error("the chart repository {url} cannot be reached ({stderr}). Offline or behind a firewall: on a machine with access run `helm pull prometheus-community/kube-prometheus-stack --version 66.1.0`, copy the .tgz here and name it in the `chart` setting (or a proxy with HTTPS_PROXY)")]
     ChartRepoUnreachable { url: String, stderr: String },
     #[error("`helm {args}` failed (exit {status}): {stderr}")]
     HelmFailed {
@@ -46,7 +46,7 @@ pub enum Error {
         #[source]
         source: cmm_core::NameError,
     },
-    #[error("kubeconfig {path} (from {from}) does not exist: pass --kubeconfig / CMM_KUBECONFIG, set KUBECONFIG, or create ~/.kube/config (e.g. `aws eks update-kubeconfig`)")]
+    #[error("kubeconfig {path} (from {from}) does not exist: set the `kubeconfig` setting or KUBECONFIG, or create ~/.kube/config (e.g. `aws eks update-kubeconfig`)")]
     KubeconfigMissing { path: String, from: &'static str },
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
@@ -67,7 +67,7 @@ pub enum Error {
     },
     #[error("interrupted by {signal}: {detail}")]
     Interrupted { signal: String, detail: String },
-    #[error("--set {raw:?} is not understood: {reason}")]
+    #[error("the `set` value {raw:?} is not understood: {reason}")]
     BadSet { raw: String, reason: String },
     #[error("{context}: {source}")]
     Io {
@@ -78,6 +78,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The setting (its key, the long flag's name) an input error is about, for the agent to
+    /// say where that value came from.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            Error::ChartMissing(_)
+            | Error::NotAChart { .. }
+            | Error::BadChartRef(_)
+            | Error::ChartDash(_)
+            | Error::ChartRepoUnreachable { .. } => Some("chart"),
+            Error::HelmMissing { .. } | Error::HelmTooOld { .. } => Some("helm"),
+            Error::KubeconfigMissing { .. } | Error::Kubeconfig { .. } => Some("kubeconfig"),
+            Error::BadSet { .. } => Some("set"),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

@@ -44,10 +44,10 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
         if !p.is_file() {
             return Err(Error::KubeconfigMissing {
                 path: p.display().to_string(),
-                from: "--kubeconfig / CMM_KUBECONFIG",
+                from: "the kubeconfig setting",
             });
         }
-        return Ok((vec![p.clone()], "--kubeconfig / CMM_KUBECONFIG"));
+        return Ok((vec![p.clone()], "the kubeconfig setting"));
     }
     if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
         // Like kubectl: files in the list that do not exist are skipped.
@@ -69,7 +69,7 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
     if !default.is_file() {
         return Err(Error::KubeconfigMissing {
             path: default.display().to_string(),
-            from: "the default ~/.kube/config (no --kubeconfig, no KUBECONFIG)",
+            from: "the default ~/.kube/config (no kubeconfig setting, no KUBECONFIG)",
         });
     }
     Ok((vec![default], "~/.kube/config"))
@@ -112,7 +112,7 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             return Err(Error::Kubeconfig {
                 path: shown,
                 message: format!(
-                    "it has no current-context: pass --context / CMM_CONTEXT (contexts there: {})",
+                    "it has no current-context: set the `context` setting (contexts there: {})",
                     context_names(&kc)
                 ),
             })
@@ -122,8 +122,8 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
         return Err(Error::Kubeconfig {
             path: shown,
             message: format!(
-                "context {context:?} is not in it (from {}): pass one of [{}] to --context / CMM_CONTEXT",
-                if target.context.is_some() { "--context / CMM_CONTEXT" } else { from },
+                "context {context:?} is not in it (from {}): give one of [{}] as the `context` setting",
+                if target.context.is_some() { "the context setting" } else { from },
                 context_names(&kc)
             ),
         });
