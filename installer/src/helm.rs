@@ -531,7 +531,12 @@ mod tests {
     #[tokio::test]
     async fn a_missing_helm_is_named_with_the_fix() {
         let helm = Helm::new(PathBuf::from("/nonexistent/helm"));
-        let err = helm.version().await.unwrap_err().to_string();
-        assert!(err.contains("CMM_HELM") && err.contains("3.12"), "{err}");
+        let err = helm.version().await.unwrap_err();
+        assert_eq!(err.setting(), Some("helm"));
+        let err = err.to_string();
+        assert!(
+            err.contains("`helm` setting") && err.contains("3.12"),
+            "{err}"
+        );
     }
 }
