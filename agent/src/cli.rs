@@ -138,6 +138,9 @@ pub enum Command {
     /// The settings file (/etc/cmm/agent.toml): validate it, or show every resolved setting
     /// with its origin.
     Config(crate::cmd::config::ConfigArgs),
+    /// Replace this binary with the newest signed release (or --to TAG), keeping the previous
+    /// one for --rollback. Refuses when dpkg or rpm owns the binary: upgrade the package.
+    SelfUpdate(crate::cmd::update::SelfUpdateArgs),
 }
 
 /// What decides the release's plan besides the chart: shared by bootstrap (which installs it)

@@ -11,6 +11,7 @@ mod logging;
 mod output;
 mod progress;
 mod settings;
+mod version;
 
 fn main() -> std::process::ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

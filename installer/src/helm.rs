@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// Oldest helm CMM supports (server-side apply of large CRDs and `--repo` on template).
 pub const MIN_HELM: (u32, u32) = (3, 12);
-const MIN_HELM_TEXT: &str = "3.12";
+pub const MIN_HELM_TEXT: &str = "3.12";
 
 #[derive(Debug, Clone)]
 pub struct Helm {

@@ -10,6 +10,7 @@ pub mod kube;
 pub mod prometheus;
 /// Not a fake of a remote API: a forwarding proxy between the agent and the fakes.
 pub mod proxy;
+pub mod releases;
 pub mod scene;
 
 /// A `http://127.0.0.1:PORT` URL nothing listens on: the port was bound and released, so a

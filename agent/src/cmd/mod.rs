@@ -10,6 +10,7 @@ mod plan;
 pub(crate) mod rbac;
 pub(crate) mod register;
 pub(crate) mod schedule;
+pub(crate) mod update;
 
 use crate::cli::{Cli, Command};
 
@@ -25,5 +26,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(&cli.global, args).await,
         Command::Schedule(args) => schedule::run(&cli.global, args, &cli.config),
         Command::Config(args) => config::run(&cli.global, args, &cli.config),
+        Command::SelfUpdate(args) => update::run(&cli.global, args).await,
     }
 }

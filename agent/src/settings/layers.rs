@@ -48,6 +48,11 @@ pub const DEFAULTS: &[(&str, &[&str])] = &[
     ("storage-warn", &["80"]),
     ("every", &["15m"]),
     ("unit", &["cmm-agent-schedule"]),
+    // GitHub's releases API; the repository is CMM's release repository (the name to publish
+    // under when one exists: nothing is released there yet).
+    ("update-feed", &["https://api.github.com"]),
+    ("update-repo", &["cmm-dev/cmm-agent"]),
+    ("update-timeout", &["60s"]),
 ];
 
 /// Where a value came from.
@@ -108,7 +113,10 @@ fn builtin(key: &str) -> Option<&'static [&'static str]> {
 /// the command line is first read with (to find the file).
 pub fn defaults_only() -> Command {
     use clap::CommandFactory;
-    layered(crate::cli::Cli::command(), None)
+    layered(
+        crate::cli::Cli::command().long_version(crate::version::long()),
+        None,
+    )
 }
 
 /// The command tree with each flag's lowest layers (file, else built-in) as its default.

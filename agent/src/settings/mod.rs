@@ -171,16 +171,18 @@ pub enum DurationSetting {
     GrafanaTimeout,
     GrafanaWait,
     FirstScrapeWait,
+    UpdateTimeout,
 }
 
 impl DurationSetting {
-    const ALL: [DurationSetting; 6] = [
+    const ALL: [DurationSetting; 7] = [
         DurationSetting::Timeout,
         DurationSetting::PendingGrace,
         DurationSetting::ClaimWait,
         DurationSetting::GrafanaTimeout,
         DurationSetting::GrafanaWait,
         DurationSetting::FirstScrapeWait,
+        DurationSetting::UpdateTimeout,
     ];
 
     /// (setting key = long flag, min, max)
@@ -197,6 +199,7 @@ impl DurationSetting {
             }
             DurationSetting::GrafanaWait => ("grafana-wait", S, H),
             DurationSetting::FirstScrapeWait => ("first-scrape-wait", Duration::ZERO, H),
+            DurationSetting::UpdateTimeout => ("update-timeout", S, 30 * MIN),
         }
     }
 

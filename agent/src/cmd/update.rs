@@ -1,0 +1,474 @@
+//! `cmm-agent self-update [--to TAG] [--allow-downgrade] | --rollback`: replace this binary with
+//! a signed release from a GitHub-style release feed, for hosts where no package manager owns
+//! it. Everything is checked before the first change: the settings, who owns the binary (dpkg,
+//! rpm), whether its directory is writable, that this build trusts a release key. The archive's
+//! zipsign signature is verified by the self_update crate before anything is extracted; the
+//! binary it replaces is kept as `.cmm-agent.previous` beside it for `--rollback`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::cli::{GlobalArgs, Output};
+use crate::exit::{Classify, ExitCode};
+use crate::output::outln;
+use crate::settings::{layers, BadInput, DurationSetting};
+use crate::version::VERSION;
+
+/// Release keys from `packaging/release-keys/*.pub` (see its README), compiled in.
+const RELEASE_KEYS: &[self_update::VerifyingKey] =
+    include!(concat!(env!("OUT_DIR"), "/release_keys.rs"));
+
+/// testkit's fixed test key (`cmm_testkit::releases::TEST_SEED`): its private half is public on
+/// purpose, so only debug builds (the test suite) trust it, never a release build.
+#[cfg(debug_assertions)]
+pub const TEST_KEY: self_update::VerifyingKey = [
+    0x2f, 0xa5, 0xd1, 0xbf, 0x86, 0xff, 0x34, 0xb8, 0xab, 0xe8, 0x33, 0x3a, 0xeb, 0x91, 0xb9, 0x85,
+    0xae, 0x88, 0xea, 0x93, 0x51, 0xf2, 0x36, 0x51, 0xf6, 0x80, 0xe5, 0x49, 0x92, 0x37, 0x6c, 0xf9,
+];
+
+fn trusted_keys() -> Vec<self_update::VerifyingKey> {
+    #[allow(unused_mut)]
+    let mut keys = RELEASE_KEYS.to_vec();
+    #[cfg(debug_assertions)]
+    keys.push(TEST_KEY);
+    keys
+}
+
+#[derive(Debug, Args)]
+pub struct SelfUpdateArgs {
+    /// Release feed: the base URL of a GitHub-compatible releases API (GitHub Enterprise:
+    /// https://HOST/api/v3, or a mirror serving the same paths).
+    #[arg(long, env = "CMM_UPDATE_FEED")]
+    pub update_feed: String,
+    /// The repository whose releases are installed, OWNER/NAME.
+    #[arg(long, env = "CMM_UPDATE_REPO")]
+    pub update_repo: String,
+    /// Install this release tag (e.g. v0.2.0) instead of the newest.
+    #[arg(long, env = "CMM_UPDATE_TO")]
+    pub to: Option<String>,
+    /// With --to: allow a release older than the running one.
+    #[arg(long, env = "CMM_ALLOW_DOWNGRADE", requires = "to")]
+    pub allow_downgrade: bool,
+    /// Put back the binary the last self-update replaced (kept as .cmm-agent.previous).
+    #[arg(long, env = "CMM_ROLLBACK", conflicts_with_all = ["to", "allow_downgrade"])]
+    pub rollback: bool,
+    /// Timeout of each request to the feed (the download included), e.g. 60s.
+    #[arg(long, env = "CMM_UPDATE_TIMEOUT")]
+    pub update_timeout: String,
+}
+
+/// What was done, for `--output json` and the human line.
+#[derive(Debug, serde::Serialize)]
+struct Outcome {
+    action: &'static str,
+    binary: PathBuf,
+    from: String,
+    to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<PathBuf>,
+}
+
+pub async fn run(global: &GlobalArgs, args: SelfUpdateArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| anyhow::anyhow!("cannot tell where this binary is: {e}"))?;
+    let previous = previous_of(&exe);
+    if args.rollback {
+        refuse_unless_ours(&exe)?;
+        let outcome = rollback(&exe, &previous)?;
+        return report(global, &outcome);
+    }
+    // Every input first, then every refusal, then the network.
+    let feed = check_feed(&args.update_feed)?;
+    let (owner, name) = check_repo(&args.update_repo)?;
+    if let Some(tag) = &args.to {
+        check_tag(tag)?;
+    }
+    let timeout = DurationSetting::UpdateTimeout.parse(&args.update_timeout)?;
+    refuse_unless_ours(&exe)?;
+    let keys = trusted_keys();
+    if keys.is_empty() {
+        return Err(BadInput(
+            "this build trusts no release key, so it cannot verify an update: install a \
+             package, or a build with a key in packaging/release-keys/"
+                .to_owned(),
+        ))
+        .classify(ExitCode::Usage);
+    }
+    let plan = Plan {
+        feed,
+        owner,
+        name,
+        to: args.to.clone(),
+        allow_downgrade: args.allow_downgrade,
+        timeout,
+        keys,
+        exe: exe.clone(),
+        previous,
+    };
+    let outcome = tokio::task::spawn_blocking(move || plan.apply())
+        .await
+        .map_err(|e| anyhow::anyhow!("the update task failed: {e}"))??;
+    report(global, &outcome)
+}
+
+fn report(global: &GlobalArgs, o: &Outcome) -> anyhow::Result<()> {
+    if global.output == Output::Json {
+        return crate::output::json(o);
+    }
+    match o.action {
+        "up-to-date" => outln!("{}: {} is the newest release", o.binary.display(), o.from),
+        "rolled-back" => outln!(
+            "{}: rolled back from {} to {}",
+            o.binary.display(),
+            o.from,
+            o.to
+        ),
+        _ => outln!(
+            "{}: updated from {} to {} (signature verified; the previous binary is kept for \
+             `cmm-agent self-update --rollback`)",
+            o.binary.display(),
+            o.from,
+            o.to
+        ),
+    }
+    Ok(())
+}
+
+/// `.cmm-agent.previous` in the binary's own directory: the same filesystem, so putting it back
+/// is one atomic rename; a dot name, so it is no command on PATH.
+fn previous_of(exe: &Path) -> PathBuf {
+    let name = exe
+        .file_name()
+        .map_or_else(|| "cmm-agent".into(), |n| n.to_string_lossy().into_owned());
+    exe.with_file_name(format!(".{name}.previous"))
+}
+
+fn check_feed(url: &str) -> anyhow::Result<String> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() > "https://".len()
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(BadInput(format!(
+            "{} {url:?}: give the base URL of a GitHub-compatible releases API, e.g. \
+             https://api.github.com",
+            layers::named("update-feed")
+        )))
+        .classify(ExitCode::Usage);
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn check_repo(repo: &str) -> anyhow::Result<(String, String)> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match repo.split_once('/') {
+        Some((o, n)) if part_ok(o) && part_ok(n) => Ok((o.to_owned(), n.to_owned())),
+        _ => Err(BadInput(format!(
+            "{} {repo:?}: give OWNER/NAME of the repository whose releases to install",
+            layers::named("update-repo")
+        )))
+        .classify(ExitCode::Usage),
+    }
+}
+
+fn check_tag(tag: &str) -> anyhow::Result<()> {
+    if semver_of(tag).is_none() {
+        return Err(BadInput(format!(
+            "{} {tag:?}: give a release tag with a version, e.g. v0.2.0",
+            layers::named("to")
+        )))
+        .classify(ExitCode::Usage);
+    }
+    Ok(())
+}
+
+fn semver_of(tag: &str) -> Option<(u64, u64, u64)> {
+    let v = tag.strip_prefix('v').unwrap_or(tag);
+    let core = v.split(['-', '+']).next()?;
+    let mut it = core.split('.').map(|p| p.parse::<u64>().ok());
+    let v = (it.next()??, it.next()??, it.next()??);
+    it.next().is_none().then_some(v)
+}
+
+/// Which package database, if any, owns `path`: replacing a packaged file behind dpkg's or
+/// rpm's back makes the next upgrade or `--verify` fight it.
+pub fn package_owner(path: &Path) -> Option<&'static str> {
+    let owned = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if owned("dpkg-query", &["-S"]) {
+        return Some("dpkg");
+    }
+    if owned("rpm", &["-qf"]) {
+        return Some("rpm");
+    }
+    None
+}
+
+fn refuse_unless_ours(exe: &Path) -> anyhow::Result<()> {
+    if let Some(db) = package_owner(exe) {
+        let how = match db {
+            "dpkg" => "apt-get install --only-upgrade cmm-agent (or apt-get install ./cmm-agent_VERSION.deb)",
+            _ => "dnf upgrade cmm-agent (or rpm -U cmm-agent-VERSION.rpm)",
+        };
+        return Err(BadInput(format!(
+            "{} belongs to the {db} package cmm-agent: self-update would go behind the package \
+             manager's back; upgrade the package instead: {how}",
+            exe.display()
+        )))
+        .classify(ExitCode::Preflight);
+    }
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    for p in [dir, exe] {
+        if nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(BadInput(format!(
+                "{} is not writable by this user: run self-update as the binary's owner (e.g. \
+                 with sudo), or install a package",
+                p.display()
+            )))
+            .classify(ExitCode::Preflight);
+        }
+    }
+    Ok(())
+}
+
+struct Plan {
+    feed: String,
+    owner: String,
+    name: String,
+    to: Option<String>,
+    allow_downgrade: bool,
+    timeout: Duration,
+    keys: Vec<self_update::VerifyingKey>,
+    exe: PathBuf,
+    previous: PathBuf,
+}
+
+impl Plan {
+    fn updater(&self, tag: Option<&str>) -> anyhow::Result<self_update::backends::github::Update> {
+        let mut b = self_update::backends::github::Update::configure();
+        b.api_base_url(&self.feed)
+            .repo_owner(&self.owner)
+            .repo_name(&self.name)
+            .bin_name("cmm-agent")
+            .bin_install_path(&self.exe)
+            .current_version(VERSION)
+            .verifying_keys(self.keys.clone())
+            .timeout(self.timeout)
+            .retries(2)
+            .show_download_progress(false)
+            .unattended();
+        if let Some(t) = tag {
+            b.release_tag(t);
+        }
+        b.build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the update: {e}"))
+    }
+
+    fn apply(self) -> anyhow::Result<Outcome> {
+        // A `.tmp` copy left by a run that was killed is stale: start clean.
+        let staged = self.previous.with_extension("previous.tmp");
+        let _ = std::fs::remove_file(&staged);
+        if let Some(tag) = &self.to {
+            let release = self
+                .updater(None)?
+                .get_release_version(tag)
+                .map_err(|e| feed_error(&self.feed, e))?;
+            let target = semver_of(release.version());
+            let current = semver_of(VERSION);
+            if target == current {
+                return Ok(self.outcome("up-to-date", VERSION.into(), None));
+            }
+            if target < current && !self.allow_downgrade {
+                return Err(BadInput(format!(
+                    "{tag} ({}) is older than this binary ({VERSION}): add --allow-downgrade to \
+                     install it anyway",
+                    release.version()
+                )))
+                .classify(ExitCode::Usage);
+            }
+        }
+        // The binary about to be replaced, copied aside first; it becomes `.previous` only once
+        // the new one is in place and answers.
+        std::fs::copy(&self.exe, &staged).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot keep the current binary as {}: {e}",
+                staged.display()
+            )
+        })?;
+        let status = self.updater(self.to.as_deref())?.update_extended();
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(feed_error(&self.feed, e));
+            }
+        };
+        let release = match status {
+            self_update::update::ReleaseStatus::UpToDate => {
+                let _ = std::fs::remove_file(&staged);
+                return Ok(self.outcome("up-to-date", VERSION.into(), None));
+            }
+            self_update::update::ReleaseStatus::Updated(r) => r,
+            // The enum is non-exhaustive; a status this code does not know changed nothing
+            // it can vouch for.
+            other => {
+                let _ = std::fs::remove_file(&staged);
+                anyhow::bail!("the update ended in a state this agent does not know: {other:?}");
+            }
+        };
+        // The new binary must at least start and say what it is; otherwise put the old one back.
+        if let Err(why) = answers(&self.exe) {
+            std::fs::rename(&staged, &self.exe).map_err(|e| {
+                anyhow::anyhow!(
+                    "the new binary does not start ({why}) and the old one could not be put \
+                     back from {}: {e}",
+                    staged.display()
+                )
+            })?;
+            anyhow::bail!(
+                "release {} was installed but does not start ({why}); the previous binary is \
+                 back in place",
+                release.version()
+            );
+        }
+        std::fs::rename(&staged, &self.previous).map_err(|e| {
+            anyhow::anyhow!("updated, but cannot keep {}: {e}", self.previous.display())
+        })?;
+        Ok(self.outcome(
+            "updated",
+            release.version().to_owned(),
+            Some(self.previous.clone()),
+        ))
+    }
+
+    fn outcome(&self, action: &'static str, to: String, previous: Option<PathBuf>) -> Outcome {
+        Outcome {
+            action,
+            binary: self.exe.clone(),
+            from: VERSION.to_owned(),
+            to,
+            previous,
+        }
+    }
+}
+
+/// The feed's or the archive's error, with what to do. A signature failure is said as such:
+/// it is the one an admin must not retry around.
+fn feed_error(feed: &str, e: self_update::errors::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("signature") || lower.contains("zipsign") {
+        return anyhow::anyhow!(
+            "the release archive's signature does not verify against the keys this build \
+             trusts ({text}): nothing was replaced; do not install this archive by hand"
+        );
+    }
+    anyhow::anyhow!("the release feed {feed} answered with an error: {text}; nothing was replaced")
+}
+
+fn answers(exe: &Path) -> Result<(), String> {
+    let out = Command::new(exe)
+        .arg("--version")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && text.starts_with("cmm-agent ") {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} --version` answered {:?}",
+            exe.display(),
+            text.trim()
+        ))
+    }
+}
+
+fn rollback(exe: &Path, previous: &Path) -> anyhow::Result<Outcome> {
+    if !previous.is_file() {
+        return Err(BadInput(format!(
+            "no previous binary at {}: nothing to roll back to (it is kept by a successful \
+             self-update)",
+            previous.display()
+        )))
+        .classify(ExitCode::Usage);
+    }
+    let version_of = |p: &Path| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .map(|l| l.trim_start_matches("cmm-agent ").to_owned())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let to = version_of(previous);
+    if answers(previous).is_err() {
+        anyhow::bail!(
+            "{} does not start: not rolling back to it",
+            previous.display()
+        );
+    }
+    // One rename: the previous binary takes the name; the one rolled back from is not kept
+    // (a second --rollback has nothing to go back to, and says so).
+    std::fs::rename(previous, exe)
+        .map_err(|e| anyhow::anyhow!("cannot put {} back: {e}", previous.display()))?;
+    Ok(Outcome {
+        action: "rolled-back",
+        binary: exe.to_owned(),
+        from: VERSION.to_owned(),
+        to,
+        previous: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_versions() {
+        assert_eq!(semver_of("v0.2.0"), Some((0, 2, 0)));
+        assert_eq!(semver_of("1.10.3-rc.1"), Some((1, 10, 3)));
+        assert_eq!(semver_of("nightly"), None);
+        assert_eq!(semver_of("v1.2"), None);
+        assert!(semver_of("v0.10.0") > semver_of("v0.9.9"));
+    }
+
+    #[test]
+    fn repo_and_feed_are_checked() {
+        assert!(check_repo("cmm-dev/cmm-agent").is_ok());
+        for bad in ["cmm-agent", "/x", "a/b/c", "a b/c"] {
+            let e = check_repo(bad).unwrap_err().to_string();
+            assert!(e.contains("OWNER/NAME"), "{bad}: {e}");
+        }
+        assert!(check_feed("ftp://x").is_err());
+        assert_eq!(check_feed("https://h/api/v3/").unwrap(), "https://h/api/v3");
+    }
+
+    #[test]
+    fn debug_builds_trust_the_test_key_and_release_keys_are_compiled_in() {
+        let keys = trusted_keys();
+        assert!(keys.contains(&TEST_KEY));
+        assert_eq!(keys.len(), RELEASE_KEYS.len() + 1);
+    }
+}
