@@ -141,6 +141,9 @@ pub enum Command {
     /// Replace this binary with the newest signed release (or --to TAG), keeping the previous
     /// one for --rollback. Refuses when dpkg or rpm owns the binary: upgrade the package.
     SelfUpdate(crate::cmd::update::SelfUpdateArgs),
+    /// Write the man pages and shell completions (for the package build).
+    #[command(hide = true)]
+    GenerateAssets(crate::cmd::assets::AssetsArgs),
 }
 
 /// What decides the release's plan besides the chart: shared by bootstrap (which installs it)

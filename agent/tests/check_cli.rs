@@ -372,138 +372,14 @@ async fn bad_settings_fail_with_status_2_naming_file_line_and_key() {
     );
 }
 
-/// A real systemd booted as PID 1 in new PID and mount namespaces over a Debian root
-/// (tests/systemd/root.sh); the network is shared, so units reach the fakes on 127.0.0.1.
-struct Systemd {
-    root: std::path::PathBuf,
-    unshare: std::process::Child,
-    pid: String,
-}
-
-impl Systemd {
-    fn boot(root: &Path) -> Self {
-        let r = root.display();
-        let unshare = std::process::Command::new("unshare")
-            .args([
-                "--fork",
-                "--pid",
-                "--mount",
-                "--uts",
-                "--mount-proc",
-                "bash",
-                "-c",
-            ])
-            .arg(format!(
-                "mount --bind {r} {r} && mount -t proc proc {r}/proc && mount --rbind /sys {r}/sys \
-                 && mount --rbind /dev {r}/dev && exec chroot {r} /lib/systemd/systemd --system"
-            ))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("unshare");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let pid = loop {
-            let o = std::process::Command::new("pgrep")
-                .args(["-P", &unshare.id().to_string()])
-                .output()
-                .unwrap();
-            let p = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-            // Until it has exec'd systemd inside the chroot, entering it would see the host.
-            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-            if !p.is_empty() && comm.trim() == "systemd" {
-                break p;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "systemd did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
-        let s = Self {
-            root: root.to_owned(),
-            unshare,
-            pid,
-        };
-        // Its bus socket appears a moment after PID 1 starts; until then systemctl says
-        // "offline" or cannot connect.
-        let mut state = String::new();
-        for _ in 0..60 {
-            state = s.sh("timeout 60 systemctl is-system-running --wait");
-            if state.contains("running") || state.contains("degraded") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        assert!(
-            state.contains("running") || state.contains("degraded"),
-            "boot: {state}"
-        );
-        s
-    }
-
-    /// Run a shell command inside, bounded; stdout and stderr together.
-    fn sh(&self, cmd: &str) -> String {
-        let o = std::process::Command::new("timeout")
-            .args([
-                "120", "nsenter", "-t", &self.pid, "-m", "-p", "-u", "-r", "-w", "--", "sh", "-c",
-                cmd,
-            ])
-            .output()
-            .expect("nsenter");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    }
-
-    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn() -> bool) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while !ok() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} within {secs}s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    }
-}
-
-impl Drop for Systemd {
-    fn drop(&mut self) {
-        let _ = self.sh("systemctl poweroff");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.unshare.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &self.pid])
-            .status();
-        let _ = self.unshare.kill();
-        let _ = self.unshare.wait();
-        let _ = &self.root;
-    }
-}
-
 /// The systemd tier: the shipped units verify, the hardened service runs the real binary
 /// against the fakes with the token from LoadCredential, its exit status and journal are what
 /// check decided, the timer fires, and `schedule` makes a transient timer that fires and goes.
 #[tokio::test]
 async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fire() {
-    let root = match std::env::var_os("CMM_SYSTEMD_ROOT") {
-        Some(r) if Path::new(&r).join("lib/systemd/systemd").exists() => {
-            std::path::PathBuf::from(r)
-        }
-        _ if std::env::var_os("CMM_REQUIRE_SYSTEMD").is_some() => {
-            panic!("CMM_REQUIRE_SYSTEMD is set but CMM_SYSTEMD_ROOT holds no Debian root (tests/systemd/root.sh)")
-        }
-        _ => {
-            eprintln!("skipping: no CMM_SYSTEMD_ROOT (tests/systemd/root.sh builds one, as root)");
-            return;
-        }
+    use cmm_testkit::systemd::Systemd;
+    let Some(root) = cmm_testkit::systemd::root_or_skip(module_path!()) else {
+        return;
     };
     let Some(prom) = cmm_testkit::prometheus::start("systemd-check", "kr-mum").await else {
         return;
@@ -522,30 +398,41 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
     let host = tempfile::tempdir().unwrap();
     let kubeconfig = kube.write_kubeconfig(host.path(), "kr-mum");
 
-    // Install as a package would: binary, units, config; the token only as a root-only file.
-    let etc = root.join("etc/cmm");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::copy(BIN, root.join("usr/bin/cmm-agent")).unwrap();
-    let units = support::workspace_root().join("systemd");
-    for u in ["cmm-agent-check.service", "cmm-agent-check.timer"] {
-        std::fs::copy(units.join(u), root.join("etc/systemd/system").join(u)).unwrap();
-    }
-    std::fs::copy(&kubeconfig, etc.join("kubeconfig")).unwrap();
-    std::fs::write(etc.join("grafana-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
-    std::fs::write(
-        etc.join("agent.toml"),
-        format!(
-            "cluster = \"kr-mum\"\nkubeconfig = \"/etc/cmm/kubeconfig\"\ngrafana-url = \"{}\"\n\
-             grafana-retries = 2\nfirst-scrape-wait = \"30s\"\n",
-            grafana.url
-        ),
-    )
-    .unwrap();
-    let dropin = root.join("etc/systemd/system/cmm-agent-check.timer.d");
-    let _ = std::fs::remove_dir_all(&dropin);
-    let sd = tokio::task::spawn_blocking({
-        let root = root.clone();
-        move || Systemd::boot(&root)
+    // Install as a package would: binary, units, config; the token and kubeconfig only as
+    // root-only files the unit hands over as credentials (DynamicUser cannot read them).
+    let grafana_url = grafana.url.clone();
+    let kubeconfig = kubeconfig.clone();
+    let sd = tokio::task::spawn_blocking(move || {
+        Systemd::boot_scratch(&root, |up| {
+            use std::os::unix::fs::PermissionsExt;
+            // A state directory an older run of the root left would be migrated by systemd to
+            // /var/lib/private (DynamicUser) with a rename, which an overlay refuses (EXDEV).
+            cmm_testkit::systemd::whiteout(up, "var/lib/cmm-agent");
+            cmm_testkit::systemd::whiteout(up, "var/lib/private/cmm-agent");
+            let etc = up.join("etc/cmm");
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::create_dir_all(up.join("usr/bin")).unwrap();
+            std::fs::create_dir_all(up.join("etc/systemd/system")).unwrap();
+            std::fs::copy(BIN, up.join("usr/bin/cmm-agent")).unwrap();
+            let units = support::workspace_root().join("systemd");
+            for u in ["cmm-agent-check.service", "cmm-agent-check.timer"] {
+                std::fs::copy(units.join(u), up.join("etc/systemd/system").join(u)).unwrap();
+            }
+            std::fs::copy(&kubeconfig, etc.join("kubeconfig")).unwrap();
+            std::fs::write(etc.join("grafana-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+            for f in ["kubeconfig", "grafana-token"] {
+                std::fs::set_permissions(etc.join(f), std::fs::Permissions::from_mode(0o600))
+                    .unwrap();
+            }
+            std::fs::write(
+                etc.join("agent.toml"),
+                format!(
+                    "cluster = \"kr-mum\"\ngrafana-url = \"{grafana_url}\"\n\
+                     grafana-retries = 2\nfirst-scrape-wait = \"30s\"\n"
+                ),
+            )
+            .unwrap();
+        })
     })
     .await
     .unwrap();
@@ -591,8 +478,9 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
     assert!(ro.contains("Read-only file system"), "{ro}");
 
     // The packaged timer fires (its schedule shortened by a drop-in for the test).
-    std::fs::create_dir_all(&dropin).unwrap();
-    std::fs::write(dropin.join("test.conf"), "[Timer]\nOnBootSec=\nOnUnitActiveSec=\nOnCalendar=\nRandomizedDelaySec=0\nOnActiveSec=1s\n").unwrap();
+    sd.sh(&format!(
+        "{SHORT_TIMER} > /etc/systemd/system/cmm-agent-check.timer.d/test.conf"
+    ));
     let runs = |sd: &Systemd, unit: &str| {
         sd.sh(&format!("journalctl -b -u {unit} -o cat --no-pager"))
             .matches("Finished ")
@@ -624,8 +512,12 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
     .await
     .unwrap();
     drop(sd);
-    let _ = std::fs::remove_dir_all(&dropin);
 }
+
+/// A drop-in (printed by this shell command) that makes the packaged timer fire a second
+/// after it starts, instead of every 15 minutes.
+const SHORT_TIMER: &str = "mkdir -p /etc/systemd/system/cmm-agent-check.timer.d && printf \
+    '[Timer]\\nOnBootSec=\\nOnUnitActiveSec=\\nOnCalendar=\\nRandomizedDelaySec=0\\nOnActiveSec=1s\\n'";
 
 /// The sample config that ships is valid, and `config show` names each value's origin.
 #[tokio::test]

@@ -87,7 +87,9 @@ pub fn resolve_token(
     }
     if let Some(dir) = credentials_directory {
         let path = dir.join(SYSTEMD_TOKEN_CREDENTIAL);
-        if path.exists() {
+        // Empty is the unit's SetCredential= fallback for /etc/cmm/grafana-token not written
+        // yet: no token, said as such by the caller, rather than "the token is empty".
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
             let secret = read_secret_file(&path, "the systemd credential grafana-token")?;
             return Ok(Some((secret, SecretOrigin::SystemdCredential(path))));
         }

@@ -27,6 +27,9 @@ pub struct KubeTarget {
     pub context: Option<String>,
 }
 
+/// The systemd credential the packaged unit passes the kubeconfig as.
+pub const KUBECONFIG_CREDENTIAL: &str = "kubeconfig";
+
 /// A client for one resolved cluster.
 #[derive(Clone)]
 pub struct Connected {
@@ -62,6 +65,16 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
         }
         return Ok((files, "KUBECONFIG"));
     }
+    // Under the packaged unit the kubeconfig is the systemd credential `kubeconfig`
+    // (LoadCredential=kubeconfig:/etc/cmm/kubeconfig); an empty one is the unit's
+    // SetCredential= fallback for a file not written yet, and means "none".
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    if let Some(dir) = &credentials {
+        let cred = dir.join(KUBECONFIG_CREDENTIAL);
+        if std::fs::metadata(&cred).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return Ok((vec![cred], "the systemd credential kubeconfig"));
+        }
+    }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -69,7 +82,13 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
     if !default.is_file() {
         return Err(Error::KubeconfigMissing {
             path: default.display().to_string(),
-            from: "the default ~/.kube/config (no kubeconfig setting, no KUBECONFIG)",
+            from: if credentials.is_some() {
+                "the default ~/.kube/config (no kubeconfig setting, no KUBECONFIG, and the \
+                 systemd credential kubeconfig is empty: write this cluster's kubeconfig to \
+                 /etc/cmm/kubeconfig, mode 0600)"
+            } else {
+                "the default ~/.kube/config (no kubeconfig setting, no KUBECONFIG)"
+            },
         });
     }
     Ok((vec![default], "~/.kube/config"))

@@ -12,6 +12,8 @@ pub mod prometheus;
 pub mod proxy;
 pub mod releases;
 pub mod scene;
+/// Not a fake: a real systemd as PID 1 in namespaces over a Debian root.
+pub mod systemd;
 
 /// A `http://127.0.0.1:PORT` URL nothing listens on: the port was bound and released, so a
 /// connection is refused at once (an unreachable Grafana or Prometheus without a slow timeout).

@@ -227,7 +227,7 @@ pub async fn reinstall(c: &crate::cmd::check::CheckArgs) -> anyhow::Result<()> {
     let args = BootstrapArgs {
         chart: c.chart.clone(),
         kube: c.kube.clone(),
-        cluster: c.cluster.clone(),
+        cluster: c.cluster.clone().unwrap_or_default(),
         role: RoleArg::Cluster,
         namespace: c.namespace.clone(),
         plan: c.plan.clone(),

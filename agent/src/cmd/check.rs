@@ -25,9 +25,11 @@ use crate::settings::{check_namespace, kube_target, BadInput, DurationSetting};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The cluster's name (its helm release and `cluster` label), e.g. kr-mum.
+    /// The cluster's name (its helm release and `cluster` label), e.g. kr-mum. Unset, check
+    /// reports the host "not configured" (degraded, exit 1), not a failure: a freshly
+    /// installed package's timer must not fail every 15 minutes before anyone edited its file.
     #[arg(help_heading = "Release", long, env = "CMM_CLUSTER")]
-    pub cluster: String,
+    pub cluster: Option<String>,
     /// Namespace of the release.
     #[arg(help_heading = "Kubernetes", long, env = "CMM_NAMESPACE")]
     pub namespace: String,
@@ -82,9 +84,16 @@ struct CheckReport {
     repaired: Vec<String>,
 }
 
-pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
+pub async fn run(
+    global: &GlobalArgs,
+    args: CheckArgs,
+    config: &crate::settings::ConfigLocation,
+) -> anyhow::Result<()> {
+    let Some(cluster) = args.cluster.as_deref() else {
+        return not_configured(global, &args, config);
+    };
     // Every input first: a bad one is exit 2 with the setting named, nothing contacted.
-    let cluster = ClusterName::parse(&args.cluster)
+    let cluster = ClusterName::parse(cluster)
         .classify(ExitCode::Usage)
         .context_setting("cluster")?;
     check_namespace(&args.namespace)?;
@@ -193,6 +202,37 @@ pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
             ExitCode::CheckDegraded
         }),
     }
+}
+
+/// No cluster name anywhere: the host was never configured (a package was installed and its
+/// agent.toml not edited yet). One warning that says which file to edit; nothing is contacted.
+fn not_configured(
+    global: &GlobalArgs,
+    args: &CheckArgs,
+    config: &crate::settings::ConfigLocation,
+) -> anyhow::Result<()> {
+    let file = config.path.display().to_string();
+    let report = CheckReport {
+        cluster: String::new(),
+        namespace: args.namespace.clone(),
+        verdict: Verdict::Degraded,
+        findings: vec![Finding::warn(Stage::Release, "settings.unfinished", &file)
+            .with("cluster is not set (no --cluster, CMM_CLUSTER or `cluster` in the file)")
+            .repair(
+                RepairKind::Manual,
+                format!(
+                    "edit {file}: set cluster (this cluster's name) and grafana-url; put the \
+                     Grafana token in /etc/cmm/grafana-token and this cluster's kubeconfig in \
+                     /etc/cmm/kubeconfig (both 0600); `cmm-agent config validate` checks the file"
+                ),
+            )],
+        repaired: Vec::new(),
+    };
+    match global.output {
+        Output::Json => crate::output::json(&report)?,
+        Output::Human => print_human(&report),
+    }
+    Err(BadInput(format!("not configured: edit {file}"))).classify(ExitCode::CheckDegraded)
 }
 
 struct Inputs<'a> {
@@ -511,12 +551,16 @@ fn mark(s: Severity) -> &'static str {
 }
 
 fn print_human(r: &CheckReport) {
-    outln!(
-        "Cluster {} (namespace {}): {:?}",
-        r.cluster,
-        r.namespace,
-        r.verdict
-    );
+    if r.cluster.is_empty() {
+        outln!("Not configured: {:?}", r.verdict);
+    } else {
+        outln!(
+            "Cluster {} (namespace {}): {:?}",
+            r.cluster,
+            r.namespace,
+            r.verdict
+        );
+    }
     for stage in Stage::ALL {
         let here: Vec<&Finding> = r.findings.iter().filter(|f| f.stage == stage).collect();
         if here.is_empty() {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod assets;
 pub(crate) mod bootstrap;
 pub(crate) mod central;
 pub(crate) mod check;
@@ -23,9 +24,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deregister(args) => deregister::run(&cli.global, args).await,
         Command::Central(args) => central::run(&cli.global, args).await,
         Command::Rbac(args) => rbac::run(&cli.global, args),
-        Command::Check(args) => check::run(&cli.global, args).await,
+        Command::Check(args) => check::run(&cli.global, args, &cli.config).await,
         Command::Schedule(args) => schedule::run(&cli.global, args, &cli.config),
         Command::Config(args) => config::run(&cli.global, args, &cli.config),
         Command::SelfUpdate(args) => update::run(&cli.global, args).await,
+        Command::GenerateAssets(args) => assets::run(args),
     }
 }

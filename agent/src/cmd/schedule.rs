@@ -88,13 +88,21 @@ pub fn run(
         "--property=TimeoutStartSec=20min".to_owned(),
         "--property=KillMode=control-group".to_owned(),
     ];
-    // The token the packaged unit loads (LoadCredential=) is handed over the same way, so a
-    // scheduled check proves the Grafana stage too instead of failing for want of a token.
-    if std::path::Path::new(TOKEN_CREDENTIAL_FILE).exists() {
-        cmd.push(format!(
-            "--property=LoadCredential={}:{TOKEN_CREDENTIAL_FILE}",
-            cmm_central::secret::SYSTEMD_TOKEN_CREDENTIAL
-        ));
+    // The token and kubeconfig the packaged unit loads (LoadCredential=) are handed over the
+    // same way, so a scheduled check sees what the timer's does.
+    for (id, file) in [
+        (
+            cmm_central::secret::SYSTEMD_TOKEN_CREDENTIAL,
+            TOKEN_CREDENTIAL_FILE,
+        ),
+        (
+            cmm_installer::kube::KUBECONFIG_CREDENTIAL,
+            KUBECONFIG_CREDENTIAL_FILE,
+        ),
+    ] {
+        if std::path::Path::new(file).exists() {
+            cmd.push(format!("--property=LoadCredential={id}:{file}"));
+        }
     }
     cmd.extend([
         "--".to_owned(),
@@ -133,8 +141,9 @@ pub fn run(
     Ok(())
 }
 
-/// Where the packaged unit loads the Grafana token from (systemd/cmm-agent-check.service).
+/// Where the packaged unit loads the Grafana token and the kubeconfig from (systemd/cmm-agent-check.service).
 const TOKEN_CREDENTIAL_FILE: &str = "/etc/cmm/grafana-token";
+const KUBECONFIG_CREDENTIAL_FILE: &str = "/etc/cmm/kubeconfig";
 
 fn parse_every(raw: &str) -> anyhow::Result<std::time::Duration> {
     const MIN: std::time::Duration = std::time::Duration::from_secs(60);
