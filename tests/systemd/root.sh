@@ -4,7 +4,7 @@
 # has (rustls needs the system roots). Built once per machine, then reused; prints its path.
 set -euo pipefail
 root=${CMM_SYSTEMD_ROOT:-/var/cache/cmm/systemd-root}
-if [ -x "$root/lib/systemd/systemd" ] && [ -f "$root/.cmm-ready-v2" ]; then
+if [ -x "$root/lib/systemd/systemd" ] && [ -f "$root/.cmm-ready-v3" ]; then
   echo "$root"; exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "root.sh: needs root (debootstrap, namespaces)" >&2; exit 1; }
@@ -22,6 +22,6 @@ debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificate
 for u in getty.target serial-getty@.service getty@.service console-getty.service; do
   ln -sf /dev/null "$root.tmp/etc/systemd/system/$u"
 done
-touch "$root.tmp/.cmm-ready-v2"
+touch "$root.tmp/.cmm-ready-v3"
 rm -rf "$root"; mv "$root.tmp" "$root"
 echo "$root"
