@@ -34,6 +34,9 @@ pub enum ExitCode {
     /// Grafana answers but keeps failing or refusing the request (e.g. a 500 on every attempt
     /// of a write): not an outage; Grafana's own message is shown.
     GrafanaRejected = 13,
+    /// self-update: the release feed failed, or the archive did not verify or did not start;
+    /// nothing was replaced.
+    Update = 14,
     /// `check`: degraded, warnings only (process status 1; see [`status`](Self::status)).
     CheckDegraded = 201,
     /// `check`: a stage failed, or the check could not run (process status 2).
@@ -62,6 +65,7 @@ impl ExitCode {
             ExitCode::PrometheusCheck => "prometheus-check",
             ExitCode::Locked => "locked",
             ExitCode::GrafanaRejected => "grafana-rejected",
+            ExitCode::Update => "update",
             ExitCode::CheckDegraded => "degraded",
             ExitCode::CheckFailed => "failed",
             ExitCode::Interrupted => "interrupted",
@@ -86,6 +90,7 @@ impl ExitCode {
             ExitCode::PrometheusCheck => "check the cluster's Prometheus endpoint and its cluster label",
             ExitCode::Locked => "another run works on this release: wait for it, or for its lock to expire",
             ExitCode::GrafanaRejected => "Grafana fails this request: read its message and its server log",
+            ExitCode::Update => "nothing was replaced: check the feed, or get a correctly signed release",
             ExitCode::CheckDegraded => "read the warnings; the path works",
             ExitCode::CheckFailed => "read the failed findings and their repairs; `check --repair` does the safe ones",
             ExitCode::Interrupted | ExitCode::Terminated => "re-run: the next run recovers what this one left",

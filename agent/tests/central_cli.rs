@@ -309,7 +309,7 @@ async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
     };
     let fake = cmm_testkit::fake_grafana!();
     let kube = cmm_testkit::kube::FakeKube::start().await;
-    let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
+    let port = prom.port();
     // The node's address and the NodePort are where the real Prometheus listens.
     kube.insert(json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "cmm-prometheus", "namespace": "monitor"},
@@ -429,7 +429,7 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
         return;
     };
     let fake = cmm_testkit::fake_grafana!();
-    let port: u16 = prom.url.rsplit(':').next().unwrap().parse().unwrap();
+    let port = prom.port();
     let kube = cluster_with_prometheus_at(port).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = kube

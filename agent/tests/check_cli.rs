@@ -78,14 +78,7 @@ async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
     let Some(prom) = cmm_testkit::prometheus::start("cli-check", "kr-mum").await else {
         return;
     };
-    let port: u16 = prom
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let port = prom.port();
     let kube = installed_cluster(port).await;
     let grafana = cmm_testkit::fake_grafana!();
     let dir = tempfile::tempdir().unwrap();
@@ -384,14 +377,7 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
     let Some(prom) = cmm_testkit::prometheus::start("systemd-check", "kr-mum").await else {
         return;
     };
-    let port: u16 = prom
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let port = prom.port();
     let kube = installed_cluster(port).await;
     kube.insert(release(1, "deployed", "a-plan-of-another-day"));
     let grafana = cmm_testkit::fake_grafana!();

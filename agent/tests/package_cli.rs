@@ -288,14 +288,7 @@ async fn the_deb_installs_runs_its_timer_upgrades_keeping_the_edit_and_removes_a
     let Some(prom) = cmm_testkit::prometheus::start("package-deb", "kr-mum").await else {
         return;
     };
-    let port: u16 = prom
-        .url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = prom.port();
     let kube = installed_cluster(port).await;
     kube.insert(release(1, "deployed", "a-plan-of-another-day"));
     let grafana = cmm_testkit::fake_grafana!();

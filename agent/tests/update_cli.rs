@@ -169,7 +169,7 @@ async fn tampered_unsigned_and_foreign_archives_change_nothing() {
         let feed = feed_with("v0.2.0", &script("0.2.0"), signing).await;
         let out = install.run(&["--update-feed", &feed.url]).await;
         let t = text(&out);
-        assert_ne!(out.status.code(), Some(0), "{signing:?}: {t}");
+        assert_eq!(out.status.code(), Some(14), "{signing:?}: {t}");
         assert!(t.contains("signature does not verify"), "{signing:?}: {t}");
         assert!(t.contains("nothing was replaced"), "{signing:?}: {t}");
         assert_eq!(
@@ -242,7 +242,7 @@ async fn bad_settings_and_an_unreachable_feed_are_refused_before_any_change() {
         .run(&["--update-feed", &cmm_testkit::dead_url()])
         .await;
     let t = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert_eq!(out.status.code(), Some(14), "{t}");
     assert!(t.contains("nothing was replaced"), "{t}");
     assert_eq!(std::fs::read(&install.exe).unwrap(), original);
     assert_eq!(install.files(), ["cmm-agent"]);
@@ -271,4 +271,21 @@ async fn a_binary_this_user_cannot_replace_is_refused() {
     std::fs::set_permissions(&install.bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.status.code(), Some(6), "{t}");
     assert!(t.contains("is not writable by this user"), "{t}");
+}
+
+#[tokio::test]
+async fn a_second_self_update_of_the_same_binary_refuses_while_one_runs() {
+    let install = Install::new();
+    // What a running self-update holds: an exclusive flock on the binary's directory.
+    let dir = std::fs::File::open(&install.bin_dir).unwrap();
+    let held = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let out = install
+        .run(&["--update-feed", &cmm_testkit::dead_url()])
+        .await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(12), "{t}");
+    assert!(t.contains("another self-update"), "{t}");
+    drop(held);
+    let out = install.run(&["--rollback"]).await;
+    assert_eq!(out.status.code(), Some(2), "free again: {}", text(&out));
 }

@@ -47,6 +47,18 @@ pub struct RealPrometheus {
     _node: Proc,
 }
 
+impl RealPrometheus {
+    /// The loopback port it listens on (what a NodePort or a Service would carry in a scene).
+    pub fn port(&self) -> u16 {
+        self.url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a Prometheus URL ends in :PORT")
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -78,6 +78,7 @@ pub async fn run(global: &GlobalArgs, args: SelfUpdateArgs) -> anyhow::Result<()
     let previous = previous_of(&exe);
     if args.rollback {
         refuse_unless_ours(&exe)?;
+        let _one_at_a_time = lock_dir(&exe)?;
         let outcome = rollback(&exe, &previous)?;
         return report(global, &outcome);
     }
@@ -98,6 +99,7 @@ pub async fn run(global: &GlobalArgs, args: SelfUpdateArgs) -> anyhow::Result<()
         ))
         .classify(ExitCode::Usage);
     }
+    let guard = lock_dir(&exe)?;
     let plan = Plan {
         feed,
         owner,
@@ -112,7 +114,28 @@ pub async fn run(global: &GlobalArgs, args: SelfUpdateArgs) -> anyhow::Result<()
     let outcome = tokio::task::spawn_blocking(move || plan.apply())
         .await
         .map_err(|e| anyhow::anyhow!("the update task failed: {e}"))??;
+    drop(guard);
     report(global, &outcome)
+}
+
+/// Two self-updates of one binary at once would interleave their copies and renames: an
+/// exclusive flock on the binary's directory (its inode stays while the file is replaced)
+/// makes the second refuse at once. The lock goes with the process, also when it is killed.
+fn lock_dir(exe: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let f = std::fs::File::open(dir)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |_| match Err::<(), _>(BadInput(format!(
+            "another self-update of {} is running: let it finish",
+            exe.display()
+        )))
+        .classify(ExitCode::Locked)
+        {
+            Err(e) => e,
+            Ok(()) => unreachable!("an Err stays an Err"),
+        },
+    )
 }
 
 fn report(global: &GlobalArgs, o: &Outcome) -> anyhow::Result<()> {
@@ -339,11 +362,11 @@ impl Plan {
                     staged.display()
                 )
             })?;
-            anyhow::bail!(
+            return Err(update_failed(format!(
                 "release {} was installed but does not start ({why}); the previous binary is \
                  back in place",
                 release.version()
-            );
+            )));
         }
         std::fs::rename(&staged, &self.previous).map_err(|e| {
             anyhow::anyhow!("updated, but cannot keep {}: {e}", self.previous.display())
@@ -371,13 +394,22 @@ impl Plan {
 fn feed_error(feed: &str, e: self_update::errors::Error) -> anyhow::Error {
     let text = e.to_string();
     let lower = text.to_lowercase();
-    if lower.contains("signature") || lower.contains("zipsign") {
-        return anyhow::anyhow!(
+    let msg = if lower.contains("signature") || lower.contains("zipsign") {
+        format!(
             "the release archive's signature does not verify against the keys this build \
              trusts ({text}): nothing was replaced; do not install this archive by hand"
-        );
+        )
+    } else {
+        format!("the release feed {feed} answered with an error: {text}; nothing was replaced")
+    };
+    update_failed(msg)
+}
+
+fn update_failed(msg: String) -> anyhow::Error {
+    match Err::<(), _>(BadInput(msg)).classify(ExitCode::Update) {
+        Err(e) => e,
+        Ok(()) => unreachable!("an Err stays an Err"),
     }
-    anyhow::anyhow!("the release feed {feed} answered with an error: {text}; nothing was replaced")
 }
 
 fn answers(exe: &Path) -> Result<(), String> {
