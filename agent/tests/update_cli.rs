@@ -289,3 +289,40 @@ async fn a_second_self_update_of_the_same_binary_refuses_while_one_runs() {
     let out = install.run(&["--rollback"]).await;
     assert_eq!(out.status.code(), Some(2), "free again: {}", text(&out));
 }
+
+/// rpm's answer decides as dpkg's does (the .deb case runs for real in package_cli.rs). No rpm
+/// database owns anything on this Debian host, so `rpm` here is a stand-in on PATH that answers
+/// `rpm -qf PATH` the way rpm does for an owned file: the package name, exit 0.
+#[tokio::test]
+async fn a_binary_the_rpm_database_owns_is_refused() {
+    let install = Install::new();
+    let stubs = tempfile::tempdir().unwrap();
+    let rpm = stubs.path().join("rpm");
+    std::fs::write(
+        &rpm,
+        "#!/bin/sh\n[ \"$1\" = -qf ] && { echo cmm-agent-0.1.0-1.x86_64; exit 0; }\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rpm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        stubs.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new(&install.exe)
+        .args(["self-update", "--update-feed", &cmm_testkit::dead_url()])
+        .env_clear()
+        .env("PATH", path)
+        .env(
+            "CMM_CONFIG",
+            install.bin_dir.parent().unwrap().join("agent.toml"),
+        )
+        .output()
+        .await
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{t}");
+    assert!(t.contains("belongs to the rpm package cmm-agent"), "{t}");
+    assert!(t.contains("dnf upgrade cmm-agent"), "{t}");
+}
