@@ -190,12 +190,17 @@ async fn an_older_release_is_installed_only_when_asked_by_tag_and_allowed() {
     let install = Install::new();
     let original = std::fs::read(&install.exe).unwrap();
     let feed = feed_with("v0.0.9", &script("0.0.9"), Signing::Good).await;
+    // What a run killed mid-download leaves: its work directory, cleared by the next run.
+    let stale = install.bin_dir.join(".cmm-agent.update");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("cmm-agent-0.2.0.tar.gz"), b"half a download").unwrap();
 
     let out = install.run(&["--update-feed", &feed.url]).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("0.1.0 is the newest release"), "{t}");
     assert_eq!(std::fs::read(&install.exe).unwrap(), original);
+    assert_eq!(install.files(), ["cmm-agent"], "the stale work directory is gone");
 
     let out = install
         .run(&["--update-feed", &feed.url, "--to", "v0.0.9"])

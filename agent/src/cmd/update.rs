@@ -5,6 +5,7 @@
 //! zipsign signature is verified by the self_update crate before anything is extracted; the
 //! binary it replaces is kept as `.cmm-agent.previous` beside it for `--rollback`.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -301,10 +302,27 @@ impl Plan {
             .map_err(|e| anyhow::anyhow!("cannot set up the update: {e}"))
     }
 
+    /// One private work directory beside the binary for everything transient: the staged copy
+    /// of the current binary and (as TMPDIR) the self_update crate's download and extraction.
+    /// Removed when the run ends, whatever the outcome; one a killed run left is removed by the
+    /// next (under the same flock). Nothing lands in /tmp.
     fn apply(self) -> anyhow::Result<Outcome> {
-        // A `.tmp` copy left by a run that was killed is stale: start clean.
-        let staged = self.previous.with_extension("previous.tmp");
-        let _ = std::fs::remove_file(&staged);
+        let work = self.previous.with_file_name(".cmm-agent.update");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&work)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", work.display()))?;
+        // The crate's temporary files follow TMPDIR (std::env::temp_dir). Set while no other
+        // thread reads the environment: the runtime's workers are idle on this task.
+        std::env::set_var("TMPDIR", &work);
+        let result = self.apply_in(&work);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn apply_in(&self, work: &Path) -> anyhow::Result<Outcome> {
+        let staged = work.join("previous");
         if let Some(tag) = &self.to {
             let release = self
                 .updater(None)?
