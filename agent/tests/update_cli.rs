@@ -200,7 +200,11 @@ async fn an_older_release_is_installed_only_when_asked_by_tag_and_allowed() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("0.1.0 is the newest release"), "{t}");
     assert_eq!(std::fs::read(&install.exe).unwrap(), original);
-    assert_eq!(install.files(), ["cmm-agent"], "the stale work directory is gone");
+    assert_eq!(
+        install.files(),
+        ["cmm-agent"],
+        "the stale work directory is gone"
+    );
 
     let out = install
         .run(&["--update-feed", &feed.url, "--to", "v0.0.9"])
