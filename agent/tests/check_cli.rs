@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use cmm_testkit::grafana::{FakeGrafana, ADMIN_TOKEN};
-use cmm_testkit::scene::{installed_cluster, node, release};
+use cmm_testkit::scene::{drifted_cluster, installed_cluster, node, release};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
@@ -378,8 +378,7 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
         return;
     };
     let port = prom.port();
-    let kube = installed_cluster(port).await;
-    kube.insert(release(1, "deployed", "a-plan-of-another-day"));
+    let kube = drifted_cluster(port).await;
     let grafana = cmm_testkit::fake_grafana!();
     let host = tempfile::tempdir().unwrap();
     let kubeconfig = kube.write_kubeconfig(host.path(), "kr-mum");
@@ -387,7 +386,6 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
     // Install as a package would: binary, units, config; the token and kubeconfig only as
     // root-only files the unit hands over as credentials (DynamicUser cannot read them).
     let grafana_url = grafana.url.clone();
-    let kubeconfig = kubeconfig.clone();
     let sd = tokio::task::spawn_blocking(move || {
         Systemd::boot_scratch(&root, |up| {
             use std::os::unix::fs::PermissionsExt;

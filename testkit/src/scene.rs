@@ -57,6 +57,15 @@ pub fn node(name: &str, taints: &[Value]) -> Value {
                                 "operatingSystem": "linux", "architecture": "amd64"}}})
 }
 
+/// [`installed_cluster`] whose deployed release carries another plan than the one check
+/// expects: a degraded check (`release.plan-drift`) with every other stage working, what the
+/// systemd and package tests run the unit against.
+pub async fn drifted_cluster(nodeport: u16) -> FakeKube {
+    let kube = installed_cluster(nodeport).await;
+    kube.insert(release(1, "deployed", "a-plan-of-another-day"));
+    kube
+}
+
 pub fn release(version: u32, status: &str, plan: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
         "metadata": {"name": format!("sh.helm.release.v1.kr-mum.v{version}"), "namespace": "monitor",

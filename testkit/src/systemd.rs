@@ -50,15 +50,6 @@ pub struct Systemd {
 }
 
 impl Systemd {
-    /// Boot over `root` itself: what the test writes into it stays.
-    pub fn boot(root: &Path) -> Self {
-        let r = root.display();
-        Self::start(
-            format!("mount --bind {r} {r} && {}", Self::enter(&r.to_string())),
-            None,
-        )
-    }
-
     /// Boot over an overlay of `lower`. `seed` first writes into the overlay's empty upper
     /// directory (paths as inside: `upper/etc/cmm/agent.toml`), before it is mounted. Nothing
     /// written, before or inside, reaches `lower`.

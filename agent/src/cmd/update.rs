@@ -223,7 +223,7 @@ fn semver_of(tag: &str) -> Option<(u64, u64, u64)> {
 
 /// Which package database, if any, owns `path`: replacing a packaged file behind dpkg's or
 /// rpm's back makes the next upgrade or `--verify` fight it.
-pub fn package_owner(path: &Path) -> Option<&'static str> {
+fn package_owner(path: &Path) -> Option<&'static str> {
     let owned = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
             .args(args)
@@ -430,20 +430,22 @@ fn update_failed(msg: String) -> anyhow::Error {
     }
 }
 
-fn answers(exe: &Path) -> Result<(), String> {
+/// The version a binary says it is (`cmm-agent X` on the first line of `--version`), or why
+/// it does not answer like a cmm-agent.
+fn answers(exe: &Path) -> Result<String, String> {
     let out = Command::new(exe)
         .arg("--version")
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if out.status.success() && text.starts_with("cmm-agent ") {
-        Ok(())
-    } else {
-        Err(format!(
+    let first = text.lines().next().unwrap_or("");
+    match first.strip_prefix("cmm-agent ") {
+        Some(version) if out.status.success() => Ok(version.to_owned()),
+        _ => Err(format!(
             "`{} --version` answered {:?}",
             exe.display(),
             text.trim()
-        ))
+        )),
     }
 }
 
@@ -456,28 +458,12 @@ fn rollback(exe: &Path, previous: &Path) -> anyhow::Result<Outcome> {
         )))
         .classify(ExitCode::Usage);
     }
-    let version_of = |p: &Path| {
-        Command::new(p)
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .map(|l| l.trim_start_matches("cmm-agent ").to_owned())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let to = version_of(previous);
-    if answers(previous).is_err() {
-        anyhow::bail!(
-            "{} does not start: not rolling back to it",
+    let to = answers(previous).map_err(|why| {
+        anyhow::anyhow!(
+            "{} does not start ({why}): not rolling back to it",
             previous.display()
-        );
-    }
+        )
+    })?;
     // One rename: the previous binary takes the name; the one rolled back from is not kept
     // (a second --rollback has nothing to go back to, and says so).
     std::fs::rename(previous, exe)
