@@ -99,6 +99,7 @@ fn both_packages_hold_the_same_files_the_embedded_values_and_a_config_kept_on_up
         "/etc/cmm/agent.toml",
         "/usr/share/cmm/values/each_cluster.yaml",
         "/usr/share/cmm/values/central_monitor.yaml",
+        "/usr/share/cmm/values/central_content.yaml",
         "/usr/share/cmm/values/overlays/wsl.yaml",
         "/usr/share/man/man1/cmm-agent-check.1",
         "/usr/share/bash-completion/completions/cmm-agent",
@@ -158,9 +159,11 @@ fn both_packages_hold_the_same_files_the_embedded_values_and_a_config_kept_on_up
     for f in [
         "each_cluster.yaml",
         "central_monitor.yaml",
+        "central_content.yaml",
         "overlays/wsl.yaml",
         "overlays/kube-metrics.yaml",
         "overlays/managed-control-plane.yaml",
+        "overlays/node-exporter-full.yaml",
     ] {
         let shipped = std::fs::read(x.join("usr/share/cmm/values").join(f)).unwrap();
         assert_eq!(

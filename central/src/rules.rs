@@ -1,21 +1,72 @@
 //! Per-cluster alert rules. Grafana-managed rules query exactly one datasource, so one rule
 //! cannot watch many clusters through a variable (grafana/grafana#82758): every cluster gets
-//! its own copy of the template in `central/rules/cluster-rules.json`, bound to its datasource.
+//! its own copy of the rules in `content/rules/cluster-rules.yaml`, bound to its datasource.
 //!
 //! Layout: one folder per cluster (uid `cmm-<cluster>`, title `CMM <cluster>`) holding one
 //! group, [`GROUP`]. A folder per cluster rather than one shared folder because Grafana wants
-//! rule titles unique per folder, and the titles (NodeDown, …) are the same for every cluster.
+//! rule titles unique per folder, and the titles (CmmNodeDown, …) are the same for every cluster.
+//!
+//! One unreachable cluster, one alert: the reachability rule alerts on no data and on errors;
+//! every other rule is set to OK in both states, so a datasource that stops answering does not
+//! turn each of them into an error notification of its own.
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
-use cmm_core::naming::NODE_EXPORTER_JOB;
+use cmm_core::content::{runbook_url, CLUSTER_RULES_YAML};
 use cmm_core::ClusterName;
-
-/// The template, shipped in the binary.
-pub const TEMPLATE: &str = include_str!("../rules/cluster-rules.json");
 
 /// Name of the rule group in each cluster's folder.
 pub const GROUP: &str = "cluster-health";
+
+/// The rule source as shipped (`content/rules/cluster-rules.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Evaluation interval of the group, seconds.
+    pub interval: u64,
+    /// Rules that alert when the cluster does not answer (no data or an error).
+    pub reachability: Vec<RuleSource>,
+    /// Every other rule: quiet (OK) on no data and on errors.
+    pub rules: Vec<RuleSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSource {
+    pub alert: String,
+    pub severity: String,
+    #[serde(rename = "for")]
+    pub pending: String,
+    pub expr: String,
+    /// Grafana's threshold evaluator: `gt`, `lt`, `within_range`, `outside_range`.
+    pub op: String,
+    pub threshold: Threshold,
+    pub summary: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Threshold {
+    One(f64),
+    Range([f64; 2]),
+}
+
+impl Threshold {
+    fn params(&self) -> Vec<f64> {
+        match self {
+            Threshold::One(x) => vec![*x],
+            Threshold::Range(r) => r.to_vec(),
+        }
+    }
+}
+
+/// The shipped rules, parsed (the source is embedded, so a parse error is a build defect that
+/// the unit tests catch).
+pub fn source() -> Source {
+    serde_yaml::from_str(CLUSTER_RULES_YAML).expect("content/rules/cluster-rules.yaml parses")
+}
 
 pub fn folder_uid(cluster: &ClusterName) -> String {
     // Folder and datasource uids live in different namespaces, so they may share the form.
@@ -37,39 +88,103 @@ pub fn rule_uid_prefix(cluster: &ClusterName) -> String {
     format!("cmm-{h:08x}")
 }
 
-/// The `AlertRuleGroup` body for `PUT …/folder/{folder}/rule-groups/{GROUP}`.
-pub fn render(cluster: &ClusterName) -> Value {
-    let mut v: Value = serde_json::from_str(TEMPLATE).expect("the shipped rule template is JSON");
-    if let Some(o) = v.as_object_mut() {
-        o.remove("_comment");
+/// `CmmNodeDown` -> `node-down`: the stable tail of a rule's uid.
+fn slug(alert: &str) -> String {
+    let name = alert.strip_prefix("Cmm").unwrap_or(alert);
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
     }
-    let subst = [
-        ("${CLUSTER}", cluster.as_str().to_owned()),
-        ("${DATASOURCE_UID}", cluster.datasource_uid()),
-        ("${FOLDER_UID}", folder_uid(cluster)),
-        ("${GROUP}", GROUP.to_owned()),
-        // The job label is pinned by the values files; one definition keeps rules and values in step.
-        ("${NODE_EXPORTER_JOB}", NODE_EXPORTER_JOB.to_owned()),
-        ("${RULE_UID_PREFIX}", rule_uid_prefix(cluster)),
-    ];
-    fill(&mut v, &subst);
-    v
+    out
 }
 
-// Substituting inside parsed strings, not the raw text, so no value can break the JSON.
-fn fill(v: &mut Value, subst: &[(&str, String)]) {
-    match v {
-        Value::String(s) => {
-            for (k, val) in subst {
-                if s.contains(k) {
-                    *s = s.replace(k, val);
+/// The `AlertRuleGroup` body for `PUT …/folder/{folder}/rule-groups/{GROUP}`.
+pub fn render(cluster: &ClusterName) -> Value {
+    let src = source();
+    let folder = folder_uid(cluster);
+    let rules: Vec<Value> = src
+        .reachability
+        .iter()
+        .map(|r| (r, "Alerting", "Alerting"))
+        .chain(src.rules.iter().map(|r| (r, "OK", "OK")))
+        .map(|(r, no_data, exec_err)| rule(cluster, &folder, r, no_data, exec_err))
+        .collect();
+    json!({
+        "title": GROUP,
+        "folderUid": folder,
+        "interval": src.interval,
+        "rules": rules,
+    })
+}
+
+fn rule(
+    cluster: &ClusterName,
+    folder: &str,
+    r: &RuleSource,
+    no_data: &str,
+    exec_err: &str,
+) -> Value {
+    // Plain text replacement inside each string: the cluster name is validated (DNS label), so
+    // it cannot break PromQL quoting or a Go template.
+    let fill = |s: &str| s.replace("${CLUSTER}", cluster.as_str());
+    json!({
+        "uid": format!("{}-{}", rule_uid_prefix(cluster), slug(&r.alert)),
+        "title": r.alert,
+        "folderUID": folder,
+        "ruleGroup": GROUP,
+        "orgID": 1,
+        "condition": "C",
+        "data": [
+            {
+                "refId": "A",
+                "queryType": "",
+                "datasourceUid": cluster.datasource_uid(),
+                // An instant query: Grafana evaluates it at `now - to`; the look-back of range
+                // functions is in the expression itself.
+                "relativeTimeRange": {"from": 600, "to": 0},
+                "model": {
+                    "refId": "A",
+                    "expr": fill(&r.expr),
+                    "instant": true,
+                    "range": false,
+                    "intervalMs": 1000,
+                    "maxDataPoints": 43200
+                }
+            },
+            {
+                "refId": "C",
+                "queryType": "",
+                "datasourceUid": "__expr__",
+                "relativeTimeRange": {"from": 0, "to": 0},
+                "model": {
+                    "refId": "C",
+                    "type": "threshold",
+                    "expression": "A",
+                    "datasource": {"type": "__expr__", "uid": "__expr__"},
+                    "conditions": [{
+                        "type": "query",
+                        "evaluator": {"type": r.op, "params": r.threshold.params()}
+                    }]
                 }
             }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| fill(x, subst)),
-        Value::Object(o) => o.values_mut().for_each(|x| fill(x, subst)),
-        _ => {}
-    }
+        ],
+        "noDataState": no_data,
+        "execErrState": exec_err,
+        "for": r.pending,
+        "labels": {
+            "severity": r.severity,
+            "cluster": cluster.as_str(),
+        },
+        "annotations": {
+            "summary": fill(&r.summary),
+            "description": fill(&r.description),
+            "runbook_url": runbook_url(&r.alert),
+        },
+        "isPaused": false
+    })
 }
 
 /// Whether the stored group already is what [`render`] produced, with the same editability:
@@ -125,61 +240,77 @@ mod tests {
     fn every_rule_is_bound_to_the_clusters_datasource_and_complete() {
         let c = ClusterName::parse("kr-mum").unwrap();
         let g = render(&c);
-        assert!(!TEMPLATE.is_empty() && g.get("_comment").is_none());
         assert_eq!(g["folderUid"], "cmm-kr-mum");
         assert_eq!(g["interval"], 60);
         let rules = g["rules"].as_array().unwrap();
-        let titles: Vec<&str> = rules.iter().map(|r| r["title"].as_str().unwrap()).collect();
-        assert_eq!(
-            titles,
-            ["NodeDown", "ScrapeTargetDown", "FilesystemAlmostFull"]
-        );
+        assert!(rules.len() >= 11, "the full set: {}", rules.len());
+        let mut uids = std::collections::BTreeSet::new();
         for r in rules {
             let t = r["title"].as_str().unwrap();
-            assert!(is_camel_case(t), "{t}");
+            assert!(is_camel_case(t) && t.starts_with("Cmm"), "{t}");
             assert_eq!(r["folderUID"], "cmm-kr-mum", "{t}");
             assert_eq!(r["ruleGroup"], GROUP, "{t}");
             assert_eq!(r["labels"]["cluster"], "kr-mum", "{t}");
-            assert!(["critical", "warning"].contains(&r["labels"]["severity"].as_str().unwrap()));
+            assert!(["critical", "warning", "info"]
+                .contains(&r["labels"]["severity"].as_str().unwrap()));
             for k in ["summary", "description", "runbook_url"] {
                 assert!(!r["annotations"][k].as_str().unwrap().is_empty(), "{t} {k}");
             }
-            assert!(r["annotations"]["runbook_url"]
+            assert_eq!(
+                r["annotations"]["runbook_url"],
+                format!("{}#{}", cmm_core::content::RUNBOOK_URL, t.to_lowercase())
+            );
+            assert!(r["annotations"]["summary"]
                 .as_str()
                 .unwrap()
-                .starts_with("https://"));
+                .contains("kr-mum"));
             let data = r["data"].as_array().unwrap();
-            let prom: Vec<_> = data
-                .iter()
-                .filter(|q| q["datasourceUid"] != "__expr__")
-                .collect();
-            assert!(!prom.is_empty(), "{t}");
-            for q in prom {
-                assert_eq!(q["datasourceUid"], "cmm-kr-mum", "{t}");
-            }
-            let cond = r["condition"].as_str().unwrap();
-            assert!(
-                data.iter().any(|q| q["refId"] == cond),
-                "{t}: condition {cond}"
-            );
+            assert_eq!(data[0]["datasourceUid"], "cmm-kr-mum", "{t}");
+            assert_eq!(data[1]["datasourceUid"], "__expr__", "{t}");
+            assert_eq!(data[1]["model"]["expression"], "A", "{t}");
+            assert_eq!(r["condition"], "C");
             let uid = r["uid"].as_str().unwrap();
             assert!(
                 uid.len() <= 40 && uid.starts_with(&rule_uid_prefix(&c)),
                 "{uid}"
             );
+            assert!(uids.insert(uid.to_owned()), "duplicate uid {uid}");
         }
-        // The job selector is the one the values files pin, so NodeDown watches node-exporter.
-        let node_down = g["rules"]
+        assert!(!serde_json::to_string(&g).unwrap().contains("${"));
+    }
+
+    #[test]
+    fn only_the_reachability_rule_alerts_when_the_cluster_does_not_answer() {
+        let g = render(&ClusterName::parse("kr-mum").unwrap());
+        let loud: Vec<&str> = g["rules"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["title"] == "NodeDown")
-            .unwrap();
+            .filter(|r| r["noDataState"] != "OK" || r["execErrState"] != "OK")
+            .map(|r| r["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(loud, ["CmmClusterUnreachable"]);
+        let unreachable = &g["rules"][0];
+        assert_eq!(unreachable["noDataState"], "Alerting");
+        assert_eq!(unreachable["execErrState"], "Alerting");
+        assert_eq!(unreachable["labels"]["severity"], "critical");
+        // Its query is the cluster's own `up`: a datasource answering for another cluster
+        // (a reused address) returns no data for this one, and so alerts.
         assert_eq!(
-            node_down["data"][0]["model"]["expr"],
-            format!("up{{job=\"{NODE_EXPORTER_JOB}\"}}")
+            unreachable["data"][0]["model"]["expr"],
+            "count(up{cluster=\"kr-mum\"})"
         );
-        assert!(!serde_json::to_string(&g).unwrap().contains("${"));
+    }
+
+    #[test]
+    fn node_rules_watch_the_job_the_values_files_pin() {
+        let src = source();
+        let node_down = src.rules.iter().find(|r| r.alert == "CmmNodeDown").unwrap();
+        assert_eq!(
+            node_down.expr,
+            format!("up{{job=\"{}\"}}", cmm_core::naming::NODE_EXPORTER_JOB)
+        );
+        assert_eq!(slug("CmmFilesystemFillingUp"), "filesystem-filling-up");
     }
 
     #[test]

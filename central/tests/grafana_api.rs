@@ -65,10 +65,15 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
     );
     let rules = r1.rules.as_ref().unwrap();
     assert!(rules.folder_created);
-    assert_eq!(
-        rules.rules,
-        ["NodeDown", "ScrapeTargetDown", "FilesystemAlmostFull"]
-    );
+    let shipped: Vec<String> = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap())
+        ["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules.rules, shipped);
+    assert!(rules.rules.iter().any(|t| t == "CmmClusterUnreachable"));
 
     let ds = fake.datasources();
     assert_eq!(ds.len(), 1);
@@ -80,7 +85,7 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
     assert_eq!(ds[0]["jsonData"]["timeInterval"], "30s");
 
     let stored = fake.rules("cmm-kr-mum", "cluster-health");
-    assert_eq!(stored.len(), 3);
+    assert_eq!(stored.len(), shipped.len());
     for r in &stored {
         assert_eq!(
             r["provenance"], "api",
@@ -373,7 +378,11 @@ async fn deregister_removes_only_what_registration_made_and_can_repeat() {
         .collect();
     assert_eq!(left, [json!("cmm-wai-eks")]);
     assert!(fake.rules("cmm-kr-mum", "cluster-health").is_empty());
-    assert_eq!(fake.rules("cmm-wai-eks", "cluster-health").len(), 3);
+    let shipped = cmm_central::rules::source();
+    assert_eq!(
+        fake.rules("cmm-wai-eks", "cluster-health").len(),
+        shipped.reachability.len() + shipped.rules.len()
+    );
     // Provisioned rules were deleted without the header, as they were written.
     let del = fake
         .requests()

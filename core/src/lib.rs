@@ -4,6 +4,7 @@
 //! apart, the object names the values files pin, the Grafana datasource naming — is defined
 //! here once, so the agent, the values files' tests and the Grafana side cannot drift apart.
 
+pub mod content;
 pub mod datasource;
 pub mod duration;
 pub mod finding;

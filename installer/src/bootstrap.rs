@@ -205,10 +205,18 @@ pub fn values_for(
     let mut out = match (user_values, role) {
         (Some(files), _) => files,
         (None, Role::Cluster) => vec![(EACH_CLUSTER.name.to_owned(), EACH_CLUSTER.text.to_owned())],
-        (None, Role::Central) => vec![(
-            crate::values::CENTRAL_MONITOR.name.to_owned(),
-            central_values.unwrap_or_else(|| crate::values::CENTRAL_MONITOR.text.to_owned()),
-        )],
+        // The content file follows verbatim (never through envsubst); a user's own central
+        // files replace both.
+        (None, Role::Central) => vec![
+            (
+                crate::values::CENTRAL_MONITOR.name.to_owned(),
+                central_values.unwrap_or_else(|| crate::values::CENTRAL_MONITOR.text.to_owned()),
+            ),
+            (
+                crate::values::CENTRAL_CONTENT.name.to_owned(),
+                crate::values::CENTRAL_CONTENT.text.to_owned(),
+            ),
+        ],
     };
     if role == Role::Cluster {
         for f in fixes {

@@ -9,7 +9,7 @@ use cmm_core::ClusterName;
 use serde::{Deserialize, Serialize};
 
 use crate::envsubst::envsubst;
-use crate::values::{Overlay, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
+use crate::values::{Overlay, CENTRAL_CONTENT, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
 use crate::{Error, Result};
 
 /// The fleet `cmm-agent plan` uses when given none.
@@ -143,7 +143,11 @@ impl Fleet {
             role: Role::Central,
             release: self.central.release.clone(),
             namespace: self.central.namespace.clone(),
-            values: vec![(CENTRAL_MONITOR.name, self.central_values())],
+            // Content second and verbatim: envsubst would blank its Grafana `$` references.
+            values: vec![
+                (CENTRAL_MONITOR.name, self.central_values()),
+                (CENTRAL_CONTENT.name, CENTRAL_CONTENT.text.to_owned()),
+            ],
             sets: Vec::new(),
         }];
         for c in &self.clusters {

@@ -1,7 +1,10 @@
 //! CMM's values files, shipped inside the binary so an offline admin host needs nothing but
-//! the agent and the chart. The same files are the product for plain `helm` users.
+//! the agent and the chart. The same files are the product for plain `helm` users; the bytes
+//! are embedded once, in `cmm_core::content`.
 
 use std::path::PathBuf;
+
+use cmm_core::content;
 
 use crate::{Error, Result};
 
@@ -14,12 +17,20 @@ pub struct ValuesFile {
 
 pub const EACH_CLUSTER: ValuesFile = ValuesFile {
     name: "each_cluster.yaml",
-    text: include_str!("../../values/each_cluster.yaml"),
+    text: content::EACH_CLUSTER_YAML,
 };
 
 pub const CENTRAL_MONITOR: ValuesFile = ValuesFile {
     name: "central_monitor.yaml",
-    text: include_str!("../../values/central_monitor.yaml"),
+    text: content::CENTRAL_MONITOR_YAML,
+};
+
+/// Dashboards and alerting for the central release: helm's second values file, after
+/// `central_monitor.yaml` went through envsubst. It never goes through envsubst itself: it is
+/// full of Grafana's own `$` references (`$__rate_interval`, `${datasource}`).
+pub const CENTRAL_CONTENT: ValuesFile = ValuesFile {
+    name: "central_content.yaml",
+    text: content::CENTRAL_CONTENT_YAML,
 };
 
 /// Environment variable the central file takes its cluster datasources from (envsubst route).
@@ -37,28 +48,35 @@ pub enum Overlay {
     KubeMetrics,
     /// EKS/GKE/AKS: control-plane components cannot be scraped.
     ManagedControlPlane,
+    /// Every node_exporter series, for the Node Exporter Full dashboard (a fleet's choice).
+    NodeExporterFull,
 }
 
 impl Overlay {
-    pub const ALL: [Overlay; 3] = [
+    pub const ALL: [Overlay; 4] = [
         Overlay::Wsl,
         Overlay::KubeMetrics,
         Overlay::ManagedControlPlane,
+        Overlay::NodeExporterFull,
     ];
 
     pub fn file(self) -> ValuesFile {
         match self {
             Overlay::Wsl => ValuesFile {
                 name: "overlays/wsl.yaml",
-                text: include_str!("../../values/overlays/wsl.yaml"),
+                text: content::OVERLAY_WSL_YAML,
             },
             Overlay::KubeMetrics => ValuesFile {
                 name: "overlays/kube-metrics.yaml",
-                text: include_str!("../../values/overlays/kube-metrics.yaml"),
+                text: content::OVERLAY_KUBE_METRICS_YAML,
             },
             Overlay::ManagedControlPlane => ValuesFile {
                 name: "overlays/managed-control-plane.yaml",
-                text: include_str!("../../values/overlays/managed-control-plane.yaml"),
+                text: content::OVERLAY_MANAGED_CONTROL_PLANE_YAML,
+            },
+            Overlay::NodeExporterFull => ValuesFile {
+                name: "overlays/node-exporter-full.yaml",
+                text: content::OVERLAY_NODE_EXPORTER_FULL_YAML,
             },
         }
     }

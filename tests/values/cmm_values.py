@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "values"
 EACH = VALUES / "each_cluster.yaml"
 CENTRAL = VALUES / "central_monitor.yaml"
+# The central release's second values file (dashboards, alerting), never through envsubst.
+CONTENT = VALUES / "central_content.yaml"
 OVERLAYS = {
     "wsl": VALUES / "overlays" / "wsl.yaml",
     "kube-metrics": VALUES / "overlays" / "kube-metrics.yaml",
     "managed-control-plane": VALUES / "overlays" / "managed-control-plane.yaml",
+    "node-exporter-full": VALUES / "overlays" / "node-exporter-full.yaml",
 }
 GOLDEN = REPO / "tests" / "golden"
 
@@ -149,13 +152,14 @@ class Renderer:
             if datasources is not None:
                 env["CMM_DATASOURCES"] = datasources
             helm_cmd = [self.helm, "template", release, self.chart, "-n", NAMESPACE,
-                        "--kube-version", KUBE_VERSION, "-f", "-"]
+                        "--kube-version", KUBE_VERSION, "-f", "-", "-f", str(CONTENT)]
             with open(CENTRAL) as src:
                 sub = subprocess.Popen([self.envsubst_bin], stdin=src, stdout=subprocess.PIPE, env=env)
                 res = subprocess.run(helm_cmd, stdin=sub.stdout, capture_output=True, text=True, timeout=120)
                 sub.stdout.close()
                 assert sub.wait(timeout=30) == 0, "envsubst failed"
             shown = (f"envsubst < values/central_monitor.yaml | helm template {release} CHART -n {NAMESPACE} -f -"
+                     " -f values/central_content.yaml"
                      f"  (CMM_DATASOURCES {'unset' if datasources is None else 'set'})")
             if res.returncode != 0:
                 raise HelmError(shown, res.stderr)

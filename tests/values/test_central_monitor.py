@@ -11,6 +11,7 @@ import yaml
 
 from cmm_values import (
     CENTRAL,
+    CONTENT,
     RELEASES,
     TWO_CLUSTERS,
     HelmError,
@@ -48,7 +49,7 @@ ROUTES = {
 def render_route(renderer, release, route):
     spec = ROUTES[route]
     if spec is None:
-        return renderer.render(release, CENTRAL)
+        return renderer.render(release, CENTRAL, CONTENT)
     if spec[0] == "unset":
         return renderer.render_central_envsubst(release, None)
     value = datasources_value(spec[1]) if spec[0] == "yaml" else rust_datasources_value(spec[1])
@@ -154,7 +155,7 @@ def test_leaked_secret_guard_is_still_armed(renderer):
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_dashboard_provider_and_alerting_sections_are_valid(renderer, release):
-    r = renderer.render(release, CENTRAL)
+    r = renderer.render(release, CENTRAL, CONTENT)
     cm = one(r.objects, "ConfigMap", GRAFANA)["data"]
     providers = yaml.safe_load(cm["dashboardproviders.yaml"])["providers"]
     cmm = next(p for p in providers if p["name"] == "cmm")
@@ -170,7 +171,7 @@ def test_dashboard_provider_and_alerting_sections_are_valid(renderer, release):
     assert {"name": "storage", "mountPath": "/var/lib/grafana"} in init["download-dashboards"]["volumeMounts"]
     assert f"mkdir -p {path}" in cm["download_dashboards.sh"], f"nothing creates {path}"
     contact = yaml.safe_load(cm["contactpoints.yaml"])
-    assert contact["apiVersion"] == 1 and contact["contactPoints"] == []
+    assert contact["apiVersion"] == 1 and {c["name"] for c in contact["contactPoints"]} >= {"cmm-critical"}
     assert "/etc/grafana/provisioning/alerting/contactpoints.yaml" in mounts
     # Node dashboards ship although no node-exporter runs centrally.
     assert find(r.objects, "ConfigMap", "cmm-nodes")

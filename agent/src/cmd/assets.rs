@@ -39,6 +39,7 @@ pub fn run(args: AssetsArgs) -> anyhow::Result<()> {
     let files = [
         cmm_installer::values::EACH_CLUSTER,
         cmm_installer::values::CENTRAL_MONITOR,
+        cmm_installer::values::CENTRAL_CONTENT,
     ]
     .into_iter()
     .chain(cmm_installer::values::Overlay::ALL.map(|o| o.file()));
