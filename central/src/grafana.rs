@@ -361,6 +361,16 @@ impl GrafanaClient {
         }
     }
 
+    /// `GET /api/datasources`: every datasource the caller may read (list items; contract §2.2).
+    pub async fn list_datasources(&self) -> Result<Vec<DataSource>> {
+        let seg = ["datasources"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        if a.status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        self.decode(&Method::GET, &seg, &a)
+    }
+
     pub async fn datasource_by_uid(&self, uid: &str) -> Result<Option<DataSource>> {
         self.get_datasource(&["datasources", "uid", uid]).await
     }

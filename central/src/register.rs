@@ -181,6 +181,8 @@ pub struct RulesReport {
     pub folder_created: bool,
     /// Whether the group was written; false when Grafana already held exactly these rules.
     pub changed: bool,
+    /// The fleet rule (CmmFleetClusterMissing) after this registration.
+    pub fleet: FleetReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,6 +312,7 @@ async fn provision_rules(
             .put_rule_group(&folder, rules::GROUP, &body, editable)
             .await?;
     }
+    let fleet = provision_fleet(grafana, editable, None).await?;
     Ok(RulesReport {
         folder_uid: folder,
         group: rules::GROUP.to_owned(),
@@ -322,7 +325,87 @@ async fn provision_rules(
         mode,
         folder_created,
         changed,
+        fleet,
     })
+}
+
+/// Rebuild the fleet rule: the clusters it counted before, plus every CMM datasource Grafana
+/// holds now (this cluster included), less the one being deregistered. A cluster leaves the
+/// count only through `deregister`. When a counted cluster's datasource was removed any other
+/// way, the rule is left as it is: Grafana refuses to store a rule querying a datasource that
+/// does not exist, and the stored one keeps failing on it, which is what pages. Two
+/// registrations racing may each miss the other; the next registration puts it right.
+async fn provision_fleet(
+    grafana: &GrafanaClient,
+    editable: bool,
+    leaving: Option<&ClusterName>,
+) -> Result<FleetReport> {
+    let stored = grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP)
+        .await?;
+    let present = rules::registered_clusters(&grafana.list_datasources().await?);
+    let before = stored
+        .as_ref()
+        .map(rules::fleet_members)
+        .unwrap_or_default();
+    let vanished: Vec<String> = before
+        .iter()
+        .filter(|c| Some(*c) != leaving && !present.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    if !vanished.is_empty() {
+        return Ok(FleetReport {
+            clusters: before.iter().map(|c| c.to_string()).collect(),
+            vanished,
+        });
+    }
+    let mut clusters = present;
+    clusters.extend(before);
+    clusters.retain(|c| Some(c) != leaving);
+    clusters.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    clusters.dedup_by(|a, b| a.as_str() == b.as_str());
+    let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
+    match rules::render_fleet(&clusters) {
+        Some(body) => {
+            let created = grafana
+                .ensure_folder(rules::FLEET_FOLDER_UID, rules::FLEET_FOLDER_TITLE)
+                .await?;
+            let same = match (&stored, created) {
+                (Some(s), false) => {
+                    let stored_editable = grafana.group_editable(s).await?;
+                    rules::stored_matches(&body, s, editable, stored_editable)
+                }
+                _ => false,
+            };
+            if !same {
+                grafana
+                    .put_rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP, &body, editable)
+                    .await?;
+            }
+        }
+        None => {
+            if let Some(s) = &stored {
+                let stored_editable = grafana.group_editable(s).await?.unwrap_or(false);
+                grafana
+                    .delete_rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP, stored_editable)
+                    .await?;
+            }
+        }
+    }
+    Ok(FleetReport {
+        clusters: names,
+        vanished: Vec::new(),
+    })
+}
+
+/// What the fleet rule counts after a registration or deregistration.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FleetReport {
+    /// The clusters CmmFleetClusterMissing counts.
+    pub clusters: Vec<String>,
+    /// Counted clusters whose datasource is gone from Grafana although they were never
+    /// deregistered. While there are any, the fleet rule is left unchanged (and pages).
+    pub vanished: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -334,6 +417,8 @@ pub struct DeregisterReport {
     pub folder_deleted: bool,
     /// Why the folder was left in place (it holds content CMM did not make).
     pub folder_kept: Option<String>,
+    /// The fleet rule once this cluster is gone.
+    pub fleet: FleetReport,
 }
 
 /// Remove what [`register`] made: the rule group, its folder, the datasource (by CMM's uid
@@ -391,6 +476,16 @@ pub async fn deregister(
     };
     let uid = cluster.datasource_uid();
     let datasource_deleted = grafana.delete_datasource(&uid).await?;
+    // The fleet rule stops counting the cluster only here, on purpose: a datasource removed any
+    // other way leaves the rule querying it, and so paging.
+    let fleet_editable = match grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP)
+        .await?
+    {
+        Some(g) => grafana.group_editable(&g).await?.unwrap_or(false),
+        None => false,
+    };
+    let fleet = provision_fleet(grafana, fleet_editable, Some(cluster)).await?;
     Ok(DeregisterReport {
         cluster: cluster.to_string(),
         datasource_uid: uid,
@@ -398,6 +493,7 @@ pub async fn deregister(
         rules_deleted,
         folder_deleted,
         folder_kept,
+        fleet,
     })
 }
 

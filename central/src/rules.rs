@@ -29,6 +29,21 @@ pub struct Source {
     pub reachability: Vec<RuleSource>,
     /// Every other rule: quiet (OK) on no data and on errors.
     pub rules: Vec<RuleSource>,
+    /// The one fleet-wide rule: registered clusters vs. clusters answering.
+    pub fleet: FleetSource,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSource {
+    pub alert: String,
+    pub severity: String,
+    #[serde(rename = "for")]
+    pub pending: String,
+    /// Run on each registered cluster's datasource; a cluster answers when it returns a value > 0.
+    pub expr: String,
+    pub summary: String,
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +77,12 @@ impl Threshold {
     }
 }
 
+/// Folder and group of the fleet rule. The uid has an underscore, which no cluster name (a DNS
+/// label) can have, so it cannot meet a cluster's folder `cmm-<cluster>`.
+pub const FLEET_FOLDER_UID: &str = "cmm_fleet";
+pub const FLEET_FOLDER_TITLE: &str = "CMM fleet";
+pub const FLEET_GROUP: &str = "fleet-health";
+
 /// The shipped rules, parsed (the source is embedded, so a parse error is a build defect that
 /// the unit tests catch).
 pub fn source() -> Source {
@@ -86,6 +107,130 @@ pub fn rule_uid_prefix(cluster: &ClusterName) -> String {
         h = h.wrapping_mul(0x0100_0193);
     }
     format!("cmm-{h:08x}")
+}
+
+/// The registered clusters, as Grafana holds them: datasources CMM made (uid `cmm-<name>` for
+/// the cluster name it carries), sorted so the fleet rule does not change with list order.
+pub fn registered_clusters(datasources: &[crate::grafana::DataSource]) -> Vec<ClusterName> {
+    let mut out: Vec<ClusterName> = datasources
+        .iter()
+        .filter(|d| d.kind == "prometheus")
+        .filter_map(|d| ClusterName::parse(&d.name).ok())
+        .filter(|c| {
+            datasources
+                .iter()
+                .any(|d| d.uid == c.datasource_uid() && d.name == c.as_str())
+        })
+        .collect();
+    out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    out.dedup_by(|a, b| a.as_str() == b.as_str());
+    out
+}
+
+/// The clusters a stored fleet rule counts (its queries' datasources, `cmm-<cluster>`).
+pub fn fleet_members(group: &Value) -> Vec<ClusterName> {
+    group["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["data"].as_array().cloned().unwrap_or_default())
+        .filter_map(|q| {
+            let uid = q["datasourceUid"].as_str()?;
+            let name = uid.strip_prefix(cmm_core::naming::DATASOURCE_UID_PREFIX)?;
+            ClusterName::parse(name).ok()
+        })
+        .collect()
+}
+
+/// The fleet rule group for `PUT …/folder/cmm_fleet/rule-groups/fleet-health`: one query per
+/// registered cluster (refIds `A0`, `A1`, … on each cluster's datasource), a math expression
+/// `M` = registered − answering, and the condition `M > 0`. `None` for an empty fleet.
+///
+/// A Grafana rule fails as a whole when one of its queries fails (server-side expressions run
+/// as one pipeline; a query error leaves every expression depending on it unevaluated), so
+/// an unreachable cluster puts this rule in its error state: set to Alerting, which is how a
+/// cluster whose datasource was removed outside CMM still pages.
+pub fn render_fleet(clusters: &[ClusterName]) -> Option<Value> {
+    if clusters.is_empty() {
+        return None;
+    }
+    let f = source().fleet;
+    let mut data: Vec<Value> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ref_id = format!("A{i}");
+            json!({
+                "refId": ref_id,
+                "queryType": "",
+                "datasourceUid": c.datasource_uid(),
+                "relativeTimeRange": {"from": 600, "to": 0},
+                "model": {
+                    "refId": ref_id,
+                    "expr": f.expr.replace("${CLUSTER}", c.as_str()),
+                    "legendFormat": c.as_str(),
+                    "instant": true,
+                    "range": false,
+                    "intervalMs": 1000,
+                    "maxDataPoints": 43200
+                }
+            })
+        })
+        .collect();
+    let answering: Vec<String> = (0..clusters.len())
+        .map(|i| format!("($A{i} > 0)"))
+        .collect();
+    let expression = format!("{} - ({})", clusters.len(), answering.join(" + "));
+    data.push(json!({
+        "refId": "M",
+        "queryType": "",
+        "datasourceUid": "__expr__",
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {
+            "refId": "M",
+            "type": "math",
+            "expression": expression,
+            "datasource": {"type": "__expr__", "uid": "__expr__"}
+        }
+    }));
+    data.push(json!({
+        "refId": "C",
+        "queryType": "",
+        "datasourceUid": "__expr__",
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {
+            "refId": "C",
+            "type": "threshold",
+            "expression": "M",
+            "datasource": {"type": "__expr__", "uid": "__expr__"},
+            "conditions": [{"type": "query", "evaluator": {"type": "gt", "params": [0]}}]
+        }
+    }));
+    let names: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+    Some(json!({
+        "title": FLEET_GROUP,
+        "folderUid": FLEET_FOLDER_UID,
+        "interval": source().interval,
+        "rules": [{
+            "uid": "cmm_fleet-cluster-missing",
+            "title": f.alert,
+            "folderUID": FLEET_FOLDER_UID,
+            "ruleGroup": FLEET_GROUP,
+            "orgID": 1,
+            "condition": "C",
+            "data": data,
+            "noDataState": "OK",
+            "execErrState": "Alerting",
+            "for": f.pending,
+            "labels": {"severity": f.severity, "cluster": "_fleet"},
+            "annotations": {
+                "summary": f.summary,
+                "description": format!("{} Registered: {}.", f.description.trim_end(), names.join(", ")),
+                "runbook_url": runbook_url(&f.alert),
+            },
+            "isPaused": false
+        }]
+    }))
 }
 
 /// `CmmNodeDown` -> `node-down`: the stable tail of a rule's uid.
@@ -300,6 +445,53 @@ mod tests {
             unreachable["data"][0]["model"]["expr"],
             "count(up{cluster=\"kr-mum\"})"
         );
+    }
+
+    #[test]
+    fn the_fleet_rule_counts_every_registered_cluster_on_its_own_datasource() {
+        let names = ["kr-mum", "wai-eks"].map(|n| ClusterName::parse(n).unwrap());
+        assert!(render_fleet(&[]).is_none());
+        let g = render_fleet(&names).unwrap();
+        assert_eq!(g["folderUid"], FLEET_FOLDER_UID);
+        let r = &g["rules"][0];
+        assert_eq!(r["title"], "CmmFleetClusterMissing");
+        // Loud on errors (a vanished datasource), quiet on no data (CmmClusterUnreachable's case).
+        assert_eq!(r["execErrState"], "Alerting");
+        assert_eq!(r["noDataState"], "OK");
+        let data = r["data"].as_array().unwrap();
+        assert_eq!(data[0]["datasourceUid"], "cmm-kr-mum");
+        assert_eq!(data[1]["datasourceUid"], "cmm-wai-eks");
+        assert_eq!(data[1]["model"]["expr"], "count(up{cluster=\"wai-eks\"})");
+        assert_eq!(
+            data[2]["model"]["expression"],
+            "2 - (($A0 > 0) + ($A1 > 0))"
+        );
+        assert_eq!(r["condition"], "C");
+        assert_eq!(data[3]["model"]["expression"], "M");
+        assert!(r["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("Registered: kr-mum, wai-eks."));
+        let members: Vec<String> = fleet_members(&g).iter().map(|c| c.to_string()).collect();
+        assert_eq!(members, ["kr-mum", "wai-eks"]);
+        // The fleet folder can never be a cluster's folder.
+        assert!(ClusterName::parse("fleet").unwrap().datasource_uid() != FLEET_FOLDER_UID);
+    }
+
+    #[test]
+    fn only_cmm_datasources_count_as_registered() {
+        // As `GET /api/datasources` lists them (contract §2.2).
+        let ds = |uid: &str, name: &str, kind: &str| -> crate::grafana::DataSource {
+            serde_json::from_value(json!({"uid": uid, "name": name, "type": kind})).unwrap()
+        };
+        let got = registered_clusters(&[
+            ds("cmm-wai-eks", "wai-eks", "prometheus"),
+            ds("other", "kr-mum", "prometheus"),
+            ds("cmm-logs", "logs", "loki"),
+            ds("cmm-kr-mum", "kr-mum", "prometheus"),
+        ]);
+        let names: Vec<&str> = got.iter().map(ClusterName::as_str).collect();
+        assert_eq!(names, ["kr-mum", "wai-eks"]);
     }
 
     #[test]

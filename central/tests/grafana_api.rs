@@ -121,7 +121,8 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
         "no second create"
     );
     assert_eq!(fake.count("PUT", "/api/datasources"), 0, "no update either");
-    assert_eq!(fake.count("POST", "/api/folders"), 1);
+    // The cluster's folder and the fleet rule's, each once.
+    assert_eq!(fake.count("POST", "/api/folders"), 2);
     assert_eq!(fake.datasources().len(), 1);
     let again: Vec<_> = fake
         .rules("cmm-kr-mum", "cluster-health")
@@ -337,7 +338,7 @@ async fn editable_rules_send_the_header_on_every_write_and_deregister_matches_it
     let puts: Vec<_> = fake
         .requests()
         .into_iter()
-        .filter(|r| r.method == "PUT" && r.path.contains("/rule-groups/"))
+        .filter(|r| r.method == "PUT" && r.path.contains("/folder/cmm-wai-eks/rule-groups/"))
         .collect();
     assert_eq!(puts.len(), 2);
     assert!(puts[0].header("x-disable-provenance").is_none());
@@ -568,4 +569,63 @@ async fn deregister_keeps_a_folder_that_holds_a_dashboard_someone_saved() {
     assert_eq!(fake.dashboards().len(), 1, "their dashboard survives");
     assert_eq!(fake.count("DELETE", "/api/folders/cmm-kr-mum"), 0);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn the_fleet_rule_counts_registered_clusters_until_they_are_deregistered() {
+    let fake = cmm_testkit::fake_grafana!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let dead = cmm_testkit::dead_url();
+    let members = |fake: &FakeGrafana| -> Vec<String> {
+        fake.rules("cmm_fleet", "fleet-health")
+            .iter()
+            .flat_map(|r| r["data"].as_array().cloned().unwrap_or_default())
+            .filter_map(|q| q["datasourceUid"].as_str().map(str::to_owned))
+            .filter(|uid| uid != "__expr__")
+            .collect()
+    };
+
+    let r = register(&g, &request("kr-mum", &dead)).await.unwrap();
+    assert_eq!(r.rules.unwrap().fleet.clusters, ["kr-mum"]);
+    register(&g, &request("wai-eks", &dead)).await.unwrap();
+    assert_eq!(members(&fake), ["cmm-kr-mum", "cmm-wai-eks"]);
+    let rule = &fake.rules("cmm_fleet", "fleet-health")[0];
+    assert_eq!(rule["title"], "CmmFleetClusterMissing");
+    assert_eq!(rule["execErrState"], "Alerting");
+
+    // Someone deletes wai-eks's datasource in the UI. Grafana would refuse a rule querying it,
+    // and the stored rule failing on it is what pages, so a later registration leaves the fleet
+    // rule alone and says why; the new cluster still gets its own rules.
+    assert!(g.delete_datasource("cmm-wai-eks").await.unwrap());
+    let r = register(&g, &request("us-gke", &dead)).await.unwrap();
+    let fleet = r.rules.unwrap().fleet;
+    assert_eq!(fleet.clusters, ["kr-mum", "wai-eks"]);
+    assert_eq!(fleet.vanished, ["wai-eks"]);
+    assert_eq!(members(&fake), ["cmm-kr-mum", "cmm-wai-eks"]);
+    assert!(!fake.rules("cmm-us-gke", "cluster-health").is_empty());
+
+    // Deregistering is what takes a cluster out; then the others are counted again.
+    let d = deregister(&g, &ClusterName::parse("wai-eks").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(d.fleet.clusters, ["kr-mum", "us-gke"]);
+    assert!(d.fleet.vanished.is_empty());
+
+    // A re-run writes nothing to the fleet group.
+    let before = fake.requests().len();
+    register(&g, &request("us-gke", &dead)).await.unwrap();
+    assert!(!fake.requests()[before..]
+        .iter()
+        .any(|q| q.method == "PUT" && q.path.contains("cmm_fleet")));
+
+    // The last one takes the fleet rule with it.
+    let d = deregister(&g, &ClusterName::parse("kr-mum").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(d.fleet.clusters, ["us-gke"]);
+    let d = deregister(&g, &ClusterName::parse("us-gke").unwrap())
+        .await
+        .unwrap();
+    assert!(d.fleet.clusters.is_empty());
+    assert!(fake.rules("cmm_fleet", "fleet-health").is_empty());
 }

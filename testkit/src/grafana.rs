@@ -805,7 +805,7 @@ async fn route(
             ("GET", ["datasources"]) => need(role, "datasources:read").unwrap_or_else(|| {
                 reply(
                     200,
-                    Value::Array(g.datasources.iter().map(|d| d.dto.clone()).collect()),
+                    Value::Array(g.datasources.iter().map(|d| list_item(&d.dto)).collect()),
                 )
             }),
             ("GET", ["datasources", "uid", uid]) => {
@@ -935,6 +935,31 @@ fn templated_path(segs: &[&str]) -> String {
 }
 
 // ---- datasources (§2)
+
+/// A datasource as `GET /api/datasources` lists it: `DataSourceListItemDTO` lacks
+/// basicAuthUser, withCredentials, secureJsonFields and version and adds typeName
+/// (contract §2.1; pkg/api/dtos/datasource.go, the list built in pkg/api/datasources.go).
+fn list_item(dto: &Value) -> Value {
+    let mut item = dto.clone();
+    if let Some(o) = item.as_object_mut() {
+        for k in [
+            "basicAuthUser",
+            "withCredentials",
+            "secureJsonFields",
+            "version",
+        ] {
+            o.remove(k);
+        }
+        let name = match o.get("type").and_then(Value::as_str) {
+            Some("prometheus") => "Prometheus",
+            Some(other) => other,
+            None => "",
+        }
+        .to_owned();
+        o.insert("typeName".into(), Value::String(name));
+    }
+    item
+}
 
 fn dto_from(body: &Value, id: i64, version: i64) -> Value {
     let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();

@@ -366,6 +366,9 @@ class Lab:
             out += dashboard_queries(json.loads(p.read_text()), f"dashboard {p.stem}", "cmm-dashboard", values)
         for r in cmm_rules():
             out.append(Query(f"rule {r['alert']}", r["expr"], "cmm-rule"))
+        fleet = yaml.safe_load((REPO / "content" / "rules" / "cluster-rules.yaml").read_text())["fleet"]
+        out.append(Query(f"rule {fleet['alert']} (one cluster's query)", fleet["expr"].replace("${CLUSTER}", RELEASE),
+                         "cmm-rule"))
         for cm in find(self.central_objs, "ConfigMap"):
             if cm["metadata"].get("labels", {}).get("grafana_dashboard") != "1":
                 continue

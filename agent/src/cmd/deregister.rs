@@ -42,6 +42,7 @@ pub async fn run(global: &GlobalArgs, args: DeregisterArgs) -> anyhow::Result<()
                 Some(why) => outln!("  rule folder  kept: {why}"),
                 None => outln!("  rule folder  {}", said(r.folder_deleted)),
             }
+            crate::cmd::register::print_fleet(&r.fleet);
         }
     }
     Ok(())

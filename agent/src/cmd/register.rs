@@ -485,6 +485,9 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
                 ),
                 None => outln!("  alert rules  skipped (--rules skip)"),
             }
+            if let Some(rules) = &r.rules {
+                print_fleet(&rules.fleet);
+            }
             outln!(
                 "  health       {}: {}",
                 if r.health.ok { "OK" } else { "FAILED" },
@@ -493,6 +496,23 @@ fn print_report(output: Output, endpoint: &Endpoint, r: &RegisterReport) -> anyh
         }
     }
     Ok(())
+}
+
+/// The fleet rule's line, and why it was left alone when a counted cluster vanished.
+pub fn print_fleet(f: &cmm_central::register::FleetReport) {
+    if f.clusters.is_empty() {
+        outln!("  fleet rule   none (no cluster registered)");
+    } else {
+        outln!("  fleet rule   counts {}", f.clusters.join(", "));
+    }
+    if !f.vanished.is_empty() {
+        outln!(
+            "  fleet rule   left unchanged: the datasource of {} is gone from Grafana although \
+             it was never deregistered (the rule pages for it); register it again, or run \
+             `cmm-agent deregister` for it if it was retired",
+            f.vanished.join(", ")
+        );
+    }
 }
 
 /// Exit class of a cmm-central error.
