@@ -221,3 +221,12 @@ def test_chart_dashboards_show_the_cluster_variable_in_the_cmm_folder(renderer, 
     assert cluster["hide"] == 0, "multicluster switch off: the cluster variable is hidden"
     providers = yaml.safe_load(one(r.objects, "ConfigMap", "cmm-grafana-config-dashboards")["data"]["provider.yaml"])
     assert {p["folder"] for p in providers["providers"]} == {"CMM"}
+
+
+def test_every_alert_has_a_runbook_section():
+    rules = yaml.safe_load((SOURCES / "rules" / "cluster-rules.yaml").read_text())
+    alerts = [r["alert"] for r in rules["reachability"] + rules["rules"]] + [rules["fleet"]["alert"]]
+    sections = re.findall(r"^## (\w+)$", (REPO / "docs" / "runbook.md").read_text(), re.M)
+    assert sorted(sections) == sorted(alerts), "docs/runbook.md needs exactly one section per alert"
+    for a in alerts:
+        assert re.fullmatch(r"Cmm[A-Z][A-Za-z]+", a), a
