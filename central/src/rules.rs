@@ -127,6 +127,54 @@ pub fn registered_clusters(datasources: &[crate::grafana::DataSource]) -> Vec<Cl
     out
 }
 
+/// An instant PromQL query on a cluster's datasource, as a rule's data node.
+fn query_node(ref_id: &str, datasource_uid: &str, expr: &str, legend: Option<&str>) -> Value {
+    let mut model = json!({
+        "refId": ref_id,
+        "expr": expr,
+        "instant": true,
+        "range": false,
+        "intervalMs": 1000,
+        "maxDataPoints": 43200
+    });
+    if let Some(l) = legend {
+        model["legendFormat"] = json!(l);
+    }
+    json!({
+        "refId": ref_id,
+        "queryType": "",
+        "datasourceUid": datasource_uid,
+        // An instant query: Grafana evaluates it at `now - to`; the look-back of range
+        // functions is in the expression itself.
+        "relativeTimeRange": {"from": 600, "to": 0},
+        "model": model
+    })
+}
+
+/// A server-side expression node (`math`, `threshold`, …); `extra` adds its own fields.
+fn expression_node(ref_id: &str, kind: &str, expression: &str, extra: Value) -> Value {
+    let mut model = json!({
+        "refId": ref_id,
+        "type": kind,
+        "expression": expression,
+        "datasource": {"type": "__expr__", "uid": "__expr__"}
+    });
+    if let (Some(m), Value::Object(e)) = (model.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    json!({
+        "refId": ref_id,
+        "queryType": "",
+        "datasourceUid": "__expr__",
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": model
+    })
+}
+
+fn threshold(op: &str, params: Vec<f64>) -> Value {
+    json!({"conditions": [{"type": "query", "evaluator": {"type": op, "params": params}}]})
+}
+
 /// The clusters a stored fleet rule counts (its queries' datasources, `cmm-<cluster>`).
 pub fn fleet_members(group: &Value) -> Vec<ClusterName> {
     group["rules"]
@@ -159,53 +207,26 @@ pub fn render_fleet(clusters: &[ClusterName]) -> Option<Value> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let ref_id = format!("A{i}");
-            json!({
-                "refId": ref_id,
-                "queryType": "",
-                "datasourceUid": c.datasource_uid(),
-                "relativeTimeRange": {"from": 600, "to": 0},
-                "model": {
-                    "refId": ref_id,
-                    "expr": f.expr.replace("${CLUSTER}", c.as_str()),
-                    "legendFormat": c.as_str(),
-                    "instant": true,
-                    "range": false,
-                    "intervalMs": 1000,
-                    "maxDataPoints": 43200
-                }
-            })
+            let expr = f.expr.replace("${CLUSTER}", c.as_str());
+            query_node(
+                &format!("A{i}"),
+                &c.datasource_uid(),
+                &expr,
+                Some(c.as_str()),
+            )
         })
         .collect();
     let answering: Vec<String> = (0..clusters.len())
         .map(|i| format!("($A{i} > 0)"))
         .collect();
     let expression = format!("{} - ({})", clusters.len(), answering.join(" + "));
-    data.push(json!({
-        "refId": "M",
-        "queryType": "",
-        "datasourceUid": "__expr__",
-        "relativeTimeRange": {"from": 0, "to": 0},
-        "model": {
-            "refId": "M",
-            "type": "math",
-            "expression": expression,
-            "datasource": {"type": "__expr__", "uid": "__expr__"}
-        }
-    }));
-    data.push(json!({
-        "refId": "C",
-        "queryType": "",
-        "datasourceUid": "__expr__",
-        "relativeTimeRange": {"from": 0, "to": 0},
-        "model": {
-            "refId": "C",
-            "type": "threshold",
-            "expression": "M",
-            "datasource": {"type": "__expr__", "uid": "__expr__"},
-            "conditions": [{"type": "query", "evaluator": {"type": "gt", "params": [0]}}]
-        }
-    }));
+    data.push(expression_node("M", "math", &expression, json!({})));
+    data.push(expression_node(
+        "C",
+        "threshold",
+        "M",
+        threshold("gt", vec![0.0]),
+    ));
     let names: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
     Some(json!({
         "title": FLEET_GROUP,
@@ -283,38 +304,8 @@ fn rule(
         "orgID": 1,
         "condition": "C",
         "data": [
-            {
-                "refId": "A",
-                "queryType": "",
-                "datasourceUid": cluster.datasource_uid(),
-                // An instant query: Grafana evaluates it at `now - to`; the look-back of range
-                // functions is in the expression itself.
-                "relativeTimeRange": {"from": 600, "to": 0},
-                "model": {
-                    "refId": "A",
-                    "expr": fill(&r.expr),
-                    "instant": true,
-                    "range": false,
-                    "intervalMs": 1000,
-                    "maxDataPoints": 43200
-                }
-            },
-            {
-                "refId": "C",
-                "queryType": "",
-                "datasourceUid": "__expr__",
-                "relativeTimeRange": {"from": 0, "to": 0},
-                "model": {
-                    "refId": "C",
-                    "type": "threshold",
-                    "expression": "A",
-                    "datasource": {"type": "__expr__", "uid": "__expr__"},
-                    "conditions": [{
-                        "type": "query",
-                        "evaluator": {"type": r.op, "params": r.threshold.params()}
-                    }]
-                }
-            }
+            query_node("A", &cluster.datasource_uid(), &fill(&r.expr), None),
+            expression_node("C", "threshold", "A", threshold(&r.op, r.threshold.params())),
         ],
         "noDataState": no_data,
         "execErrState": exec_err,

@@ -8,8 +8,6 @@ Only 127.0.0.1; every wait is bounded; the processes are always killed.
 from __future__ import annotations
 
 import json
-import re
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -20,28 +18,14 @@ import pytest
 import yaml
 
 from cmm_values import EACH, RELEASES, one, require_tool
+from promql_lab import free_port, relabel
 from test_each_cluster import NAMES
 
 DEADLINE_S = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-
-
-def relabel_to_prometheus(r: dict) -> dict:
-    """A CR RelabelConfig (camelCase, any-case action) -> Prometheus config (snake_case, lower-case
-    action), as the operator writes it."""
-    out = {snake(k): v for k, v in r.items()}
-    if "action" in out:
-        out["action"] = out["action"].lower()
-    return out
+# One definition of the CR -> Prometheus translation, shared with the content lab.
+relabel_to_prometheus = relabel
 
 
 def prometheus_config(cr_spec: dict, job: str, target: str, scrape_interval: str) -> dict:
