@@ -381,7 +381,7 @@ class Lab:
         return out
 
     def evaluate(self, queries: list[Query]) -> list[Outcome]:
-        present = set(self.series('{__name__=~".+"}') and [s["__name__"] for s in self.series('{__name__=~".+"}')])
+        present = {s["__name__"] for s in self.series('{__name__=~".+"}')}
         raw, kept = self.names_in(RAW_JOB), self.names_in(NODE_JOB)
         out = []
         for q in queries:
