@@ -12,6 +12,28 @@ pub const FULLNAME: &str = "cmm";
 
 /// Objects the values files name; kept here because the agent looks them up by name.
 pub const PROMETHEUS_SERVICE: &str = "cmm-prometheus";
+/// The Service the central Grafana reaches: the chart's servicePerReplica for replica 0, a
+/// NodePort to the mutual-TLS proxy only (the main Service stays in-cluster).
+pub const PROMETHEUS_NODEPORT_SERVICE: &str = "cmm-prometheus-0";
+/// The proxy container's port name; a Service targeting it is served over mutual TLS.
+pub const MTLS_PORT_NAME: &str = "cmm-mtls";
+/// The cluster's Secret the proxy and the self-scrape mount: server certificate and key
+/// (tls.crt, tls.key), the trusted CAs (ca.crt), the self-scrape client (client.crt, client.key).
+pub const PROMETHEUS_TLS_SECRET: &str = "cmm-prometheus-tls";
+/// The DNS name every server certificate carries besides the advertised addresses: the
+/// self-scrape's tlsConfig.serverName (the scrape dials a pod IP, which changes).
+pub const PROMETHEUS_TLS_SERVER_NAME: &str = "cmm-prometheus";
+/// Common name of the central Grafana's client certificate (the proxies admit it).
+pub const GRAFANA_CLIENT_CN: &str = "cmm-grafana";
+/// The datasource jsonData key that names, by SHA-256 fingerprints, the client certificate and
+/// CAs its secureJsonData holds: Grafana never returns secureJsonData, so this is how `check`
+/// sees a datasource left with an older certificate.
+pub const DATASOURCE_TLS_IDENTITY_KEY: &str = "cmmTlsIdentity";
+/// The environment variables central_monitor.yaml gives Grafana from Secrets cmm-grafana-client
+/// (tls.crt, tls.key) and cmm-ca (trust.crt), for datasources of the envsubst route to refer to.
+pub const GRAFANA_TLS_ENV_CERT: &str = "CMM_TLS_CLIENT_CERT";
+pub const GRAFANA_TLS_ENV_KEY: &str = "CMM_TLS_CLIENT_KEY";
+pub const GRAFANA_TLS_ENV_CA: &str = "CMM_TLS_CA";
 pub const NODE_EXPORTER_DAEMONSET: &str = "cmm-node-exporter";
 pub const OPERATOR_DEPLOYMENT: &str = "cmm-operator";
 /// The Prometheus custom resource the chart creates (its name is the fullname).

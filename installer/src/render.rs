@@ -13,13 +13,20 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// Split helm's multi-document YAML into objects; empty documents are dropped.
+    /// Split helm's multi-document YAML into objects; empty documents are dropped and a `List`
+    /// stands for its items, as helm applies it (helm's pkg/kube/client.go builds with the
+    /// resource builder's `Flatten()`; the chart's servicePerReplica renders a v1 List).
     pub fn parse(stream: &str) -> Result<Self> {
         let mut objects = Vec::new();
         for (index, doc) in serde_yaml::Deserializer::from_str(stream).enumerate() {
             let value =
                 Value::deserialize(doc).map_err(|source| Error::RenderParse { index, source })?;
-            if !value.is_null() {
+            if value.is_null() {
+                continue;
+            }
+            if value["kind"] == "List" && value["apiVersion"] == "v1" {
+                objects.extend(value["items"].as_array().cloned().unwrap_or_default());
+            } else {
                 objects.push(value);
             }
         }
@@ -58,6 +65,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.objects.len(), 3);
+        let list = Rendered::parse(
+            "apiVersion: v1\nkind: List\nitems:\n- {kind: Service, metadata: {name: a-0}}\n- {kind: Service, metadata: {name: a-1}}\n",
+        )
+        .unwrap();
+        assert_eq!(list.kinds().get("Service"), Some(&2));
+        assert!(list.find("Service", "a-1").is_some());
         assert_eq!(
             r.kinds().into_iter().collect::<Vec<_>>(),
             [("DaemonSet".into(), 1), ("Service".into(), 2)]

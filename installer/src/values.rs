@@ -50,14 +50,17 @@ pub enum Overlay {
     ManagedControlPlane,
     /// Every node_exporter series, for the Node Exporter Full dashboard (a fleet's choice).
     NodeExporterFull,
+    /// No mutual TLS: plain HTTP on the NodePort, readable by anyone who reaches a node.
+    InsecurePlainHttp,
 }
 
 impl Overlay {
-    pub const ALL: [Overlay; 4] = [
+    pub const ALL: [Overlay; 5] = [
         Overlay::Wsl,
         Overlay::KubeMetrics,
         Overlay::ManagedControlPlane,
         Overlay::NodeExporterFull,
+        Overlay::InsecurePlainHttp,
     ];
 
     pub fn file(self) -> ValuesFile {
@@ -77,6 +80,10 @@ impl Overlay {
             Overlay::NodeExporterFull => ValuesFile {
                 name: "overlays/node-exporter-full.yaml",
                 text: content::OVERLAY_NODE_EXPORTER_FULL_YAML,
+            },
+            Overlay::InsecurePlainHttp => ValuesFile {
+                name: "overlays/insecure-plain-http.yaml",
+                text: content::OVERLAY_INSECURE_PLAIN_HTTP_YAML,
             },
         }
     }

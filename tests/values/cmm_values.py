@@ -28,6 +28,7 @@ OVERLAYS = {
     "kube-metrics": VALUES / "overlays" / "kube-metrics.yaml",
     "managed-control-plane": VALUES / "overlays" / "managed-control-plane.yaml",
     "node-exporter-full": VALUES / "overlays" / "node-exporter-full.yaml",
+    "insecure-plain-http": VALUES / "overlays" / "insecure-plain-http.yaml",
 }
 GOLDEN = REPO / "tests" / "golden"
 
@@ -80,7 +81,17 @@ def require_tool(name: str, path: str | None = None) -> str:
 
 
 def parse_objects(text: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all(text) if d]
+    """The objects helm applies: a v1 List stands for its items (helm's pkg/kube/client.go
+    builds with the resource builder's Flatten(); the chart's servicePerReplica is a List)."""
+    out = []
+    for d in yaml.safe_load_all(text):
+        if not d:
+            continue
+        if d.get("kind") == "List" and d.get("apiVersion") == "v1":
+            out.extend(d.get("items") or [])
+        else:
+            out.append(d)
+    return out
 
 
 def obj_id(o: dict) -> str:

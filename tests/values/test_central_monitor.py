@@ -189,3 +189,31 @@ def test_central_holds_only_overrides(chart_root):
     values = yaml.safe_load(CENTRAL.read_text())
     same = [".".join(p) for p, v in leaves(values) if chart_default(chart_root, p) == v]
     assert not same, f"central_monitor.yaml repeats chart defaults: {same}"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_an_mtls_datasource_takes_grafanas_certificate_from_the_environment(renderer, release):
+    """The envsubst route to a cluster behind the mutual-TLS proxy: the datasource names three
+    environment variables (Grafana expands `$NAME` in provisioning files), and Grafana's
+    Deployment gets them from the Secrets the agent makes, optional so a Grafana without them
+    still starts. No certificate or key reaches the render."""
+    ds = {"name": "kr-mum", "uid": "cmm-kr-mum", "type": "prometheus", "access": "proxy",
+          "url": "https://10.0.0.11:30090", "isDefault": False,
+          "jsonData": {"httpMethod": "POST", "timeInterval": "30s", "tlsAuth": True,
+                       "tlsAuthWithCACert": True},
+          "secureJsonData": {"tlsClientCert": "$CMM_TLS_CLIENT_CERT",
+                             "tlsClientKey": "$CMM_TLS_CLIENT_KEY", "tlsCACert": "$CMM_TLS_CA"}}
+    r = renderer.render_central_envsubst(release, "\n    - " + json.dumps(ds, separators=(",", ":")))
+    got = datasources(r)[0]
+    # envsubst does not rescan what it put in: the references reach Grafana as written.
+    assert got["secureJsonData"] == ds["secureJsonData"], got
+    containers = one(r.objects, "Deployment", GRAFANA)["spec"]["template"]["spec"]["containers"]
+    grafana = next(c for c in containers if c["name"] == "grafana")
+    env = {e["name"]: e for e in grafana.get("env", [])}
+    want = {"CMM_TLS_CLIENT_CERT": ("cmm-grafana-client", "tls.crt"),
+            "CMM_TLS_CLIENT_KEY": ("cmm-grafana-client", "tls.key"),
+            "CMM_TLS_CA": ("cmm-ca", "trust.crt")}
+    for name, (secret, key) in want.items():
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"], ref.get("optional")) == (secret, key, True), env[name]
+    assert "BEGIN" not in r.text

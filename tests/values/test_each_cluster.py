@@ -117,13 +117,68 @@ def test_every_series_and_the_external_labels_carry_the_release_as_cluster(rende
 @pytest.mark.parametrize("release", RELEASES)
 def test_prometheus_is_published_on_the_documented_node_port(renderer, release):
     r = renderer.render(release, EACH)
-    svc = one(r.objects, "Service", NAMES["PROMETHEUS_SERVICE"])["spec"]
+    svc = one(r.objects, "Service", NAMES["PROMETHEUS_NODEPORT_SERVICE"])["spec"]
     assert svc["type"] == "NodePort"
-    web = [p for p in svc["ports"] if p.get("nodePort") == int(NAMES["PROMETHEUS_NODE_PORT"])]
-    assert web and web[0]["targetPort"] == 9090, svc["ports"]
+    assert [(p["nodePort"], p["targetPort"]) for p in svc["ports"]] == [
+        (int(NAMES["PROMETHEUS_NODE_PORT"]), NAMES["MTLS_PORT_NAME"])], svc["ports"]
     # The Service must select the pods of CMM's Prometheus CR.
     assert svc["selector"]["operator.prometheus.io/name"] == NAMES["FULLNAME"]
+    # The main Service stays in the cluster, and it too leads to the proxy only.
+    main = one(r.objects, "Service", NAMES["PROMETHEUS_SERVICE"])["spec"]
+    assert main["type"] == "ClusterIP"
+    web = [p for p in main["ports"] if p["name"] == "http-web"]
+    assert web[0]["targetPort"] == NAMES["MTLS_PORT_NAME"], main["ports"]
     one(r.objects, "Deployment", NAMES["OPERATOR_DEPLOYMENT"])
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_proxy_port_is_the_only_one_on_the_nodes(renderer, release):
+    """Nothing else of the release is published on the nodes: no other NodePort (the chart
+    gives every port of a NodePort Service one, the config-reloader's too), no hostPort but
+    node-exporter's (see docs/security.md for what that one exposes)."""
+    objs = renderer.render(release, EACH).objects
+    node_ports = [(o["metadata"]["name"], p.get("name"), p["nodePort"])
+                  for o in find(objs, "Service") for p in o["spec"].get("ports", [])
+                  if "nodePort" in p or o["spec"].get("type") in ("NodePort", "LoadBalancer")]
+    assert node_ports == [(NAMES["PROMETHEUS_NODEPORT_SERVICE"], "http-web",
+                           int(NAMES["PROMETHEUS_NODE_PORT"]))], node_ports
+    prom = one(objs, "Prometheus", NAMES["FULLNAME"])["spec"]
+    # Prometheus itself answers on loopback only; the proxy container is the pod's one door.
+    assert prom["listenLocal"] is True
+    proxy = [c for c in prom["containers"] if c["name"] == "cmm-mtls-proxy"]
+    assert [p["name"] for p in proxy[0]["ports"]] == [NAMES["MTLS_PORT_NAME"]]
+    tls = [v for v in prom["volumes"] if v["name"] == "cmm-tls"][0]
+    assert tls["secret"]["secretName"] == NAMES["PROMETHEUS_TLS_SECRET"]
+    assert "optional" not in tls["secret"], "a pod without its certificate must wait, not serve"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_self_scrape_goes_through_the_proxy_with_its_own_certificate(renderer, release):
+    objs = renderer.render(release, EACH).objects
+    sm = one(objs, "ServiceMonitor", NAMES["PROMETHEUS_SERVICE"])["spec"]
+    web = [e for e in sm["endpoints"] if e["port"] == "http-web"][0]
+    assert web["scheme"] == "https"
+    tls = web["tlsConfig"]
+    assert tls["serverName"] == NAMES["PROMETHEUS_TLS_SERVER_NAME"]
+    secret = NAMES["PROMETHEUS_TLS_SECRET"]
+    assert (tls["cert"]["secret"], tls["keySecret"], tls["ca"]["secret"]) == (
+        {"name": secret, "key": "client.crt"}, {"name": secret, "key": "client.key"},
+        {"name": secret, "key": "ca.crt"})
+    # The proxy admits this cluster's own self-scrape name and Grafana's, no other.
+    conf = one(objs, "ConfigMap", "cmm-mtls-proxy")["data"]["nginx.conf"]
+    admitted = re.findall(r'"~\(\^\|,\)CN=([a-z0-9-]+)\(,\|\$\)" 1;', conf)
+    assert admitted == [NAMES["GRAFANA_CLIENT_CN"], f"cmm-self-{release}"], conf
+
+
+def test_the_insecure_overlay_restores_plain_http_and_still_publishes_one_port(renderer):
+    objs = renderer.render("kr-mum", EACH, OVERLAYS["insecure-plain-http"]).objects
+    prom = one(objs, "Prometheus", NAMES["FULLNAME"])["spec"]
+    assert prom["listenLocal"] is False and "containers" not in prom and "volumes" not in prom
+    svc = one(objs, "Service", NAMES["PROMETHEUS_NODEPORT_SERVICE"])["spec"]
+    assert [(p["nodePort"], p["targetPort"]) for p in svc["ports"]] == [(30090, 9090)]
+    sm = one(objs, "ServiceMonitor", NAMES["PROMETHEUS_SERVICE"])["spec"]
+    assert all("scheme" not in e and "tlsConfig" not in e for e in sm["endpoints"])
+    assert not find(objs, "ConfigMap", "cmm-mtls-proxy")
 
 
 @pytest.mark.parametrize("release", RELEASES)
