@@ -135,3 +135,31 @@ pub fn expiry(info: &CertInfo, now: SystemTime, renew_before: Duration) -> Expir
         renew: expired || not_yet || left < renew_before.as_secs() as i64,
     }
 }
+
+/// The SHA-256 fingerprint (lower-case hex) of every certificate of a PEM bundle, joined by
+/// `,`: public, and stable for the same certificates, so it can stand for them where the
+/// certificates themselves are stored out of sight (Grafana's secureJsonData).
+pub fn fingerprint(pem_bundle: &str, what: &str) -> Result<String> {
+    let blocks = ::pem::parse_many(pem_bundle).map_err(|e| Error::Parse {
+        what: what.to_owned(),
+        problem: e.to_string(),
+    })?;
+    let prints: Vec<String> = blocks
+        .iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(|b| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b.contents())
+                .as_ref()
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        })
+        .collect();
+    if prints.is_empty() {
+        return Err(Error::Parse {
+            what: what.to_owned(),
+            problem: "no CERTIFICATE block".into(),
+        });
+    }
+    Ok(prints.join(","))
+}

@@ -15,7 +15,7 @@ mod inspect;
 mod verify;
 
 pub use ca::{Ca, Issued, Leaf, San, CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
-pub use inspect::{expiry, inspect, inspect_bundle, CertInfo, Expiry};
+pub use inspect::{expiry, fingerprint, inspect, inspect_bundle, CertInfo, Expiry};
 pub use verify::{verify, Usage};
 
 #[derive(Debug, thiserror::Error)]
