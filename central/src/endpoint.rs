@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -49,6 +50,12 @@ pub fn discover(input: &DiscoveryInput<'_>) -> Result<Endpoint> {
     if let Some(ep) = ingress_endpoint(svc_name, input.ingresses) {
         return Ok(ep);
     }
+    // A port leading to the mutual-TLS proxy (CMM's default values) is HTTPS; anything else is
+    // the plain HTTP Prometheus serves itself.
+    let scheme = match port.and_then(|p| p.target_port.as_ref()) {
+        Some(IntOrString::String(name)) if name == cmm_core::naming::MTLS_PORT_NAME => "https",
+        _ => "http",
+    };
     let svc_type = spec.type_.as_deref().unwrap_or("ClusterIP");
     if svc_type == "LoadBalancer" {
         let lb = input
@@ -61,7 +68,7 @@ pub fn discover(input: &DiscoveryInput<'_>) -> Result<Endpoint> {
         if let (Some(lb), Some(p)) = (lb, port) {
             if let Some(host) = lb.ip.as_deref().or(lb.hostname.as_deref()) {
                 return Ok(Endpoint {
-                    url: format!("http://{}:{}", bracket(host), p.port),
+                    url: format!("{scheme}://{}:{}", bracket(host), p.port),
                     via: Via::LoadBalancer,
                     detail: format!("Service {svc_name} is a LoadBalancer at {host}"),
                 });
@@ -80,7 +87,7 @@ pub fn discover(input: &DiscoveryInput<'_>) -> Result<Endpoint> {
                 })?,
             };
             return Ok(Endpoint {
-                url: format!("http://{}:{node_port}", bracket(&addr)),
+                url: format!("{scheme}://{}:{node_port}", bracket(&addr)),
                 via: Via::NodePort,
                 detail: format!("NodePort {node_port} of Service {svc_name} on {addr} ({why})"),
             });
@@ -153,6 +160,22 @@ fn ingress_endpoint(svc_name: &str, ingresses: &[Ingress]) -> Option<Endpoint> {
 }
 
 /// A Ready node's ExternalIP, else its InternalIP; nodes in name order for a stable choice.
+/// Every ExternalIP and InternalIP of every node: the NodePort answers on each, so the
+/// cluster's server certificate names them all (Ready or not: a node that comes back must not
+/// need a new certificate first).
+pub fn node_addresses(nodes: &[Node]) -> Vec<String> {
+    let mut out: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter(|a| a.type_ == "ExternalIP" || a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn node_address(nodes: &[Node]) -> Option<(String, String)> {
     let mut ready: Vec<&Node> = nodes
         .iter()
@@ -211,6 +234,10 @@ mod tests {
     #[test]
     fn table() {
         let np = nodeport();
+        let mtls = svc(
+            json!({"metadata": {"name": "cmm-prometheus-0"}, "spec": {"type": "NodePort",
+            "ports": [{"name": "http-web", "port": 9090, "nodePort": 30090, "targetPort": "cmm-mtls"}]}}),
+        );
         let lb = svc(json!({"metadata": {"name": "cmm-prometheus"},
             "spec": {"type": "LoadBalancer", "ports": [{"name": "http-web", "port": 9090, "nodePort": 31000}]},
             "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}));
@@ -257,6 +284,14 @@ mod tests {
                 &none,
                 None,
                 Ok(("http://10.0.0.11:30090", Via::NodePort)),
+            ),
+            (
+                "the mutual-TLS proxy's NodePort (CMM's values) is https",
+                &mtls,
+                &two,
+                &none,
+                None,
+                Ok(("https://10.0.0.11:30090", Via::NodePort)),
             ),
             (
                 "nodeport, external IP preferred over internal",

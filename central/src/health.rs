@@ -197,10 +197,19 @@ pub fn judge_grafana(
                 Finding::failed(st, "grafana.datasource", &ds_subject)
                     .with(format!("points at {}, the cluster's endpoint is {want_url}", ds.url))
                     .repair(RepairKind::Register, register("point it at the current endpoint"))
-            } else if !crate::register::matches(desired, ds) && desired.get("secureJsonData").is_none() {
-                Finding::warn(st, "grafana.datasource", &ds_subject)
-                    .with(format!("points at {want_url}, but its settings differ from CMM's (edited in the UI?)"))
-                    .repair(RepairKind::Register, register("restore CMM's settings"))
+            } else if !crate::register::settings_match(desired, ds) {
+                let key = cmm_core::naming::DATASOURCE_TLS_IDENTITY_KEY;
+                let stale_tls = desired["jsonData"].get(key).is_some()
+                    && ds.json_data.get(key) != desired["jsonData"].get(key);
+                if stale_tls {
+                    Finding::warn(st, "grafana.datasource", &ds_subject)
+                        .with(format!("points at {want_url}, but holds another client certificate or CA than the central cluster's current ones (renewed or rotated)"))
+                        .repair(RepairKind::Register, register("give it the current certificates"))
+                } else {
+                    Finding::warn(st, "grafana.datasource", &ds_subject)
+                        .with(format!("points at {want_url}, but its settings differ from CMM's (edited in the UI?)"))
+                        .repair(RepairKind::Register, register("restore CMM's settings"))
+                }
             } else {
                 Finding::ok(st, "grafana.datasource", &ds_subject).with(format!("points at {want_url}"))
             });

@@ -21,6 +21,16 @@ pub struct PrometheusTarget {
     /// PEM of a CA that signs the endpoint's certificate.
     pub ca_pem: Option<String>,
     pub tls_skip_verify: bool,
+    /// The client certificate the endpoint's mutual-TLS proxy asks for (CMM's default).
+    pub client: Option<ClientIdentity>,
+}
+
+/// A TLS client certificate and its key (PEM). The key is a [`Secret`]: it goes to Grafana's
+/// secureJsonData and into the agent's own TLS client, nowhere else.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key: Secret,
 }
 
 impl PrometheusTarget {
@@ -91,6 +101,16 @@ impl PrometheusProbe {
         }
         if target.tls_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(id) = &target.client {
+            let pem = format!("{}\n{}", id.cert_pem.trim_end(), id.key.expose());
+            let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|_| {
+                Error::invalid(
+                    "client certificate",
+                    "is not a PEM certificate with its private key: re-issue it (cmm-agent check --repair)",
+                )
+            })?;
+            builder = builder.identity(identity);
         }
         let http = builder
             .build()

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use cmm_core::datasource::prometheus_datasource;
+use cmm_core::naming::DATASOURCE_TLS_IDENTITY_KEY;
 use cmm_core::ClusterName;
 
 use crate::error::{Error, Result};
@@ -80,18 +81,47 @@ pub fn desired_datasource(cluster: &ClusterName, target: &PrometheusTarget) -> R
     if target.tls_skip_verify {
         ds["jsonData"]["tlsSkipVerify"] = json!(true);
     }
+    // Grafana presents a client certificate only with tlsAuth, taking it and its key from
+    // secureJsonData (pkg/services/datasources/service/datasource.go, dsTLSOptions).
+    if let Some(id) = &target.client {
+        ds["jsonData"]["tlsAuth"] = json!(true);
+        secure.insert("tlsClientCert".into(), json!(id.cert_pem));
+        secure.insert("tlsClientKey".into(), json!(id.key.expose()));
+        // jsonData is stored and returned as given (Grafana keeps it as a free-form JSON blob,
+        // pkg/services/datasources/models.go `JsonData *simplejson.Json`), so a fingerprint
+        // there says which certificate the hidden secureJsonData holds.
+        ds["jsonData"][DATASOURCE_TLS_IDENTITY_KEY] = json!(tls_identity(
+            &id.cert_pem,
+            target.ca_pem.as_deref().unwrap_or("")
+        )?);
+    }
     if !secure.is_empty() {
         ds["secureJsonData"] = Value::Object(secure);
     }
     Ok(ds)
 }
 
-/// Whether `current` already is `desired`. A desired secret cannot be compared (Grafana never
-/// returns one), so a body carrying secrets always counts as changed.
-pub fn matches(desired: &Value, current: &DataSource) -> bool {
-    if desired.get("secureJsonData").is_some() {
-        return false;
+/// `client=<sha256>;ca=<sha256>[,<sha256>]`: which client certificate and CAs a datasource was
+/// given. Certificates are public; keys never enter it.
+pub fn tls_identity(client_cert_pem: &str, trust_pem: &str) -> Result<String> {
+    fn print(pem: &str, field: &'static str) -> Result<String> {
+        cmm_pki::fingerprint(pem, field)
+            .map_err(|e| Error::invalid(field, format!("{e}: give PEM certificates")))
     }
+    let ca = if trust_pem.trim().is_empty() {
+        "system".to_owned()
+    } else {
+        print(trust_pem, "prometheus-ca-file")?
+    };
+    Ok(format!(
+        "client={};ca={ca}",
+        print(client_cert_pem, "client certificate")?
+    ))
+}
+
+/// Whether `current` already shows what `desired` sets, leaving out the secrets (which
+/// Grafana never returns; the TLS identity fingerprint in jsonData stands for them).
+pub fn settings_match(desired: &Value, current: &DataSource) -> bool {
     let json_ok = desired["jsonData"]
         .as_object()
         .map(|want| {
@@ -105,6 +135,12 @@ pub fn matches(desired: &Value, current: &DataSource) -> bool {
         && current.name == desired["name"]
         && current.basic_auth == desired["basicAuth"].as_bool().unwrap_or(false)
         && json_ok
+}
+
+/// Whether `current` already is `desired`. A desired secret cannot be compared (Grafana never
+/// returns one), so a body carrying secrets always counts as changed.
+pub fn matches(desired: &Value, current: &DataSource) -> bool {
+    desired.get("secureJsonData").is_none() && settings_match(desired, current)
 }
 
 /// Decide from Grafana's state (looked up by CMM's uid and by the cluster's name).

@@ -17,6 +17,7 @@ pub fn shown(text: &str, secrets: &[&str]) -> String {
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         t = t.replace(s, REDACTED);
     }
+    t = redact_private_keys(&t);
     t = redact_credentials(&t);
     let mut out = String::with_capacity(t.len().min(MAX_SHOWN + 8));
     let mut last_space = false;
@@ -43,6 +44,34 @@ pub fn shown(text: &str, secrets: &[&str]) -> String {
 fn is_escape_junk(c: char) -> bool {
     // Bidirectional overrides can make a message read differently from what it says.
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A PEM private key (a TLS client key a server echoes back, say), whole, raw or JSON-escaped;
+/// one cut short is redacted to the end.
+fn redact_private_keys(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let after = &rest[begin + 11..];
+        let label_end = after.find("-----").unwrap_or(after.len());
+        if !after[..label_end].contains("PRIVATE KEY") {
+            out.push_str(&rest[..begin + 11]);
+            rest = after;
+            continue;
+        }
+        out.push_str(&rest[..begin]);
+        out.push_str(REDACTED);
+        rest = match after.find("-----END ") {
+            Some(end) => {
+                let tail = &after[end + 9..];
+                let close = tail.find("-----").map_or(tail.len(), |c| c + 5);
+                &tail[close..]
+            }
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `Authorization: Bearer x`, `Basic x`, `"password":"x"`, `token=x` and the like.
@@ -138,6 +167,24 @@ mod tests {
         assert!(s.contains("[redacted]"), "{s}");
         let basic = shown("Authorization: Basic YWRtaW46YWRtaW4=", &[]);
         assert!(!basic.contains("YWRtaW46YWRtaW4="), "{basic}");
+    }
+
+    #[test]
+    fn a_private_key_never_shows_raw_or_escaped_or_cut() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----";
+        let escaped = key.replace('\n', "\\n");
+        for text in [
+            format!("bad: {key} after"),
+            format!("{{\"tlsClientKey\":\"{escaped}\",\"x\":1}}"),
+            format!("cut {}", &key[..40]),
+            format!("{cert} then {key}"),
+        ] {
+            let s = shown(&text, &[]);
+            assert!(!s.contains("MIGHAgEA") && s.contains("[redacted]"), "{s}");
+        }
+        // Certificates are public and stay readable.
+        assert!(shown(cert, &[]).contains("MIIBcert"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! The one duration grammar of every CMM setting: a whole number with a unit, `ms`, `s`, `m`
-//! or `h` (a bare number is seconds), e.g. `500ms`, `90s`, `10m`, `1h`. Each setting has an
+//! The one duration grammar of every CMM setting: a whole number with a unit, `ms`, `s`, `m`,
+//! `h` or `d` (a bare number is seconds), e.g. `500ms`, `90s`, `10m`, `1h`, `30d`. Each setting has an
 //! upper bound, so a typo cannot turn into a wait of years, and no arithmetic wraps.
 
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("{setting} {raw:?} is not a duration: write a whole number with ms, s, m or h, e.g. 500ms, 90s, 10m or 1h")]
+    #[error("{setting} {raw:?} is not a duration: write a whole number with ms, s, m, h or d, e.g. 500ms, 90s, 10m, 1h or 30d")]
     Syntax { setting: String, raw: String },
     #[error("{setting} {raw:?} is outside {min}..={max}: give a value in that range")]
     Range {
@@ -41,6 +41,7 @@ pub fn parse(
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => return Err(syntax()),
     };
     if d < min || d > max {
@@ -90,13 +91,17 @@ mod tests {
             parse("2h", "--x", S, DAY).unwrap(),
             Duration::from_secs(7200)
         );
+        assert_eq!(parse("1d", "--x", S, DAY).unwrap(), DAY);
+        // Over the bound in days is a range error, not a syntax one.
+        let e = parse("2d", "--x", S, DAY).unwrap_err().to_string();
+        assert!(e.contains("outside"), "{e}");
         for bad in [
             "",
             "m",
             "1.5m",
             "10 minutes",
             "-1s",
-            "1d",
+            "1w",
             "99999999999999999999h",
         ] {
             let e = parse(bad, "--timeout / CMM_TIMEOUT", S, DAY)

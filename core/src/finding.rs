@@ -53,7 +53,8 @@ pub enum Severity {
 /// What `check --repair` (or a person) can do about a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Repair {
-    /// `register`, `recover-release`, `fix-storage`, `reinstall` or `manual`.
+    /// `register`, `recover-release`, `fix-storage`, `renew-certificates`, `reinstall` or
+    /// `manual`.
     pub kind: RepairKind,
     /// What would be done, in words a person can also follow by hand.
     pub detail: String,
@@ -70,6 +71,9 @@ pub enum RepairKind {
     /// The safe part of fix-storage: stuck claims no pod holds, volumes without CSI risk
     /// (`--repair`).
     FixStorage,
+    /// Issue the cluster's certificates anew from the central CMM CA, under the run lock
+    /// (`--repair`, with the central cluster's context set).
+    RenewCertificates,
     /// `helm upgrade --install` through bootstrap: only with `--reinstall`.
     Reinstall,
     /// Nothing the agent does by itself; the detail says what a person should do.
@@ -81,7 +85,10 @@ impl RepairKind {
     pub fn is_safe(self) -> bool {
         matches!(
             self,
-            RepairKind::Register | RepairKind::RecoverRelease | RepairKind::FixStorage
+            RepairKind::Register
+                | RepairKind::RecoverRelease
+                | RepairKind::FixStorage
+                | RepairKind::RenewCertificates
         )
     }
 }

@@ -76,6 +76,7 @@ fn main() {
             central_values: None,
             sets: vec!["prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka".into()],
             kube_metrics: true,
+            insecure_plain_http: false,
             timeout_secs: 600,
             pending_grace_secs: 300,
             host_proc_version: None,

@@ -30,6 +30,9 @@ pub enum Step {
     Lock,
     /// `helm upgrade --install --wait`, `helm rollback`, `helm uninstall`.
     Helm,
+    /// The mutual-TLS Secrets (crate::tls): cmm-prometheus-tls on a cluster; cmm-ca and
+    /// cmm-grafana-client on the central one.
+    Tls,
     /// Waiting for workloads and the operator's Prometheus; explaining a failure.
     Wait,
     /// Finding the Prometheus endpoint for the central Grafana.
@@ -58,6 +61,8 @@ fn rendered(role: Role, kube_metrics: bool) -> Vec<(&'static str, &'static str, 
     use Scope::*;
     let mut kinds = vec![
         ("", "services", Namespace),
+        // Central: Grafana's dashboards and provisioning; cluster: the mTLS proxy's files.
+        ("", "configmaps", Namespace),
         ("", "serviceaccounts", Namespace),
         ("apps", "deployments", Namespace),
         ("rbac.authorization.k8s.io", "roles", Namespace),
@@ -90,7 +95,6 @@ fn rendered(role: Role, kube_metrics: bool) -> Vec<(&'static str, &'static str, 
             }
         }
         Role::Central => kinds.extend([
-            ("", "configmaps", Namespace),
             // Grafana's PersistentVolume claim (the UI-made dashboards live there).
             ("", "persistentvolumeclaims", Namespace),
         ]),
@@ -251,6 +255,30 @@ pub fn bootstrap(role: Role, kube_metrics: bool) -> Vec<Access> {
             "customresourcedefinitions",
             Cluster,
             "the chart's CRDs",
+        ),
+        a(
+            Tls,
+            "get",
+            "",
+            "secrets",
+            Namespace,
+            "the mutual-TLS Secret (cmm-prometheus-tls; central: cmm-ca, cmm-grafana-client)",
+        ),
+        a(
+            Tls,
+            "create",
+            "",
+            "secrets",
+            Namespace,
+            "the mutual-TLS Secret, first issue",
+        ),
+        a(
+            Tls,
+            "update",
+            "",
+            "secrets",
+            Namespace,
+            "the mutual-TLS Secret, renewal",
         ),
         // The chart's ClusterRoles and Roles grant more than this table; the API server lets
         // only an identity holding those permissions, or `escalate`/`bind`, create them (RBAC's
@@ -522,6 +550,14 @@ pub fn check() -> Vec<Access> {
             "persistentvolumes",
             Cluster,
             "storage stuck in Terminating",
+        ),
+        a(
+            Check,
+            "get",
+            "",
+            "secrets",
+            Namespace,
+            "the mutual-TLS Secret: days to expiry, the self-scrape identity for probes",
         ),
     ];
     t.extend(register());

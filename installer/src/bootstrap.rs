@@ -63,8 +63,26 @@ impl Fix {
     }
 }
 
+/// What the operator chose besides the environment (each choice is an overlay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Choices {
+    pub kube_metrics: bool,
+    /// No mutual TLS in front of Prometheus (overlays/insecure-plain-http.yaml).
+    pub insecure_plain_http: bool,
+}
+
+impl Choices {
+    pub fn kube_metrics(kube_metrics: bool) -> Self {
+        Choices {
+            kube_metrics,
+            ..Default::default()
+        }
+    }
+}
+
 /// The fixes an environment needs, in the order their overlays are applied.
-pub fn fixes(env: &Environment, kube_metrics: bool) -> Vec<Fix> {
+pub fn fixes(env: &Environment, choices: Choices) -> Vec<Fix> {
+    let kube_metrics = choices.kube_metrics;
     let mut out = Vec::new();
     if env.kinds.iter().any(|k| k.breaks_root_mount()) {
         out.push(Fix::new(
@@ -92,6 +110,13 @@ pub fn fixes(env: &Environment, kube_metrics: bool) -> Vec<Fix> {
                 evidence_of(env, EnvKind::hides_control_plane)
             ),
             Overlay::ManagedControlPlane,
+        ));
+    }
+    if choices.insecure_plain_http {
+        out.push(Fix::new(
+            "insecure-plain-http",
+            "INSECURE, requested with --insecure-plain-http: Prometheus on the NodePort as plain HTTP, readable by anyone who reaches a node".into(),
+            Overlay::InsecurePlainHttp,
         ));
     }
     out
@@ -273,7 +298,21 @@ pub struct Report {
     /// Workload readiness after the install.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<crate::workloads::Workload>,
+    /// The TLS material written or kept this run (mutual TLS, docs/security.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsStep>,
+    /// Plain HTTP without client authentication (--insecure-plain-http): anyone who reaches a
+    /// node reads this cluster's metrics.
+    pub insecure: bool,
     pub outcome: String,
+}
+
+/// One TLS Secret and what was done with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsStep {
+    pub secret: String,
+    #[serde(flatten)]
+    pub action: crate::tls::TlsAction,
 }
 
 impl Report {
@@ -296,6 +335,7 @@ pub struct Options {
     pub central_values: Option<String>,
     pub sets: Vec<String>,
     pub kube_metrics: bool,
+    pub insecure_plain_http: bool,
     pub timeout_secs: u64,
     pub pending_grace_secs: i64,
     pub host_proc_version: Option<String>,
@@ -460,7 +500,13 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
 /// environment: pure, so `check` computes the same digest bootstrap stores.
 pub fn plan_of(opts: &Options, env: &Environment) -> (Vec<Fix>, Vec<(String, String)>, String) {
     let fixes = match opts.role {
-        Role::Cluster => fixes(env, opts.kube_metrics),
+        Role::Cluster => fixes(
+            env,
+            Choices {
+                kube_metrics: opts.kube_metrics,
+                insecure_plain_http: opts.insecure_plain_http,
+            },
+        ),
         Role::Central => Vec::new(),
     };
     let values = values_for(
@@ -593,6 +639,8 @@ async fn finish(
         actions,
         rendered: None,
         workloads: Vec::new(),
+        tls: Vec::new(),
+        insecure: opts.role == Role::Cluster && opts.insecure_plain_http,
         outcome: "planned".into(),
     };
     Ok(Prepared {
@@ -702,16 +750,19 @@ mod tests {
                 value: "5.15.153.1-microsoft-standard-WSL2".into(),
             }],
         };
-        let ids: Vec<_> = fixes(&env, true).iter().map(|f| f.id).collect();
+        let ids: Vec<_> = fixes(&env, Choices::kube_metrics(true))
+            .iter()
+            .map(|f| f.id)
+            .collect();
         assert_eq!(
             ids,
             ["wsl-root-mount", "kube-metrics", "managed-control-plane"]
         );
-        assert!(fixes(&env, false)[0]
+        assert!(fixes(&env, Choices::kube_metrics(false))[0]
             .reason
             .contains("microsoft-standard-WSL2"));
-        assert!(fixes(&Environment::default(), false).is_empty());
-        for f in fixes(&env, true) {
+        assert!(fixes(&Environment::default(), Choices::default()).is_empty());
+        for f in fixes(&env, Choices::kube_metrics(true)) {
             assert!(
                 f.values.is_object(),
                 "{} carries no values: {}",
@@ -719,7 +770,12 @@ mod tests {
                 f.values
             );
         }
-        let files = values_for(Role::Cluster, None, None, &fixes(&env, false));
+        let files = values_for(
+            Role::Cluster,
+            None,
+            None,
+            &fixes(&env, Choices::kube_metrics(false)),
+        );
         let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,

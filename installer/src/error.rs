@@ -65,6 +65,8 @@ pub enum Error {
         holder: String,
         detail: String,
     },
+    #[error("{what}: {problem}")]
+    Tls { what: String, problem: String },
     #[error("interrupted by {signal}: {detail}")]
     Interrupted { signal: String, detail: String },
     #[error("the `set` value {raw:?} is not understood: {reason}")]

@@ -129,7 +129,13 @@ impl Fleet {
             .iter()
             .map(|c| {
                 let name = ClusterName::parse(&c.name).expect("validated in parse");
-                prometheus_datasource(&name, &c.prometheus_url)
+                let ds = prometheus_datasource(&name, &c.prometheus_url);
+                // https is the mutual-TLS proxy's port: Grafana's certificate from its env.
+                if c.prometheus_url.starts_with("https://") {
+                    cmm_core::datasource::with_tls_from_env(ds)
+                } else {
+                    ds
+                }
             })
             .collect();
         let mut vars = BTreeMap::new();
@@ -204,6 +210,30 @@ mod tests {
             members[2].values[1].0,
             "overlays/managed-control-plane.yaml"
         );
+    }
+
+    #[test]
+    fn an_https_cluster_gets_grafanas_certificate_from_the_environment() {
+        let f = Fleet::parse(
+            "[central]\n[[clusters]]\nname = \"kr-mum\"\nprometheus_url = \"https://10.0.0.11:30090\"\n\
+             [[clusters]]\nname = \"lab\"\nprometheus_url = \"http://10.0.9.9:30090\"\n",
+            "test",
+        )
+        .unwrap();
+        let text = f.central_values();
+        let line = |uid: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("\"uid\":\"{uid}\"")))
+                .unwrap()
+                .to_owned()
+        };
+        let tls = line("cmm-kr-mum");
+        assert!(
+            tls.contains("\"tlsAuth\":true")
+                && tls.contains("\"tlsClientKey\":\"$CMM_TLS_CLIENT_KEY\""),
+            "{tls}"
+        );
+        assert!(!line("cmm-lab").contains("tlsAuth"));
     }
 
     #[test]

@@ -419,6 +419,37 @@ impl Connected {
         }
     }
 
+    /// One Secret, payload included (CMM's own TLS Secrets only; helm's are read as metadata).
+    pub async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<k8s_openapi::api::core::v1::Secret>> {
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(self.api_err(format!("reading Secret {namespace}/{name}")))
+    }
+
+    /// Create the Secret, or replace it when `secret` carries the resourceVersion it was read
+    /// at: a concurrent change makes this fail with 409 instead of being overwritten.
+    pub async fn write_secret(
+        &self,
+        namespace: &str,
+        secret: &k8s_openapi::api::core::v1::Secret,
+    ) -> Result<()> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let api =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), namespace);
+        let r = if secret.metadata.resource_version.is_some() {
+            api.replace(&name, &PostParams::default(), secret).await
+        } else {
+            api.create(&PostParams::default(), secret).await
+        };
+        r.map(|_| ())
+            .map_err(self.api_err(format!("writing Secret {namespace}/{name}")))
+    }
+
     /// Metadata (labels only, never the payload) of helm's release Secrets.
     pub async fn release_secrets(&self, namespace: &str, release: &str) -> Result<Vec<ObjectMeta>> {
         let lp = ListParams::default().labels(&crate::release::secret_selector(release));

@@ -18,6 +18,7 @@ pub mod release;
 pub mod render;
 pub mod stop;
 pub mod storage;
+pub mod tls;
 pub mod values;
 pub mod workloads;
 
