@@ -103,7 +103,7 @@ fn main() {
         std::fs::write(
             &config,
             format!(
-                "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\ngrafana-url = \"{}\"\ngrafana-token-file = \"{}\"\nfirst-scrape-wait = \"30s\"\n",
+                "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\ngrafana-url = \"{}\"\ngrafana-token-file = \"{}\"\nfirst-scrape-wait = \"30s\"\ninsecure-plain-http = true\n",
                 kubeconfig.display(),
                 grafana.url,
                 dir.path().join("token").display()

@@ -89,6 +89,7 @@ impl Cli {
 /// Settings that only mean something for one role of bootstrap (clap ids).
 pub const CLUSTER_ONLY: &[&str] = &[
     "kube_metrics",
+    "insecure_plain_http",
     "skip_grafana_check",
     "prometheus_url",
     "advertise_address",
@@ -171,6 +172,11 @@ pub struct PlanInputs {
     /// Also collect Kubernetes object and component metrics (overlays/kube-metrics.yaml).
     #[arg(help_heading = "Chart", long, env = "CMM_KUBE_METRICS")]
     pub kube_metrics: bool,
+    /// INSECURE: serve Prometheus as plain HTTP on the NodePort, without the mutual-TLS proxy
+    /// (overlays/insecure-plain-http.yaml). Anyone who reaches a node reads every metric; the
+    /// report and `check` mark the cluster. See docs/security.md.
+    #[arg(help_heading = "Chart", long, env = "CMM_INSECURE_PLAIN_HTTP")]
+    pub insecure_plain_http: bool,
 }
 
 /// Which cluster to talk to, resolved as kubectl does.

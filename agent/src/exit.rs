@@ -227,6 +227,7 @@ pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
         E::Locked { .. } => ExitCode::Locked,
         E::Interrupted { signal, .. } => ExitCode::for_signal(signal),
         E::Io { .. } => ExitCode::Internal,
+        E::Tls { .. } => ExitCode::Usage,
     }
 }
 

@@ -1177,15 +1177,37 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
                     .then(|| d.secure.get("tlsCACert").cloned())
                     .flatten(),
                 d.dto["jsonData"]["tlsSkipVerify"] == true,
+                // A client certificate only with tlsAuth, cert and key from secureJsonData
+                // (pkg/services/datasources/service/datasource.go, dsTLSOptions).
+                (d.dto["jsonData"]["tlsAuth"] == true)
+                    .then(|| {
+                        Some(format!(
+                            "{}\n{}",
+                            d.secure.get("tlsClientCert")?.trim_end(),
+                            d.secure.get("tlsClientKey")?
+                        ))
+                    })
+                    .flatten(),
             ),
             None => return msg(500, "Unable to load datasource metadata"),
         }
     };
-    let (url, basic, user, password, ca, skip_verify) = target;
-    let client = if ca.is_some() || skip_verify {
+    let (url, basic, user, password, ca, skip_verify, identity) = target;
+    let client = if ca.is_some() || skip_verify || identity.is_some() {
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .tls_danger_accept_invalid_certs(skip_verify);
+        if let Some(pem) = &identity {
+            match reqwest::Identity::from_pem(pem.as_bytes()) {
+                Ok(id) => b = b.identity(id),
+                Err(e) => {
+                    return reply(
+                        400,
+                        json!({"message": format!("failed to parse the TLS client certificate: {e} - There was an error returned querying the Prometheus API."), "status": "ERROR"}),
+                    )
+                }
+            }
+        }
         if let Some(pem) = &ca {
             match reqwest::Certificate::from_pem(pem.as_bytes()) {
                 Ok(c) => b = b.add_root_certificate(c),

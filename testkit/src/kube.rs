@@ -164,6 +164,18 @@ impl FakeKube {
             .cloned()
     }
 
+    /// Every object stored under `collection` (e.g. `/api/v1/nodes`).
+    pub fn list(&self, collection: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|((c, _), _)| c == collection)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// Make SelfSubjectAccessReviews for this verb on `group/resource` answer not allowed, and
     /// refuse the matching requests themselves with 403 Forbidden, as RBAC would.
     pub fn deny(&self, verb: &str, group: &str, resource: &str) -> &Self {

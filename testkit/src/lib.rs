@@ -6,6 +6,10 @@
 
 pub mod grafana;
 pub mod kube;
+/// Not a fake: a real nginx running the mutual-TLS proxy configuration each_cluster.yaml renders.
+pub mod mtls_proxy;
+/// CMM's central TLS material (a real CA, made by cmm-pki) as Secrets for the fake API server.
+pub mod pki;
 /// Not a fake: a real Prometheus and node_exporter (Debian packages) run for endpoint checks.
 pub mod prometheus;
 /// Not a fake of a remote API: a forwarding proxy between the agent and the fakes.

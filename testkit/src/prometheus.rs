@@ -16,7 +16,14 @@ pub const BASIC_PASSWORD: &str = "cmm-test-password";
 // bcrypt (cost 4) of BASIC_PASSWORD, as Prometheus' web config wants it.
 const BASIC_BCRYPT: &str = "$2b$04$ypwT4JBI5NNEHDzDjNSQMu0Pw9fQuu521JoNK3i9GnUXOnyUcugku";
 
+/// A child process killed (and reaped) on drop.
 pub struct Proc(Child);
+
+impl Proc {
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -59,7 +66,7 @@ impl RealPrometheus {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -67,7 +74,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn missing(test: &str, bin: &str, hint: &str) -> bool {
+/// Whether `bin` is absent: prints why the test skips, or fails it under CMM_REQUIRE_TOOLS=1.
+pub fn missing(test: &str, bin: &str, hint: &str) -> bool {
     if Path::new(bin).exists() {
         return false;
     }

@@ -42,7 +42,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         .as_secs();
     let settings = ChartSettings::resolve(&args.chart)?;
     // The Grafana step's inputs too: a bad token file or URL must not surface after the install.
-    let registration = match (args.role, &args.grafana.grafana_url) {
+    let mut registration = match (args.role, &args.grafana.grafana_url) {
         (RoleArg::Cluster, Some(_)) => Some(crate::cmd::register::Registration::resolve(
             &args.grafana,
             &args.endpoint,
@@ -53,6 +53,20 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         }
         (_, None) => None,
     };
+
+    let renew_before =
+        DurationSetting::CertRenewBefore.parse(&args.endpoint.tls.cert_renew_before)?;
+    let mtls = args.role == RoleArg::Cluster && !args.plan.insecure_plain_http;
+    if mtls && !args.dry_run && args.endpoint.tls.central_context.is_none() {
+        return Err(BadInput(
+            "this cluster's Prometheus is served over mutual TLS by default, with a server \
+             certificate from the CMM CA on the central cluster: pass --central-context (the \
+             central cluster's kubeconfig context) so the agent can issue it, or, knowingly, \
+             --insecure-plain-http (docs/security.md)"
+                .into(),
+        ))
+        .classify(ExitCode::Usage);
+    }
 
     // 2. helm, before the cluster: a missing tool should not cost an API round trip.
     let helm_version = settings.helm.version().await.classify_by(installer_class)?;
@@ -76,6 +90,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         central_values: None,
         sets: args.plan.sets.clone(),
         kube_metrics: args.plan.kube_metrics,
+        insecure_plain_http: args.plan.insecure_plain_http,
         timeout_secs,
         pending_grace_secs: i64::try_from(grace).unwrap_or(i64::MAX),
         host_proc_version: host_proc_version(&args.host_proc_version),
@@ -85,6 +100,22 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
             .map_or(0, |d| d.as_secs() as i64),
     };
     let progress = Progress::new();
+
+    // The CMM CA, read (never written) from the central cluster before anything changes.
+    let central = if mtls && !args.dry_run {
+        let pki = progress
+            .step(
+                "read the CMM CA from the central cluster",
+                crate::cmd::register::central_pki(&args.endpoint.tls, &args.kube),
+            )
+            .await?;
+        if let Some(reg) = registration.as_mut() {
+            reg.prometheus.use_central(&pki);
+        }
+        Some(pki)
+    } else {
+        None
+    };
 
     // 4. Read-only: detect, preflight, plan.
     let mut prepared = progress
@@ -196,6 +227,10 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
     if let Some(prev) = &lock.took_over {
         prepared.report.outcome = format!("took over the expired run lock of {prev}");
     }
+    let tls = TlsPlan {
+        central: central.as_ref(),
+        renew_before,
+    };
     let result = locked(
         global,
         &args,
@@ -206,6 +241,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         &progress,
         &stop,
         registration.as_ref(),
+        &tls,
     )
     .await;
     if let Err(e) = lock.release().await {
@@ -248,6 +284,55 @@ pub async fn reinstall(c: &crate::cmd::check::CheckArgs) -> anyhow::Result<()> {
     run(&global, args).await
 }
 
+/// What bootstrap does with TLS: the central material (cluster role), and when to renew.
+struct TlsPlan<'a> {
+    central: Option<&'a cmm_installer::tls::CentralPki>,
+    renew_before: std::time::Duration,
+}
+
+/// The TLS Secrets, under the lock and before helm: the proxy's pod cannot start without its
+/// Secret, and the central role keeps the CA every cluster's certificate comes from.
+async fn ensure_tls(
+    conn: &Connected,
+    opts: &Options,
+    args: &BootstrapArgs,
+    tls: &TlsPlan<'_>,
+) -> anyhow::Result<Vec<cmm_installer::bootstrap::TlsStep>> {
+    use cmm_installer::bootstrap::TlsStep;
+    let now = std::time::SystemTime::now();
+    match (opts.role, tls.central) {
+        (Role::Central, _) => {
+            let (_, actions) =
+                cmm_installer::tls::ensure_central(conn, &opts.namespace, now, tls.renew_before)
+                    .await
+                    .classify_by(installer_class)?;
+            Ok(actions
+                .into_iter()
+                .map(|(secret, action)| TlsStep { secret, action })
+                .collect())
+        }
+        (Role::Cluster, Some(central)) => {
+            let sans = crate::cmd::register::advertised_sans(conn, &args.endpoint).await?;
+            let action = cmm_installer::tls::ensure_cluster(
+                conn,
+                &opts.namespace,
+                opts.cluster.release(),
+                central,
+                &sans,
+                now,
+                tls.renew_before,
+            )
+            .await
+            .classify_by(installer_class)?;
+            Ok(vec![TlsStep {
+                secret: format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
+                action,
+            }])
+        }
+        (Role::Cluster, None) => Ok(Vec::new()),
+    }
+}
+
 /// Everything bootstrap does while it holds the run lock: decide again on fresh state, apply,
 /// report readiness, wait for Prometheus, and register.
 #[allow(clippy::too_many_arguments)]
@@ -261,6 +346,7 @@ async fn locked(
     progress: &Progress,
     stop: &cmm_installer::stop::Stop,
     registration: Option<&crate::cmd::register::Registration>,
+    tls: &TlsPlan<'_>,
 ) -> anyhow::Result<()> {
     stop.or_stop(
         "reading the release under the lock",
@@ -277,6 +363,13 @@ async fn locked(
         )))
         .classify(ExitCode::Preflight);
     }
+    // A blocked release changes nothing, so the certificates come after that decision.
+    prepared.report.tls = progress
+        .step(
+            "issue or keep the TLS certificates",
+            ensure_tls(conn, opts, args, tls),
+        )
+        .await?;
     let result = apply(conn, helm, opts, prepared, progress).await;
     if let Err(err) = &result {
         if ExitCode::of(err) == ExitCode::Install {
@@ -637,6 +730,19 @@ fn print_human(r: &Report) {
             continue;
         }
         outln!("  [{}] {}: {}", mark(c.ok), c.check, c.detail);
+    }
+    if r.insecure {
+        outln!("INSECURE: plain HTTP, no client certificate asked (--insecure-plain-http): anyone who reaches a node reads this cluster's metrics");
+    }
+    for t in &r.tls {
+        match &t.action {
+            cmm_installer::tls::TlsAction::Keep { days_left } => {
+                outln!("tls: {} kept ({days_left} day(s) left)", t.secret)
+            }
+            cmm_installer::tls::TlsAction::Issue { why } => {
+                outln!("tls: {} issued ({why})", t.secret)
+            }
+        }
     }
     if r.fixes.is_empty() {
         outln!("fixes: none");

@@ -110,11 +110,13 @@ pub async fn run(
     let claim_wait = DurationSetting::ClaimWait.parse(&args.claim_wait)?;
     let user_values = args.plan.checked()?;
     let chart = crate::settings::ChartSettings::resolve(&args.chart)?;
-    let prometheus = PrometheusAccess::resolve(&args.endpoint)?;
-    let registration = match &args.grafana.grafana_url {
+    let mut prometheus = PrometheusAccess::resolve(&args.endpoint)?;
+    let mut registration = match &args.grafana.grafana_url {
         Some(_) => Some(Registration::resolve(&args.grafana, &args.endpoint)?),
         None => None,
     };
+    let renew_before =
+        DurationSetting::CertRenewBefore.parse(&args.endpoint.tls.cert_renew_before)?;
 
     let mut report = CheckReport {
         cluster: cluster.to_string(),
@@ -141,6 +143,36 @@ pub async fn run(
             None
         }
     };
+    // The certificates to present: Grafana's (central material, with --central-context), else
+    // the cluster's own self-scrape identity, which its proxy admits too.
+    let mtls = !args.plan.insecure_plain_http;
+    let mut central = None;
+    if let (true, Some(_)) = (mtls, &args.endpoint.tls.central_context) {
+        match crate::cmd::register::central_pki(&args.endpoint.tls, &args.kube).await {
+            Ok(pki) => {
+                prometheus.use_central(&pki);
+                if let Some(reg) = registration.as_mut() {
+                    reg.prometheus.use_central(&pki);
+                }
+                central = Some(pki);
+            }
+            Err(e) => report.findings.push(
+                Finding::failed(
+                    Stage::Endpoint,
+                    "tls.central",
+                    "the CMM CA on the central cluster",
+                )
+                .with(format!("{e:#}")),
+            ),
+        }
+    }
+    if let (true, None, Some(conn)) = (mtls, &central, &conn) {
+        if let Ok(Some((leaf, trust))) =
+            cmm_installer::tls::self_identity(conn, &args.namespace).await
+        {
+            prometheus.use_identity(&leaf, &trust);
+        }
+    }
     let inputs = Inputs {
         cluster: &cluster,
         args: &args,
@@ -148,6 +180,8 @@ pub async fn run(
         chart: &chart,
         prometheus: &prometheus,
         registration: registration.as_ref(),
+        central: central.as_ref(),
+        renew_before,
     };
     report.findings.extend(judge(&inputs, conn.as_ref()).await);
 
@@ -242,6 +276,9 @@ struct Inputs<'a> {
     chart: &'a crate::settings::ChartSettings,
     prometheus: &'a PrometheusAccess,
     registration: Option<&'a Registration>,
+    /// The central material (CA, Grafana's client certificate), with --central-context.
+    central: Option<&'a cmm_installer::tls::CentralPki>,
+    renew_before: std::time::Duration,
 }
 
 trait SettingContext<T> {
@@ -278,6 +315,7 @@ async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
                     .with(e.to_string()),
             ),
         }
+        out.extend(tls_findings(i, conn).await);
         match i.prometheus.endpoint(conn, ns).await {
             Ok(ep) => endpoint = Some(ep),
             Err(e) => out.push(
@@ -364,6 +402,90 @@ async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
     sorted(out)
 }
 
+/// Gather the cluster's Secret (and the names it must carry), then judge (`tls::judge`).
+async fn tls_findings(i: &Inputs<'_>, conn: &Connected) -> Vec<Finding> {
+    let ns = &i.args.namespace;
+    let insecure = i.args.plan.insecure_plain_http;
+    let state = match cmm_installer::tls::read_cluster(conn, ns).await {
+        Ok(s) => s,
+        Err(e) if !insecure => {
+            return vec![Finding::failed(
+                Stage::Endpoint,
+                "tls.certificates",
+                format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
+            )
+            .with(e.to_string())]
+        }
+        Err(_) => Default::default(),
+    };
+    let sans = match i.central {
+        Some(_) => match crate::cmd::register::advertised_sans(conn, &i.args.endpoint).await {
+            Ok(s) => s,
+            Err(e) => {
+                return vec![Finding::failed(
+                    Stage::Endpoint,
+                    "tls.certificates",
+                    "the addresses the certificate must carry",
+                )
+                .with(format!("{e:#}"))]
+            }
+        },
+        None => Vec::new(),
+    };
+    let view = i
+        .central
+        .map(|pki| cmm_installer::tls::CentralView { pki, sans: &sans });
+    cmm_installer::tls::judge(
+        &state,
+        view.as_ref(),
+        insecure,
+        std::time::SystemTime::now(),
+        i.renew_before,
+    )
+}
+
+/// Issue the cluster's certificates anew under the run lock (decided again there).
+async fn renew_certificates(i: &Inputs<'_>, conn: &Connected) -> String {
+    let Some(central) = i.central else {
+        return "certificates not renewed: set central-context (the CMM CA is on the central \
+                cluster)"
+            .into();
+    };
+    let ns = &i.args.namespace;
+    let sans = match crate::cmd::register::advertised_sans(conn, &i.args.endpoint).await {
+        Ok(s) => s,
+        Err(e) => return format!("certificates not renewed: {e:#}"),
+    };
+    let holder = cmm_installer::lock::holder_identity();
+    let lock = match conn.acquire_lock(ns, i.cluster.release(), &holder).await {
+        Ok(l) => l,
+        Err(e) => return format!("certificates not renewed: {e}"),
+    };
+    let result = cmm_installer::tls::ensure_cluster(
+        conn,
+        ns,
+        i.cluster.release(),
+        central,
+        &sans,
+        std::time::SystemTime::now(),
+        i.renew_before,
+    )
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the run lock");
+    }
+    match result {
+        Ok(cmm_installer::tls::TlsAction::Issue { why }) => format!(
+            "renewed Secret {} ({why}); the proxy reloads it within a minute",
+            cmm_core::naming::PROMETHEUS_TLS_SECRET
+        ),
+        Ok(cmm_installer::tls::TlsAction::Keep { days_left }) => {
+            format!("certificates already renewed by another run ({days_left} day(s) left)")
+        }
+        Err(e) => format!("certificates not renewed: {e}"),
+    }
+}
+
 fn sorted(mut f: Vec<Finding>) -> Vec<Finding> {
     f.sort_by_key(|f| f.stage);
     f
@@ -424,6 +546,7 @@ async fn expected_digest(
         central_values: None,
         sets: i.args.plan.sets.clone(),
         kube_metrics: i.args.plan.kube_metrics,
+        insecure_plain_http: i.args.plan.insecure_plain_http,
         timeout_secs: 0,
         pending_grace_secs: 0,
         host_proc_version: None,
@@ -473,8 +596,20 @@ async fn repair(
             Err(e) => done.push(format!("storage repair: cannot read the plan: {e}")),
         }
     }
+    if wanted(RepairKind::RenewCertificates) {
+        done.push(renew_certificates(i, conn).await);
+    }
     if wanted(RepairKind::Register) {
-        if let (Some(reg), Ok(ep)) = (i.registration, i.prometheus.endpoint(conn, ns).await) {
+        // Without the central material a datasource would be written without Grafana's client
+        // certificate, and the proxy would turn Grafana away: refuse rather than break it.
+        if !i.args.plan.insecure_plain_http && i.central.is_none() {
+            done.push(
+                "not re-registered: the datasource needs Grafana's client certificate from the \
+                 central cluster; set central-context"
+                    .into(),
+            );
+        } else if let (Some(reg), Ok(ep)) = (i.registration, i.prometheus.endpoint(conn, ns).await)
+        {
             let req = reg.request(i.cluster.clone(), &ep);
             done.push(match cmm_central::register(&reg.client, &req).await {
                 Ok(r) => format!(

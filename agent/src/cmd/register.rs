@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use cmm_central::endpoint::{self, DiscoveryInput, Endpoint, Via};
+use cmm_central::prometheus::ClientIdentity;
 use cmm_central::prometheus::PrometheusTarget;
 use cmm_central::register::RulesMode;
 use cmm_central::retry::RetryPolicy;
 use cmm_central::secret::{read_secret_file, resolve_token};
 use cmm_central::{Credentials, ErrorClass, GrafanaClient, RegisterReport, RegisterRequest};
-use cmm_core::naming::PROMETHEUS_SERVICE;
+use cmm_core::naming::{PROMETHEUS_NODEPORT_SERVICE, PROMETHEUS_SERVICE};
 use cmm_core::ClusterName;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -193,6 +194,28 @@ pub struct EndpointArgs {
     /// Replace a datasource with the cluster's name that CMM did not make.
     #[arg(long, env = "CMM_FORCE")]
     pub force: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Where the CMM CA is kept, and when certificates are renewed (docs/security.md).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Mutual TLS")]
+pub struct TlsArgs {
+    /// kubeconfig context of the central cluster, where the CMM CA (Secret cmm-ca) and
+    /// Grafana's client certificate (Secret cmm-grafana-client) are kept: this cluster's server
+    /// certificate is issued from it, and registration gives Grafana its client certificate.
+    #[arg(long, env = "CMM_CENTRAL_CONTEXT")]
+    pub central_context: Option<String>,
+    /// kubeconfig file holding that context. Default: the same one as this cluster's.
+    #[arg(long, env = "CMM_CENTRAL_KUBECONFIG")]
+    pub central_kubeconfig: Option<PathBuf>,
+    /// Namespace of the central release, where those Secrets are.
+    #[arg(long, env = "CMM_CENTRAL_NAMESPACE")]
+    pub central_namespace: String,
+    /// Renew a certificate when less than this is left of it, e.g. 30d.
+    #[arg(long, env = "CMM_CERT_RENEW_BEFORE")]
+    pub cert_renew_before: String,
 }
 
 /// Every registration input, read and checked before anything is contacted or changed: the
@@ -207,6 +230,9 @@ pub struct Registration {
 pub struct PrometheusAccess {
     basic_auth: Option<(String, cmm_central::Secret)>,
     ca_pem: Option<String>,
+    /// Grafana's client certificate and the CAs to trust, from the central cluster: used for an
+    /// endpoint served over mutual TLS (the proxy's port).
+    mtls: Option<(ClientIdentity, String)>,
     args: EndpointArgs,
     first_scrape_wait: std::time::Duration,
 }
@@ -259,6 +285,7 @@ impl PrometheusAccess {
         Ok(Self {
             basic_auth,
             ca_pem,
+            mtls: None,
             args: endpoint.clone(),
             first_scrape_wait,
         })
@@ -286,7 +313,11 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
     let cluster = ClusterName::parse(&args.cluster)
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
-    let reg = Registration::resolve(&args.grafana, &args.endpoint)?;
+    let mut reg = Registration::resolve(&args.grafana, &args.endpoint)?;
+    if args.endpoint.tls.central_context.is_some() {
+        let pki = central_pki(&args.endpoint.tls, &args.kube).await?;
+        reg.prometheus.use_central(&pki);
+    }
     let endpoint = match &args.endpoint.prometheus_url {
         Some(url) => flag_endpoint(url),
         None => {
@@ -309,12 +340,36 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
 impl PrometheusAccess {
     /// How the cluster's Prometheus is reached at `endpoint`, with the credentials given.
     pub fn target(&self, endpoint: &Endpoint) -> PrometheusTarget {
+        let mtls = self
+            .mtls
+            .as_ref()
+            .filter(|_| endpoint.url.starts_with("https://"));
         PrometheusTarget {
             url: endpoint.url.clone(),
             tls_skip_verify: self.args.prometheus_tls_skip_verify,
             basic_auth: self.basic_auth.clone(),
-            ca_pem: self.ca_pem.clone(),
+            ca_pem: self
+                .ca_pem
+                .clone()
+                .or_else(|| mtls.map(|(_, trust)| trust.clone())),
+            client: mtls.map(|(id, _)| id.clone()),
         }
+    }
+
+    /// Take Grafana's client certificate and the trusted CAs from the central material.
+    pub fn use_central(&mut self, pki: &cmm_installer::tls::CentralPki) {
+        self.use_identity(&pki.grafana, &pki.trust_pem);
+    }
+
+    /// Present `leaf` and trust `trust_pem` on an endpoint served over mutual TLS.
+    pub fn use_identity(&mut self, leaf: &cmm_pki::Leaf, trust_pem: &str) {
+        self.mtls = Some((
+            ClientIdentity {
+                cert_pem: leaf.cert_pem.clone(),
+                key: cmm_central::Secret::new(leaf.key_pem.clone()),
+            },
+            trust_pem.to_owned(),
+        ));
     }
 
     pub fn rules_mode(&self) -> RulesMode {
@@ -363,6 +418,70 @@ pub async fn after_install(
     // Bootstrap's JSON report owns stdout; a second document there would break parsers.
     let print = global.output == Output::Human;
     register_endpoint(global, reg, cluster.clone(), &ep, print).await
+}
+
+/// Read the central material (CA, trust bundle, Grafana's client certificate) through the
+/// central cluster's kubeconfig context. Reads only.
+pub async fn central_pki(
+    tls: &TlsArgs,
+    kube: &crate::cli::KubeTargetArgs,
+) -> anyhow::Result<cmm_installer::tls::CentralPki> {
+    let Some(context) = &tls.central_context else {
+        return Err(crate::settings::BadInput(
+            "--central-context / CMM_CENTRAL_CONTEXT is needed for a cluster served over mutual \
+             TLS: give the central cluster's kubeconfig context (where Secret cmm-ca is)"
+                .into(),
+        ))
+        .classify(ExitCode::Usage);
+    };
+    let target = cmm_installer::kube::KubeTarget {
+        kubeconfig: tls.central_kubeconfig.clone().or(kube.kubeconfig.clone()),
+        context: Some(context.clone()),
+    };
+    let conn = cmm_installer::kube::connect(&target)
+        .await
+        .classify_by(installer_class)
+        .context("connecting to the central cluster (--central-context)")?;
+    let ns = &tls.central_namespace;
+    cmm_installer::tls::load_central(&conn, ns, std::time::SystemTime::now())
+        .await
+        .classify_by(installer_class)?
+        .ok_or_else(|| {
+            crate::settings::BadInput(format!(
+                    "--central-context: context {context} has no Secret {ns}/{} yet: install the central Grafana \
+                     first (`cmm-agent bootstrap --role central` makes the CMM CA), or pass \
+                     --central-namespace",
+                    cmm_installer::tls::CA_SECRET
+                ))
+        })
+        .classify(ExitCode::Usage)
+}
+
+/// The names this cluster's server certificate must carry: every node address (the NodePort
+/// answers on each), --advertise-address, the host of --prometheus-url.
+pub async fn advertised_sans(
+    kube: &Connected,
+    args: &EndpointArgs,
+) -> anyhow::Result<Vec<cmm_pki::San>> {
+    let nodes = kube.nodes().await.classify_by(installer_class)?;
+    let mut addrs = cmm_central::endpoint::node_addresses(&nodes);
+    addrs.extend(args.advertise_address.clone());
+    if let Some(url) = &args.prometheus_url {
+        let target = PrometheusTarget {
+            url: url.clone(),
+            ..Default::default()
+        };
+        if let Some(host) = target
+            .parsed_url()
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        {
+            addrs.push(host);
+        }
+    }
+    cmm_installer::tls::server_sans(&addrs)
+        .classify(ExitCode::Usage)
+        .context("--advertise-address / --prometheus-url")
 }
 
 fn flag_endpoint(url: &str) -> Endpoint {
@@ -418,9 +537,15 @@ pub(crate) async fn discover(
     args: &EndpointArgs,
 ) -> anyhow::Result<Endpoint> {
     let services: Vec<Service> = kube.list_in(namespace).await.classify_by(installer_class)?;
-    let service = services
-        .iter()
-        .find(|s| s.metadata.name.as_deref() == Some(PROMETHEUS_SERVICE))
+    // The published Service of CMM's values, else the main one (installs from before it, or
+    // values that publish the main Service themselves).
+    let named = |n: &str| {
+        services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(n))
+    };
+    let service = named(PROMETHEUS_NODEPORT_SERVICE)
+        .or_else(|| named(PROMETHEUS_SERVICE))
         .ok_or_else(|| cmm_central::Error::Discovery {
             problem: format!(
                 "no Service {PROMETHEUS_SERVICE} in namespace {namespace} (context {}): install \

@@ -53,6 +53,8 @@ pub const DEFAULTS: &[(&str, &[&str])] = &[
     ("update-feed", &["https://api.github.com"]),
     ("update-repo", &["cmm-dev/cmm-agent"]),
     ("update-timeout", &["60s"]),
+    ("central-namespace", &[cmm_core::naming::DEFAULT_NAMESPACE]),
+    ("cert-renew-before", &["30d"]),
 ];
 
 /// Where a value came from.

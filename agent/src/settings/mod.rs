@@ -172,10 +172,11 @@ pub enum DurationSetting {
     GrafanaWait,
     FirstScrapeWait,
     UpdateTimeout,
+    CertRenewBefore,
 }
 
 impl DurationSetting {
-    const ALL: [DurationSetting; 7] = [
+    const ALL: [DurationSetting; 8] = [
         DurationSetting::Timeout,
         DurationSetting::PendingGrace,
         DurationSetting::ClaimWait,
@@ -183,6 +184,7 @@ impl DurationSetting {
         DurationSetting::GrafanaWait,
         DurationSetting::FirstScrapeWait,
         DurationSetting::UpdateTimeout,
+        DurationSetting::CertRenewBefore,
     ];
 
     /// (setting key = long flag, min, max)
@@ -200,6 +202,9 @@ impl DurationSetting {
             DurationSetting::GrafanaWait => ("grafana-wait", S, H),
             DurationSetting::FirstScrapeWait => ("first-scrape-wait", Duration::ZERO, H),
             DurationSetting::UpdateTimeout => ("update-timeout", S, 30 * MIN),
+            // At least a day, so renewal has a window to happen in; under half a leaf's year,
+            // so a fresh certificate is never already due.
+            DurationSetting::CertRenewBefore => ("cert-renew-before", 24 * H, 180 * 24 * H),
         }
     }
 
