@@ -107,13 +107,55 @@ async fn fake_with(nodes: &[&str]) -> FakeKube {
     fake
 }
 
+/// One CMM CA for every test here (making a key pair per test would only cost time).
+fn central_material() -> &'static cmm_testkit::pki::CentralMaterial {
+    static M: std::sync::OnceLock<cmm_testkit::pki::CentralMaterial> = std::sync::OnceLock::new();
+    M.get_or_init(cmm_testkit::pki::CentralMaterial::new)
+}
+
 /// A fake API server holding `nodes`, and an agent whose kubeconfig (CMM_KUBECONFIG) reaches it
-/// through `context`.
+/// through `context`. The central cluster is another fake (CMM_CENTRAL_KUBECONFIG, context
+/// `central`) holding the CMM CA and Grafana's client certificate, as after
+/// `bootstrap --role central` there.
 async fn cluster(nodes: &[&str], context: &str) -> (FakeKube, Agent) {
     let fake = fake_with(nodes).await;
+    let central = FakeKube::start().await;
+    for s in central_material().secrets("monitor") {
+        central.insert(s);
+    }
     let r = Agent::new();
     let kc = fake.write_kubeconfig(r.home.path(), context);
-    (fake, r.env("CMM_KUBECONFIG", kc))
+    let central_dir = r.home.path().join("central");
+    std::fs::create_dir_all(&central_dir).unwrap();
+    let ckc = central.write_kubeconfig(&central_dir, "central");
+    (
+        fake,
+        r.env("CMM_KUBECONFIG", kc)
+            .env("CMM_CENTRAL_CONTEXT", "central")
+            .env("CMM_CENTRAL_KUBECONFIG", ckc)
+            .keep(central),
+    )
+}
+
+/// The Secret an earlier run left: the cluster's certificates, from the central CA, for every
+/// node address (what the agent asks of a kept certificate).
+fn issued_before(fake: &FakeKube) -> Value {
+    let nodes = fake.list("/api/v1/nodes");
+    let mut sans = vec![cmm_pki::San::parse("cmm-prometheus").unwrap()];
+    for n in &nodes {
+        for a in n["status"]["addresses"].as_array().into_iter().flatten() {
+            if let Ok(san) = cmm_pki::San::parse(a["address"].as_str().unwrap()) {
+                sans.push(san);
+            }
+        }
+    }
+    central_material().cluster_secret("monitor", "kr-mum", &sans)
+}
+
+/// An agent for runs that stop before any cluster is reached: the central context only has to
+/// be named.
+fn agent() -> Agent {
+    Agent::new().env("CMM_CENTRAL_CONTEXT", "central")
 }
 
 /// The StatefulSet prometheus-operator makes for CMM's Prometheus resource, with `ready` of
@@ -191,7 +233,7 @@ async fn an_invalid_cluster_name_is_refused_before_anything_is_contacted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_kubeconfig_and_unknown_context_name_the_fix() {
     let Some(helm) = real_helm() else { return };
-    let r = Agent::new().env("CMM_HELM", &helm);
+    let r = agent().env("CMM_HELM", &helm);
     let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(
@@ -226,14 +268,17 @@ async fn an_unreachable_api_exits_5() {
         .local_addr()
         .unwrap()
         .port();
-    let r = Agent::new();
+    let r = agent();
     let kc = r.home.path().join("kubeconfig");
     std::fs::write(
         &kc,
         format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"),
     )
     .unwrap();
-    let r = r.env("CMM_KUBECONFIG", &kc).env("CMM_HELM", &helm);
+    let r = r
+        .env("CMM_KUBECONFIG", &kc)
+        .env("CMM_HELM", &helm)
+        .env("CMM_CENTRAL_CONTEXT", "c");
     let (_r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(code(&o), 5, "{}", err(&o));
     assert!(
@@ -598,6 +643,8 @@ async fn a_rerun_with_the_same_plan_changes_nothing() {
     };
     let (fake, r) = cluster(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
+    // An earlier run issued the certificates before it ran helm.
+    fake.insert(issued_before(&fake));
     fake.insert(operator_prometheus(1));
     let r = r.env("CMM_HELM", &real).env("CMM_CHART", &chart);
     // Learn the plan's digest from a dry run, then pretend it was deployed by an earlier run.
@@ -665,6 +712,8 @@ async fn an_interrupted_upgrade_is_rolled_back_then_upgraded_and_the_namespace_c
 ) {
     let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
     fake.insert(namespace("monitor"));
+    // An earlier run issued the certificates before it ran helm.
+    fake.insert(issued_before(&fake));
     fake.insert(release_secret(3, "superseded", 1_700_000_000, None));
     fake.insert(release_secret(4, "deployed", 1_700_000_100, None));
     fake.insert(release_secret(5, "pending-upgrade", 1_700_000_200, None));
@@ -1021,6 +1070,8 @@ fn nix_is_root() -> bool {
 async fn a_never_deployed_pending_install_is_uninstalled_first() {
     let (fake, r) = shimmed(&["kind.json"], "kind-cmm").await;
     fake.insert(namespace("monitor"));
+    // An earlier run issued the certificates before it ran helm.
+    fake.insert(issued_before(&fake));
     fake.insert(release_secret(1, "pending-install", 1_700_000_000, None));
     let r = r
         .env("HELM_SHIM_UNINSTALL", "ok")
@@ -1068,12 +1119,20 @@ async fn a_failed_install_exits_7_and_shows_pod_states_and_events() {
         e.contains("CrashLoopBackOff") && e.contains("not a shared or slave mount"),
         "{e}"
     );
-    // The namespace was missing: it is the one write the agent itself made.
+    // The namespace was missing, and a first install issues the certificates the proxy needs
+    // before helm runs: the two writes the agent itself made.
     let writes = writes_besides_the_lock(&fake);
-    assert_eq!(writes.len(), 1, "{writes:?}");
+    let made: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|w| (w.method.as_str(), w.path.as_str()))
+        .collect();
     assert_eq!(
-        (writes[0].method.as_str(), writes[0].path.as_str()),
-        ("POST", "/api/v1/namespaces")
+        made,
+        [
+            ("POST", "/api/v1/namespaces"),
+            ("POST", "/api/v1/namespaces/monitor/secrets")
+        ],
+        "{writes:?}"
     );
 }
 
@@ -1317,4 +1376,118 @@ async fn flags_of_the_other_role_are_refused_and_help_groups_options_by_what_the
             "{heading} missing:\n{help}"
         );
     }
+}
+
+// ---------------------------------------------------------------- mutual TLS
+
+/// The certificates of a first install: issued from the central CA before helm runs, for the
+/// node addresses, verified here with webpki as a TLS client would; a re-run keeps them; no
+/// central context is refused before anything is contacted; `--insecure-plain-http` issues none
+/// and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_install_issues_the_certificates_the_proxy_needs_and_a_rerun_keeps_them() {
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let rep: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(rep["insecure"], false, "{rep:#}");
+    assert_eq!(
+        rep["tls"][0]["secret"], "Secret cmm-prometheus-tls",
+        "{rep:#}"
+    );
+    assert_eq!(rep["tls"][0]["action"], "issue", "{rep:#}");
+
+    let secret = fake
+        .get("/api/v1/namespaces/monitor/secrets", "cmm-prometheus-tls")
+        .expect("the proxy's Secret");
+    let text = |k: &str| cmm_testkit::pki::secret_text(&secret, k).unwrap();
+    let ca = central_material().ca.cert_pem();
+    assert_eq!(text("ca.crt").trim(), ca.trim());
+    let now = std::time::SystemTime::now();
+    let node_ip = fixture_node("kubeadm-onprem.json")["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The name Grafana dials (a node address on the NodePort) and the self-scrape's name.
+    for name in [node_ip.as_str(), "cmm-prometheus"] {
+        let san = cmm_pki::San::parse(name).unwrap();
+        cmm_pki::verify(
+            &text("tls.crt"),
+            ca,
+            cmm_pki::Usage::Server,
+            Some(&san),
+            now,
+        )
+        .unwrap_or_else(|e| panic!("server certificate for {name}: {e}"));
+    }
+    cmm_pki::verify(&text("client.crt"), ca, cmm_pki::Usage::Client, None, now).unwrap();
+    let client = cmm_pki::inspect(&text("client.crt"), "client").unwrap();
+    assert!(
+        client.subject.contains("cmm-self-kr-mum"),
+        "{}",
+        client.subject
+    );
+    // The keys went into the Secret only: not into the report, the log or helm's values.
+    for shown in [out(&o), err(&o), helm_env(r.home.path())] {
+        assert!(!shown.contains("PRIVATE KEY"), "a key was shown: {shown}");
+    }
+
+    // A re-run keeps them: no Secret is written.
+    let before = fake.writes().len();
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let rep: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(rep["tls"][0]["action"], "keep", "{rep:#}");
+    assert!(
+        rep["tls"][0]["days_left"].as_i64().unwrap() >= 364,
+        "{rep:#}"
+    );
+    let secret_writes: Vec<_> = fake.writes()[before..]
+        .iter()
+        .filter(|w| w.path.contains("/secrets"))
+        .cloned()
+        .collect();
+    assert!(secret_writes.is_empty(), "{secret_writes:?}");
+    drop(r);
+
+    // No central context: refused by name before helm or any API is asked.
+    let fake = fake_with(&["kubeadm-onprem.json"]).await;
+    let r = Agent::new();
+    let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
+    let shim = helm_shim(r.home.path(), "v3.17.3");
+    let r = r
+        .env("CMM_KUBECONFIG", kc)
+        .env("CMM_HELM", shim)
+        .env("CMM_CHART", REPO_CHART);
+    let (r, o) = run(r, &["bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("--central-context") && err(&o).contains("--insecure-plain-http"),
+        "{}",
+        err(&o)
+    );
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    assert!(helm_log(r.home.path()).is_empty());
+
+    // Knowingly plain: no certificate, and the report says INSECURE.
+    let r = r.env("HELM_SHIM_UPGRADE", "ok");
+    fake.insert(namespace("monitor"));
+    fake.insert(operator_prometheus(1));
+    let (_r, o) = run(
+        r,
+        &["bootstrap", "--cluster", "kr-mum", "--insecure-plain-http"],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("INSECURE"), "{}", out(&o));
+    assert!(fake
+        .get("/api/v1/namespaces/monitor/secrets", "cmm-prometheus-tls")
+        .is_none());
 }

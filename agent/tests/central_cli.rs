@@ -438,6 +438,8 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
         .to_string();
     let helm = helm_shim(dir.path());
     let chart = "https://charts.example#kube-prometheus-stack";
+    // The Prometheus here is a plain one: this test is about the order of install and
+    // registration, the authenticated path has its own (bootstrap_cli, installer mtls_proxy).
     let base = [
         "bootstrap",
         "--cluster",
@@ -448,6 +450,7 @@ async fn bootstrap_ends_by_registering_and_says_so_when_only_registration_fails(
         &helm,
         "--chart",
         chart,
+        "--insecure-plain-http",
     ];
 
     let o = agent(
@@ -564,26 +567,32 @@ async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin
     let out_file = dir.path().join("registrar.token");
     let of = out_file.display().to_string();
     fake.fail_next(3, cmm_testkit::grafana::Fault::Status(503));
+    let central = [
+        "bootstrap",
+        "--role",
+        "central",
+        "--cluster",
+        "central",
+        "--kubeconfig",
+        &kc,
+        "--helm",
+        &helm,
+        "--chart",
+        "https://charts.example#kube-prometheus-stack",
+    ];
     let o = agent(
         &[
-            "bootstrap",
-            "--role",
-            "central",
-            "--cluster",
-            "central",
-            "--kubeconfig",
-            &kc,
-            "--helm",
-            &helm,
-            "--chart",
-            "https://charts.example#kube-prometheus-stack",
-            "--grafana-url",
-            &fake.url,
-            "--grafana-wait",
-            "30s",
-            "--registration-token-out",
-            &of,
-        ],
+            &central[..],
+            &[
+                "--grafana-url",
+                &fake.url,
+                "--grafana-wait",
+                "30s",
+                "--registration-token-out",
+                &of,
+            ],
+        ]
+        .concat(),
         &[("HOME", dir.path().to_str().unwrap())],
     )
     .await;
@@ -602,6 +611,33 @@ async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin
         auth.iter().all(|a| a.starts_with("Basic ")),
         "the admin login from the Secret was used"
     );
+
+    // The CMM CA and Grafana's client certificate, made by the central run, kept by the next.
+    let secrets = "/api/v1/namespaces/monitor/secrets";
+    let text_of = |name: &str, key: &str| {
+        let s = kube
+            .get(secrets, name)
+            .unwrap_or_else(|| panic!("no Secret {name}"));
+        cmm_testkit::pki::secret_text(&s, key).unwrap()
+    };
+    let ca = text_of("cmm-ca", "tls.crt");
+    let info = cmm_pki::inspect(&ca, "the CA").unwrap();
+    assert!(info.is_ca, "{info:?}");
+    let grafana = text_of("cmm-grafana-client", "tls.crt");
+    cmm_pki::verify(
+        &grafana,
+        &ca,
+        cmm_pki::Usage::Client,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert!(!out.contains("PRIVATE KEY") && !err.contains("PRIVATE KEY"));
+    let o = agent(&central, &[("HOME", dir.path().to_str().unwrap())]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert_eq!(text_of("cmm-ca", "tls.crt"), ca, "the CA was replaced");
+    assert_eq!(text_of("cmm-grafana-client", "tls.crt"), grafana);
 }
 
 /// A Prometheus that is ready but has not scraped yet (`up` is empty), as right after an

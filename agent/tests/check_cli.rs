@@ -42,6 +42,10 @@ fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no finding {id} in {report:#}"))
 }
 
+/// The scenes (cmm_testkit::scene) are installs served over plain HTTP, chosen knowingly: the
+/// Prometheus behind them is a plain one. The authenticated path has its own tests below.
+const PLAIN: &str = "insecure-plain-http = true";
+
 /// agent.toml as an admin writes it once: everything check needs, no flag.
 fn write_config(
     dir: &Path,
@@ -58,7 +62,8 @@ fn write_config(
         format!(
             "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\nhelm = \"{}\"\nchart = \"{}\"\n\
              grafana-url = \"{}\"\ngrafana-token-file = \"{}\"\ngrafana-retries = 1\n\
-             first-scrape-wait = \"0s\"\nhost-proc-version = \"/nonexistent\"\n\n[check]\nstorage-warn = 90\n",
+             first-scrape-wait = \"0s\"\nhost-proc-version = \"/nonexistent\"\n\
+             {PLAIN}\n[check]\nstorage-warn = 90\n",
             kubeconfig.display(),
             helm.display(),
             chart.display(),
@@ -129,9 +134,18 @@ async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
         "grafana.rule-state",
         "grafana.contact-points",
         "storage.terminating",
+        "tls.insecure",
     ] {
         assert_eq!(finding(&report, id)["severity"], "ok", "{id}: {report:#}");
     }
+    // Knowingly plain, and marked so in every check.
+    assert!(
+        finding(&report, "tls.insecure")["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("INSECURE"),
+        "{report:#}"
+    );
     let writes_after = (
         kube.writes().len(),
         grafana
@@ -412,7 +426,7 @@ async fn under_a_real_systemd_the_hardened_unit_checks_repairs_and_the_timers_fi
                 etc.join("agent.toml"),
                 format!(
                     "cluster = \"kr-mum\"\ngrafana-url = \"{grafana_url}\"\n\
-                     grafana-retries = 2\nfirst-scrape-wait = \"30s\"\n"
+                     grafana-retries = 2\nfirst-scrape-wait = \"30s\"\n{PLAIN}\n"
                 ),
             )
             .unwrap();
@@ -546,5 +560,156 @@ async fn the_sample_config_validates_and_show_names_origins() {
     assert!(
         !String::from_utf8_lossy(&o.stdout).contains("glsa_secret_value"),
         "a secret value shown"
+    );
+}
+
+/// The certificates' remaining life, as check reports it, and `check --repair` renewing them
+/// from the central CA under the run lock before they run out; without the central context the
+/// repair is named, not attempted.
+#[tokio::test]
+async fn check_reports_days_to_expiry_and_repair_renews_before_the_end() {
+    use std::time::{Duration, SystemTime};
+    let Some(prom) = cmm_testkit::prometheus::start("cli-check-tls", "kr-mum").await else {
+        return;
+    };
+    let kube = installed_cluster(prom.port()).await;
+    kube.insert(release(1, "deployed", "some-plan"));
+    let central = cmm_testkit::kube::FakeKube::start().await;
+    let material = cmm_testkit::pki::CentralMaterial::new();
+    for s in material.secrets("monitor") {
+        central.insert(s);
+    }
+    // Issued 340 days ago: 25 days left of 365, inside the default 30-day window.
+    let issued = SystemTime::now() - Duration::from_secs(340 * 86_400);
+    let sans = [
+        cmm_pki::San::parse("cmm-prometheus").unwrap(),
+        cmm_pki::San::parse("127.0.0.1").unwrap(),
+    ];
+    kube.insert(material.cluster_secret_at("monitor", "kr-mum", &sans, issued));
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let cdir = dir.path().join("central");
+    std::fs::create_dir_all(&cdir).unwrap();
+    let central_kc = central.write_kubeconfig(&cdir, "central");
+    let write = |name: &str, central_lines: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\nhost-proc-version = \"/nonexistent\"\n{central_lines}",
+                kubeconfig.display()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let with_central = write(
+        "with-central.toml",
+        &format!(
+            "central-context = \"central\"\ncentral-kubeconfig = \"{}\"\n",
+            central_kc.display()
+        ),
+    );
+    let alone = write("alone.toml", "");
+    let secret = || {
+        kube.get("/api/v1/namespaces/monitor/secrets", "cmm-prometheus-tls")
+            .unwrap()
+    };
+    let before = secret();
+    let check = |args: &'static [&'static str], config: &str| {
+        let config = config.to_owned();
+        async move {
+            let o = agent(args, &[("CMM_CONFIG", &config)]).await;
+            let report: Value =
+                serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+            (o, report)
+        }
+    };
+
+    // Without the central context: the days left, and what to set to renew.
+    let (_, report) = check(&["check", "--output", "json"], &alone).await;
+    let tls = finding(&report, "tls.certificates");
+    assert_eq!(tls["severity"], "warning", "{report:#}");
+    let ev = tls["evidence"].to_string();
+    assert!(ev.contains("server certificate: 24 day(s) left"), "{ev}");
+    assert!(
+        ev.contains("self-scrape certificate: 24 day(s) left"),
+        "{ev}"
+    );
+    assert_eq!(tls["repair"]["kind"], "manual");
+    assert!(tls["repair"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("central-context"));
+    let (o, _) = check(&["check", "--repair", "--output", "json"], &alone).await;
+    assert_eq!(
+        secret()["data"],
+        before["data"],
+        "renewed without the CA: {}",
+        text(&o)
+    );
+
+    // With it: the same finding, now repairable; the CA's and Grafana's life too.
+    let (_, report) = check(&["check", "--output", "json"], &with_central).await;
+    let tls = finding(&report, "tls.certificates");
+    assert_eq!(tls["severity"], "warning", "{report:#}");
+    assert_eq!(tls["repair"]["kind"], "renew-certificates", "{report:#}");
+    let c = finding(&report, "tls.central");
+    assert_eq!(c["severity"], "ok", "{report:#}");
+    assert!(
+        c["evidence"].to_string().contains("CA: 3649 day(s) left"),
+        "{c}"
+    );
+    assert_eq!(
+        secret()["data"],
+        before["data"],
+        "check without --repair wrote"
+    );
+
+    let (o, report) = check(&["check", "--repair", "--output", "json"], &with_central).await;
+    let repaired = report["repaired"].to_string();
+    assert!(
+        repaired.contains("renewed Secret cmm-prometheus-tls"),
+        "{report:#}"
+    );
+    let tls = finding(&report, "tls.certificates");
+    assert_eq!(tls["severity"], "ok", "{report:#}");
+    assert!(
+        tls["evidence"]
+            .to_string()
+            .contains("server certificate: 364 day(s) left"),
+        "{tls}"
+    );
+    // What it wrote verifies against the CA for the address the central Grafana dials.
+    let now = SystemTime::now();
+    let s = secret();
+    let text_of = |k: &str| cmm_testkit::pki::secret_text(&s, k).unwrap();
+    cmm_pki::verify(
+        &text_of("tls.crt"),
+        material.ca.cert_pem(),
+        cmm_pki::Usage::Server,
+        Some(&cmm_pki::San::parse("127.0.0.1").unwrap()),
+        now,
+    )
+    .unwrap();
+    // Under the run lock, given back at the end.
+    let lease = kube
+        .get(
+            "/apis/coordination.k8s.io/v1/namespaces/monitor/leases",
+            "cmm-agent-kr-mum",
+        )
+        .expect("the repair took the run lock");
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+    assert!(
+        !o.stdout.windows(11).any(|w| w == b"PRIVATE KEY"),
+        "a key in the report"
+    );
+
+    // Renewed means renewed: the next repair has nothing to do.
+    let (_, report) = check(&["check", "--repair", "--output", "json"], &with_central).await;
+    assert!(
+        !report["repaired"].to_string().contains("renewed"),
+        "{report:#}"
     );
 }

@@ -62,10 +62,12 @@ async fn errors_are_one_json_document_on_stdout() {
     let kc = fake.write_kubeconfig(r.home.path(), "kr-mum");
     let helm = r.home.path().join("helm");
     support::write_executable(&helm, "#!/bin/sh\necho v3.17.3\n");
+    // Plain HTTP: this is about the output's shape, not certificates (bootstrap_cli has those).
     let r = r
         .env("CMM_KUBECONFIG", kc)
         .env("CMM_HELM", &helm)
-        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack")
+        .env("CMM_INSECURE_PLAIN_HTTP", "true");
     let (_r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     let doc: Value = serde_json::from_str(&out(&o)).expect("one JSON document");
@@ -96,9 +98,11 @@ async fn json_logs_make_every_stderr_line_json_progress_and_errors_included() {
         "#!/bin/sh\ncase \"$1\" in version) echo v3.17.3 ;; upgrade) exit 0 ;; *) exit 1 ;; esac\n",
     );
     let base = ["--log-format", "json", "bootstrap", "--cluster", "kr-mum"];
+    // Plain HTTP: this is about the log's shape, not certificates.
     let mut r = r
         .env("CMM_KUBECONFIG", kc)
-        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack");
+        .env("CMM_CHART", "https://charts.example#kube-prometheus-stack")
+        .env("CMM_INSECURE_PLAIN_HTTP", "true");
     for (extra, ok) in [
         (vec!["--helm", helm.to_str().unwrap()], true),
         (vec!["--helm", "/nonexistent/helm"], false),

@@ -346,7 +346,7 @@ async fn the_deb_installs_runs_its_timer_upgrades_keeping_the_edit_and_removes_a
             "printf %s '{ADMIN_TOKEN}' > /etc/cmm/grafana-token && \
              cat /root/pkgs/kubeconfig > /etc/cmm/kubeconfig && \
              printf 'cluster = \"kr-mum\"\\ngrafana-url = \"{grafana_url}\"\\ngrafana-retries = 2\\n\
-             first-scrape-wait = \"30s\"\\n# edited by the admin\\n' >> /etc/cmm/agent.toml"
+             first-scrape-wait = \"30s\"\\ninsecure-plain-http = true\\n# edited by the admin\\n' >> /etc/cmm/agent.toml"
         ));
         let (code, out) = sd.sh_status("/usr/bin/cmm-agent config validate");
         assert_eq!(code, Some(0), "{out}");

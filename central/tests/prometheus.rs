@@ -132,6 +132,7 @@ async fn a_prometheus_behind_tls_and_basic_auth_registers_with_its_ca_and_passwo
         basic_auth: Some((BASIC_USER.into(), Secret::new(BASIC_PASSWORD))),
         ca_pem: prom.ca_pem.clone(),
         tls_skip_verify: false,
+        client: None,
     };
 
     // Without the CA the certificate is not trusted; with a wrong password Prometheus says 401.

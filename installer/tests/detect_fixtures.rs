@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cmm_installer::bootstrap::{fixes, values_for};
+use cmm_installer::bootstrap::{fixes, values_for, Choices};
 use cmm_installer::detect::{detect, EnvKind, Observed};
 use cmm_installer::fleet::Role;
 use k8s_openapi::api::core::v1::Node;
@@ -122,7 +122,10 @@ fn every_environment_is_recognised_with_its_fix() {
             host_proc_version: c.host,
         });
         assert_eq!(env.kinds, c.kinds, "{}: {:#?}", c.fixture, env.evidence);
-        let ids: Vec<&str> = fixes(&env, false).iter().map(|f| f.id).collect();
+        let ids: Vec<&str> = fixes(&env, Choices::kube_metrics(false))
+            .iter()
+            .map(|f| f.id)
+            .collect();
         assert_eq!(ids, c.fixes, "{}", c.fixture);
         // Every finding is backed by evidence naming where it was seen.
         for k in &env.kinds {
@@ -180,7 +183,12 @@ fn a_mixed_fleet_node_list_gets_both_fixes_in_overlay_order() {
         host_proc_version: None,
     });
     assert_eq!(env.kinds, [EnvKind::Wsl2, EnvKind::Kind]);
-    let files = values_for(Role::Cluster, None, None, &fixes(&env, true));
+    let files = values_for(
+        Role::Cluster,
+        None,
+        None,
+        &fixes(&env, Choices::kube_metrics(true)),
+    );
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,

@@ -2,9 +2,9 @@
 //! objects, not just in the plan. helm from CMM_HELM or PATH, chart from CMM_CHART or
 //! ../shared/charts/kube-prometheus-stack; with CMM_REQUIRE_TOOLS=1 a missing tool fails.
 
-use std::path::{Path, PathBuf};
+mod support;
 
-use cmm_installer::bootstrap::{fixes, values_for};
+use cmm_installer::bootstrap::{fixes, values_for, Choices};
 use cmm_installer::chart::ChartSource;
 use cmm_installer::detect::{detect, Observed};
 use cmm_installer::fleet::Role;
@@ -13,50 +13,7 @@ use cmm_installer::render::Rendered;
 use cmm_installer::values::materialize;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn missing(what: &str) {
-    if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
-        panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
-    }
-    eprintln!("skipping: {what} not found (set CMM_HELM / CMM_CHART or run `scripts/dev tools`)");
-}
-
-fn tools() -> Option<(Helm, ChartSource)> {
-    let helm = std::env::var_os("CMM_HELM")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("helm"))
-                    .find(|h| h.is_file())
-            })
-        })
-        .filter(|h| h.is_file());
-    let chart = std::env::var_os("CMM_CHART")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/charts/kube-prometheus-stack"));
-    match (helm, chart.join("Chart.yaml").is_file()) {
-        (Some(h), true) => Some((
-            Helm::new(h),
-            ChartSource::parse(chart.to_str().unwrap()).unwrap(),
-        )),
-        (None, _) => {
-            missing("helm");
-            None
-        }
-        (_, false) => {
-            missing("the kube-prometheus-stack chart");
-            None
-        }
-    }
-}
+use support::{render_values, root, tools};
 
 fn node(file: &str) -> Node {
     let text = std::fs::read_to_string(root().join("tests/fixtures/nodes").join(file)).unwrap();
@@ -78,19 +35,15 @@ async fn render(
         server_version: None,
         host_proc_version: None,
     });
-    let values = values_for(Role::Cluster, None, None, &fixes(&env, kube_metrics));
-    let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
-    let stream = helm
-        .template(&Release {
-            name: "kr-mum",
-            namespace: "monitor",
-            chart,
-            values_files: &files.paths,
-            sets: &[],
-        })
+    let values = values_for(
+        Role::Cluster,
+        None,
+        None,
+        &fixes(&env, Choices::kube_metrics(kube_metrics)),
+    );
+    render_values(helm, chart, "kr-mum", &values)
         .await
-        .unwrap_or_else(|e| panic!("{fixture}: {e}"));
-    Rendered::parse(&stream).unwrap()
+        .unwrap_or_else(|e| panic!("{fixture}: {e}"))
 }
 
 fn mounts_host_root(r: &Rendered) -> bool {

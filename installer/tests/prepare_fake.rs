@@ -24,6 +24,7 @@ fn options() -> Options {
         central_values: None,
         sets: vec![],
         kube_metrics: false,
+        insecure_plain_http: false,
         timeout_secs: 600,
         pending_grace_secs: 300,
         host_proc_version: None,

@@ -48,6 +48,8 @@ pub fn chart() -> Option<PathBuf> {
 pub struct Agent {
     pub home: tempfile::TempDir,
     envs: Vec<(String, String)>,
+    /// What has to live as long as the agent's runs (e.g. the central cluster's fake).
+    kept: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl Agent {
@@ -55,7 +57,14 @@ impl Agent {
         Self {
             home: tempfile::tempdir().expect("temp home"),
             envs: Vec::new(),
+            kept: Vec::new(),
         }
+    }
+
+    /// Keep `thing` alive for as long as this agent.
+    pub fn keep(mut self, thing: impl std::any::Any + Send) -> Self {
+        self.kept.push(Box::new(thing));
+        self
     }
 
     pub fn env(mut self, k: &str, v: impl AsRef<Path>) -> Self {
