@@ -365,3 +365,81 @@ pub fn judge_contact_points(points: &Read<Vec<Value>>) -> Finding {
         Finding::ok(st, "grafana.contact-points", subject).with(real.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::{ClientIdentity, PrometheusTarget};
+    use cmm_core::finding::Severity;
+    use cmm_core::ClusterName;
+
+    const CA: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUBw==\n-----END CERTIFICATE-----\n";
+    const OTHER: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUCA==\n-----END CERTIFICATE-----\n";
+
+    fn desired(client: &str) -> Value {
+        let target = PrometheusTarget {
+            url: "https://10.0.0.5:30090".into(),
+            ca_pem: Some(CA.into()),
+            client: Some(ClientIdentity {
+                cert_pem: client.into(),
+                key: crate::Secret::new("not a key".to_owned()),
+            }),
+            ..Default::default()
+        };
+        crate::register::desired_datasource(&ClusterName::parse("kr-mum").unwrap(), &target)
+            .unwrap()
+    }
+
+    /// What Grafana shows of a datasource written with `body`: everything but secureJsonData.
+    fn stored(body: &Value) -> DataSource {
+        DataSource {
+            id: 1,
+            uid: body["uid"].as_str().unwrap().into(),
+            name: body["name"].as_str().unwrap().into(),
+            kind: "prometheus".into(),
+            url: body["url"].as_str().unwrap().into(),
+            access: "proxy".into(),
+            basic_auth: false,
+            basic_auth_user: String::new(),
+            json_data: body["jsonData"].clone(),
+            secure_json_fields: serde_json::json!({"tlsClientCert": true}),
+            read_only: false,
+            version: 1,
+        }
+    }
+
+    fn datasource_finding(desired: &Value, ds: DataSource) -> Finding {
+        let facts = GrafanaFacts {
+            datasource: Ok(Some(ds)),
+            health: None,
+            group: Ok(None),
+            group_editable: None,
+            rule_states: Ok(Vec::new()),
+            contact_points: Ok(Vec::new()),
+        };
+        let c = ClusterName::parse("kr-mum").unwrap();
+        judge_grafana(&c, desired, RulesMode::Skip, &facts)
+            .into_iter()
+            .find(|f| f.id == "grafana.datasource")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_datasource_holding_another_client_certificate_is_drifted() {
+        // Written with the certificate the central cluster holds: in order, secrets and all.
+        let now = desired(CA);
+        let f = datasource_finding(&now, stored(&now));
+        assert_eq!(f.severity, Severity::Ok, "{f:?}");
+        // Written before Grafana's certificate was renewed: the fingerprint tells.
+        let before = desired(OTHER);
+        let f = datasource_finding(&now, stored(&before));
+        assert_eq!(f.severity, Severity::Warning, "{f:?}");
+        assert!(
+            f.evidence[0].contains("another client certificate"),
+            "{f:?}"
+        );
+        assert_eq!(f.repair.unwrap().kind, RepairKind::Register);
+    }
+}
