@@ -696,9 +696,43 @@ pub fn rbac_manifests(
     out
 }
 
+/// On the central cluster: what every cluster's agent needs there and nothing more — `get` on
+/// the two Secrets of the CMM CA and Grafana's client certificate (crate::tls), by name.
+pub fn ca_reader_manifests(namespace: &str, subject: &Subject) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let name = "cmm-agent-ca-reader";
+    let labels =
+        json!({"app.kubernetes.io/managed-by": "cmm-agent", "app.kubernetes.io/part-of": "cmm"});
+    let rbac = "rbac.authorization.k8s.io/v1";
+    vec![
+        json!({"apiVersion": rbac, "kind": "Role",
+               "metadata": {"name": name, "namespace": namespace, "labels": labels},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                          "resourceNames": [crate::tls::CA_SECRET, crate::tls::GRAFANA_CLIENT_SECRET]}]}),
+        json!({"apiVersion": rbac, "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": namespace, "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [subject.json()]}),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_readers_get_two_named_secrets_and_nothing_else() {
+        let subject = Subject::parse("Group:cmm-cluster-agents").unwrap();
+        let m = ca_reader_manifests("monitor", &subject);
+        let rules = m[0]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0]["verbs"], serde_json::json!(["get"]));
+        assert_eq!(
+            rules[0]["resourceNames"],
+            serde_json::json!(["cmm-ca", "cmm-grafana-client"])
+        );
+        assert_eq!(m[1]["subjects"][0]["name"], "cmm-cluster-agents");
+    }
 
     #[test]
     fn every_rendered_kind_can_be_read_created_patched_and_deleted() {

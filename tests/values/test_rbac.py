@@ -32,8 +32,9 @@ def agent_bin() -> str:
         ["--role", "cluster"],
         ["--role", "cluster", "--kube-metrics", "--subject", "User:arn:aws:iam::111122223333:user/alice"],
         ["--role", "central", "--namespace", "grafana", "--subject", "ServiceAccount:ops:cmm-agent"],
+        ["--role", "central", "--subject", "User:admin", "--ca-reader", "Group:cmm-cluster-agents"],
     ],
-    ids=["cluster", "cluster-kube-metrics-user", "central-serviceaccount"],
+    ids=["cluster", "cluster-kube-metrics-user", "central-serviceaccount", "central-ca-readers"],
 )
 def test_printed_rbac_validates_and_binds_the_subject(crd_dir, args):
     out = subprocess.run(

@@ -25,6 +25,11 @@ pub struct RbacArgs {
     /// user an EKS access entry maps, or the agent host's service account).
     #[arg(long, env = "CMM_RBAC_SUBJECT")]
     pub subject: String,
+    /// With --role central: also let this subject (the clusters' agents, as the central
+    /// cluster knows them) read the CMM CA and Grafana's client certificate, by name and
+    /// nothing else: what bootstrap, register and check --repair on a cluster host read there.
+    #[arg(long, env = "CMM_RBAC_CA_READER")]
+    pub ca_reader: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
@@ -42,7 +47,34 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
         RoleArg::Cluster => Role::Cluster,
         RoleArg::Central => Role::Central,
     };
-    let objects = rbac_manifests(role, &args.namespace, args.kube_metrics, &subject);
+    let parse = |raw: &str, setting: &str| {
+        Subject::parse(raw)
+            .ok_or_else(|| {
+                BadInput(format!(
+                    "{setting} {raw:?} is not a subject: write User:NAME, Group:NAME or \
+                     ServiceAccount:NAMESPACE:NAME"
+                ))
+            })
+            .classify(ExitCode::Usage)
+    };
+    let readers =
+        match (&args.ca_reader, role) {
+            (None, _) => None,
+            (Some(raw), Role::Central) => Some(parse(raw, "--ca-reader / CMM_RBAC_CA_READER")?),
+            (Some(_), Role::Cluster) => return Err(BadInput(
+                "--ca-reader / CMM_RBAC_CA_READER is for the central cluster, where the CMM CA \
+                 is kept: use it with --role central"
+                    .into(),
+            ))
+            .classify(ExitCode::Usage),
+        };
+    let mut objects = rbac_manifests(role, &args.namespace, args.kube_metrics, &subject);
+    if let Some(r) = &readers {
+        objects.extend(cmm_installer::access::ca_reader_manifests(
+            &args.namespace,
+            r,
+        ));
+    }
     let mut text = String::new();
     match global.output {
         Output::Json => {
