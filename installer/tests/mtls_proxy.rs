@@ -414,3 +414,43 @@ async fn the_self_scrape_the_operator_generates_passes_the_proxy() {
     assert_eq!(of("self").as_deref(), Some("1"), "{up:?}");
     assert_eq!(of("no-cert").as_deref(), Some("0"), "{up:?}");
 }
+
+/// The operator's probes with `listenLocal` are exec actions inside the pod against
+/// `http://localhost:9090` (v0.78.1 pkg/prometheus/promcfg.go `buildProbeHandler`, the command
+/// from pkg/operator/prober.go `ExecAction`): run as written against the real Prometheus on
+/// loopback, they pass. A kubelet-style HTTPS probe with no client certificate — what the
+/// probes would become with `web.tlsConfig` and mandatory client auth — is refused by the
+/// authenticating side, which is why that route was not taken (docs/security.md).
+#[tokio::test]
+async fn the_operators_exec_probes_pass_on_loopback_and_a_certless_https_probe_is_refused() {
+    let test = "the_operators_exec_probes_pass_on_loopback";
+    let Some(Scene { f: _f, proxy, prom }) = scene(test, 30).await else {
+        return;
+    };
+    let probe = |url: &str| {
+        let cmd = format!(
+            r#"if [ -x "$(command -v curl)" ]; then exec curl --fail {url}; elif [ -x "$(command -v wget)" ]; then exec wget -q -O /dev/null {url}; else exit 1; fi"#
+        );
+        std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    for path in ["/-/ready", "/-/healthy"] {
+        let url = format!("http://localhost:{}{path}", prom.port());
+        assert!(probe(&url), "the operator's probe of {url} failed");
+    }
+    let certless = std::process::Command::new("curl")
+        .args(["--fail", "--silent", "--insecure"])
+        .arg(format!("{}/-/ready", proxy.url()))
+        .status();
+    if let Ok(status) = certless {
+        assert!(
+            !status.success(),
+            "a probe without a client certificate got through"
+        );
+    }
+}
