@@ -287,96 +287,64 @@ pub async fn ensure_central(
     renew_before: Duration,
 ) -> Result<(CentralPki, Vec<(String, TlsAction)>)> {
     let mut actions = Vec::new();
-    let made = conn.secret(namespace, CA_SECRET).await?.is_none();
-    if made {
-        {
-            let ca = Ca::generate(now).map_err(pki_err("making the CMM CA"))?;
-            conn.write_secret(
-                namespace,
-                &secret(
-                    CA_SECRET,
-                    "ca",
-                    &[("tls.crt", ca.cert_pem()), ("tls.key", ca.key_pem())],
-                    None,
-                ),
-            )
-            .await?;
-            actions.push((
-                format!("Secret {CA_SECRET}"),
-                TlsAction::Issue {
-                    why: "none yet".into(),
-                },
-            ));
-        }
-    }
-    // Read back what is stored (the CA just made, or the one that was there).
-    let ca_secret = conn.secret(namespace, CA_SECRET).await?.unwrap_or_default();
-    let data = ca_secret.data.unwrap_or_default();
+    let stored = conn.secret(namespace, CA_SECRET).await?;
+    let exists = stored.is_some();
+    let rv = stored
+        .as_ref()
+        .and_then(|s| s.metadata.resource_version.clone());
+    let data = stored.and_then(|s| s.data).unwrap_or_default();
     let what = format!("Secret {namespace}/{CA_SECRET}");
-    let (Some(cert), Some(key)) = (text(&data, "tls.crt"), text(&data, "tls.key")) else {
-        return Err(Error::Tls {
-            what,
-            problem:
-                "lacks tls.crt or tls.key: restore it from a backup, or delete it to make a new CA"
+    let (ca, previous, changed) = if !exists {
+        let ca = Ca::generate(now).map_err(pki_err("making the CMM CA"))?;
+        actions.push((
+            format!("Secret {CA_SECRET}"),
+            TlsAction::Issue {
+                why: "none yet".into(),
+            },
+        ));
+        (ca, None, true)
+    } else {
+        let (Some(cert), Some(key)) = (text(&data, "tls.crt"), text(&data, "tls.key")) else {
+            return Err(Error::Tls {
+                what,
+                problem: "lacks tls.crt or tls.key: restore it from a backup, or delete it to \
+                          make a new CA"
                     .into(),
-        });
+            });
+        };
+        let ca = Ca::load(&cert, &key).map_err(pki_err(&what))?;
+        match decide_ca(&cert, now, renew_before) {
+            TlsAction::Keep { days_left } => {
+                actions.push((format!("Secret {CA_SECRET}"), TlsAction::Keep { days_left }));
+                (ca, text(&data, "previous.crt"), false)
+            }
+            TlsAction::Issue { why } => {
+                // The new CA signs from now on; the old one stays trusted (previous.crt) until
+                // it expires, which is after every certificate it signed.
+                let next = Ca::generate(now).map_err(pki_err("making the next CMM CA"))?;
+                actions.push((
+                    format!("Secret {CA_SECRET}"),
+                    TlsAction::Issue {
+                        why: format!("rotated: {why}; the old CA stays trusted until it expires"),
+                    },
+                ));
+                (next, Some(cert), true)
+            }
+        }
     };
-    let mut ca = Ca::load(&cert, &key).map_err(pki_err(&what))?;
-    let mut previous = text(&data, "previous.crt");
-    match decide_ca(&cert, now, renew_before) {
-        TlsAction::Keep { days_left } if !made => {
-            actions.push((format!("Secret {CA_SECRET}"), TlsAction::Keep { days_left }))
-        }
-        TlsAction::Keep { .. } => {}
-        TlsAction::Issue { why } => {
-            // The new CA signs from now on; the old one stays trusted (previous.crt) until it
-            // expires, which is after every certificate it signed.
-            let next = Ca::generate(now).map_err(pki_err("making the next CMM CA"))?;
-            conn.write_secret(
-                namespace,
-                &secret(
-                    CA_SECRET,
-                    "ca",
-                    &[
-                        ("tls.crt", next.cert_pem()),
-                        ("tls.key", next.key_pem()),
-                        ("previous.crt", &cert),
-                    ],
-                    ca_secret.metadata.resource_version.clone(),
-                ),
-            )
-            .await?;
-            previous = Some(cert.clone());
-            ca = next;
-            actions.push((
-                format!("Secret {CA_SECRET}"),
-                TlsAction::Issue {
-                    why: format!("rotated: {why}; the old CA stays trusted until it expires"),
-                },
-            ));
-        }
-    }
     let trust_pem = trust_of(&ca, previous.as_deref(), now);
     // trust.crt: the CAs to trust as one bundle, for Grafana's environment on the envsubst
-    // route (central_monitor.yaml); kept equal to what clusters are given.
-    let stored = conn.secret(namespace, CA_SECRET).await?.unwrap_or_default();
-    let sdata = stored.data.clone().unwrap_or_default();
-    if text(&sdata, "trust.crt").as_deref().map(str::trim) != Some(trust_pem.trim()) {
+    // route (central_monitor.yaml); kept equal to what clusters are given. One write for a new
+    // CA, a rotation, or a bundle that changed (the previous CA expired, or an older Secret).
+    let stale_trust = text(&data, "trust.crt").as_deref().map(str::trim) != Some(trust_pem.trim());
+    if changed || stale_trust {
         let mut fields = vec![("tls.crt", ca.cert_pem()), ("tls.key", ca.key_pem())];
         if let Some(p) = previous.as_deref() {
             fields.push(("previous.crt", p));
         }
         fields.push(("trust.crt", &trust_pem));
-        conn.write_secret(
-            namespace,
-            &secret(
-                CA_SECRET,
-                "ca",
-                &fields,
-                stored.metadata.resource_version.clone(),
-            ),
-        )
-        .await?;
+        conn.write_secret(namespace, &secret(CA_SECRET, "ca", &fields, rv))
+            .await?;
     }
 
     let existing = conn.secret(namespace, GRAFANA_CLIENT_SECRET).await?;
