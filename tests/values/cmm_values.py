@@ -30,6 +30,15 @@ OVERLAYS = {
     "node-exporter-full": VALUES / "overlays" / "node-exporter-full.yaml",
     "insecure-plain-http": VALUES / "overlays" / "insecure-plain-http.yaml",
 }
+# The growth paths' files, composed by the topology (tests/values/test_topologies.py).
+TOPOLOGY_OVERLAYS = {
+    "push": VALUES / "overlays" / "push.yaml",
+    "agent-mode": VALUES / "overlays" / "agent-mode.yaml",
+    "central-receiver": VALUES / "overlays" / "central-receiver.yaml",
+    "thanos-sidecar": VALUES / "overlays" / "thanos-sidecar.yaml",
+    "thanos-object-storage": VALUES / "overlays" / "thanos-object-storage.yaml",
+    "thanos-query": VALUES / "overlays" / "thanos-query.yaml",
+}
 GOLDEN = REPO / "tests" / "golden"
 
 CHART_VERSION = "66.1.0"

@@ -15,17 +15,31 @@ import pytest
 from cmm_values import CENTRAL, EACH, GOLDEN, RELEASES, TWO_CLUSTERS, datasources_value
 
 REGENERATE = "scripts/dev golden"
+# Golden name -> (role, variant of test_topologies.py); one release each is enough to show a diff.
+TOPOLOGY_GOLDEN = {
+    "push": ("cluster", "push-agent"),
+    "central-receiver": ("central", "receiver"),
+    "thanos-sidecar": ("cluster", "thanos"),
+    "thanos-query": ("central", "thanos-query"),
+}
 
 
 def golden_render(renderer, name, release):
     if name == "each_cluster":
         return renderer.render(release, EACH)
+    # The growth paths (test_topologies.py), each as its overlay's header shows it.
+    if name in TOPOLOGY_GOLDEN:
+        from test_topologies import render_central, render_cluster
+
+        kind, variant = TOPOLOGY_GOLDEN[name]
+        return (render_cluster if kind == "cluster" else render_central)(renderer, release, variant)
     # The central golden file is the envsubst route with a fixed two-cluster fleet.
     return renderer.render_central_envsubst(release, datasources_value(TWO_CLUSTERS))
 
 
-@pytest.mark.parametrize("release", RELEASES)
-@pytest.mark.parametrize("name", ["each_cluster", "central_monitor"])
+@pytest.mark.parametrize("name,release", [
+    (n, r) for n in ["each_cluster", "central_monitor"] for r in RELEASES
+] + [(n, RELEASES[0]) for n in TOPOLOGY_GOLDEN])
 def test_golden_render_has_not_drifted(renderer, name, release):
     r = golden_render(renderer, name, release)
     path = GOLDEN / f"{name}.{release}.yaml"
