@@ -90,6 +90,9 @@ impl Cli {
 pub const CLUSTER_ONLY: &[&str] = &[
     "kube_metrics",
     "insecure_plain_http",
+    "receiver_url",
+    "agent_mode",
+    "thanos_object_storage",
     "skip_grafana_check",
     "prometheus_url",
     "advertise_address",
@@ -177,6 +180,45 @@ pub struct PlanInputs {
     /// report and `check` mark the cluster. See docs/security.md.
     #[arg(help_heading = "Chart", long, env = "CMM_INSECURE_PLAIN_HTTP")]
     pub insecure_plain_http: bool,
+    /// How the fleet is wired, the same on every cluster and the central node: pull (Grafana
+    /// queries each cluster), push (clusters remote-write to a central receiver) or thanos (a
+    /// central Thanos Query reads each cluster's sidecar). See docs/scaling.md.
+    #[arg(
+        help_heading = "Topology",
+        long,
+        env = "CMM_TOPOLOGY",
+        value_enum,
+        default_value_t = TopologyArg::Pull
+    )]
+    pub topology: TopologyArg,
+    /// push: the central receiver's write URL as this cluster reaches it, e.g.
+    /// https://10.0.0.5:30090/api/v1/write
+    #[arg(help_heading = "Topology", long, env = "CMM_RECEIVER_URL")]
+    pub receiver_url: Option<String>,
+    /// push: run Prometheus in agent mode (no local queries, rules or storage; overlays/agent-mode.yaml).
+    #[arg(help_heading = "Topology", long, env = "CMM_AGENT_MODE")]
+    pub agent_mode: bool,
+    /// thanos: upload blocks to the bucket in Secret cmm-thanos-objstore (overlays/thanos-object-storage.yaml).
+    #[arg(help_heading = "Topology", long, env = "CMM_THANOS_OBJECT_STORAGE")]
+    pub thanos_object_storage: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopologyArg {
+    Pull,
+    Push,
+    Thanos,
+}
+
+impl From<TopologyArg> for cmm_installer::topology::Topology {
+    fn from(t: TopologyArg) -> Self {
+        use cmm_installer::topology::Topology;
+        match t {
+            TopologyArg::Pull => Topology::Pull,
+            TopologyArg::Push => Topology::Push,
+            TopologyArg::Thanos => Topology::Thanos,
+        }
+    }
 }
 
 /// Which cluster to talk to, resolved as kubectl does.

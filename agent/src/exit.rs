@@ -217,7 +217,7 @@ pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
         E::ChartMissing(_) | E::NotAChart { .. } | E::BadChartRef(_) | E::ChartDash(_) => {
             ExitCode::Usage
         }
-        E::Fleet { .. } | E::ClusterName { .. } => ExitCode::Usage,
+        E::Fleet { .. } | E::ClusterName { .. } | E::Topology { .. } => ExitCode::Usage,
         E::HelmMissing { .. } | E::HelmTooOld { .. } | E::HelmSpawn { .. } => ExitCode::Tool,
         E::HelmFailed { .. } | E::RenderParse { .. } | E::ChartRepoUnreachable { .. } => {
             ExitCode::Chart

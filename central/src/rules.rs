@@ -31,6 +31,21 @@ pub struct Source {
     pub rules: Vec<RuleSource>,
     /// The one fleet-wide rule: registered clusters vs. clusters answering.
     pub fleet: FleetSource,
+    /// The shared topologies' reachability rule: registered clusters not heard from.
+    pub silent: SilentSource,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilentSource {
+    pub alert: String,
+    pub severity: String,
+    #[serde(rename = "for")]
+    pub pending: String,
+    /// `${REGISTERED}` becomes one series per registered cluster.
+    pub expr: String,
+    pub summary: String,
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +269,119 @@ pub fn render_fleet(clusters: &[ClusterName]) -> Option<Value> {
     }))
 }
 
+/// The shared topologies' group in the fleet folder: the whole rule set once, on one datasource.
+pub const SHARED_GROUP: &str = "shared-health";
+
+/// `${REGISTERED}` of the silent rule: one `{cluster="<name>"}` series per registered cluster.
+/// The names are validated DNS labels, so they cannot break the PromQL string.
+pub fn registered_vector(clusters: &[ClusterName]) -> String {
+    clusters
+        .iter()
+        .map(|c| format!("label_replace(vector(1), \"cluster\", \"{c}\", \"\", \"\")"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The PromQL of CmmClusterSilent for these registered clusters: one series per silent one.
+pub fn silent_expr(clusters: &[ClusterName]) -> String {
+    source()
+        .silent
+        .expr
+        .replace("${REGISTERED}", &registered_vector(clusters))
+}
+
+/// The clusters a stored shared group expects to hear from (the silent rule's `cluster` names).
+pub fn shared_members(group: &Value) -> Vec<ClusterName> {
+    let silent = source().silent.alert;
+    let mut out: Vec<ClusterName> = group["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["title"] == silent.as_str())
+        .flat_map(|r| r["data"].as_array().cloned().unwrap_or_default())
+        .filter_map(|q| q["model"]["expr"].as_str().map(str::to_owned))
+        .flat_map(|e| {
+            e.split("\"cluster\", \"")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|n| ClusterName::parse(&n).ok())
+        .collect();
+    out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    out.dedup_by(|a, b| a.as_str() == b.as_str());
+    out
+}
+
+/// The shared topologies' rule group for `PUT …/folder/cmm_fleet/rule-groups/shared-health`:
+/// every rule once, on `datasource_uid` (the receiver or Thanos Query), alert instances told
+/// apart by their series' `cluster` label, plus CmmClusterSilent over the registered clusters.
+/// `None` for an empty fleet.
+pub fn render_shared(clusters: &[ClusterName], datasource_uid: &str) -> Option<Value> {
+    if clusters.is_empty() {
+        return None;
+    }
+    let src = source();
+    // Per-cluster texts name the cluster; here it is each alert's own label.
+    let fill = |s: &str| s.replace("${CLUSTER}", "{{ $labels.cluster }}");
+    let s = &src.silent;
+    let names: Vec<&str> = clusters.iter().map(ClusterName::as_str).collect();
+    let mut rules = vec![json!({
+        "uid": format!("{FLEET_FOLDER_UID}-{}", slug(&s.alert)),
+        "title": s.alert,
+        "folderUID": FLEET_FOLDER_UID,
+        "ruleGroup": SHARED_GROUP,
+        "orgID": 1,
+        "condition": "C",
+        "data": [
+            query_node("A", datasource_uid, &silent_expr(clusters), None),
+            expression_node("C", "threshold", "A", threshold("gt", vec![0.0])),
+        ],
+        // No series: every registered cluster is heard. An error: the store itself is gone.
+        "noDataState": "OK",
+        "execErrState": "Alerting",
+        "for": s.pending,
+        "labels": {"severity": s.severity},
+        "annotations": {
+            "summary": s.summary,
+            "description": format!("{} Registered: {}.", s.description.trim_end(), names.join(", ")),
+            "runbook_url": runbook_url(&s.alert),
+        },
+        "isPaused": false
+    })];
+    for r in &src.rules {
+        rules.push(json!({
+            "uid": format!("{FLEET_FOLDER_UID}-{}", slug(&r.alert)),
+            "title": r.alert,
+            "folderUID": FLEET_FOLDER_UID,
+            "ruleGroup": SHARED_GROUP,
+            "orgID": 1,
+            "condition": "C",
+            "data": [
+                query_node("A", datasource_uid, &r.expr, None),
+                expression_node("C", "threshold", "A", threshold(&r.op, r.threshold.params())),
+            ],
+            // Quiet on no data and errors, as per cluster: CmmClusterSilent is the one that pages.
+            "noDataState": "OK",
+            "execErrState": "OK",
+            "for": r.pending,
+            "labels": {"severity": r.severity},
+            "annotations": {
+                "summary": fill(&r.summary),
+                "description": fill(&r.description),
+                "runbook_url": runbook_url(&r.alert),
+            },
+            "isPaused": false
+        }));
+    }
+    Some(json!({
+        "title": SHARED_GROUP,
+        "folderUid": FLEET_FOLDER_UID,
+        "interval": src.interval,
+        "rules": rules,
+    }))
+}
+
 /// `CmmNodeDown` -> `node-down`: the stable tail of a rule's uid.
 fn slug(alert: &str) -> String {
     let name = alert.strip_prefix("Cmm").unwrap_or(alert);
@@ -366,6 +494,34 @@ fn contained(want: &Value, have: &Value, top: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_group_holds_every_rule_once_on_the_one_datasource() {
+        let names = ["wai-eks", "kr-mum"].map(|n| ClusterName::parse(n).unwrap());
+        let g = render_shared(&names, "cmm_receiver").unwrap();
+        assert_eq!(g["folderUid"], FLEET_FOLDER_UID);
+        let rules = g["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1 + source().rules.len());
+        for r in rules {
+            let t = r["title"].as_str().unwrap();
+            assert_eq!(r["data"][0]["datasourceUid"], "cmm_receiver", "{t}");
+            // No rule is pinned to one cluster: the label comes from the series.
+            assert!(r["labels"].get("cluster").is_none(), "{t}");
+            let text = serde_json::to_string(r).unwrap();
+            assert!(!text.contains("${"), "{t}: {text}");
+            assert!(r["uid"].as_str().unwrap().len() <= 40);
+        }
+        assert!(rules[1]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("{{ $labels.cluster }}"));
+        // The silent rule names exactly the registered clusters, and reads back as them.
+        assert_eq!(rules[0]["title"], "CmmClusterSilent");
+        assert_eq!(rules[0]["execErrState"], "Alerting");
+        let members: Vec<String> = shared_members(&g).iter().map(|c| c.to_string()).collect();
+        assert_eq!(members, ["kr-mum", "wai-eks"]);
+        assert!(render_shared(&[], "cmm_receiver").is_none());
+    }
 
     fn is_camel_case(s: &str) -> bool {
         s.chars().next().is_some_and(|c| c.is_ascii_uppercase())

@@ -19,6 +19,17 @@ pub const OVERLAY_NODE_EXPORTER_FULL_YAML: &str =
 pub const OVERLAY_INSECURE_PLAIN_HTTP_YAML: &str =
     include_str!("../../values/overlays/insecure-plain-http.yaml");
 
+// The growth paths' files, composed by the installer's topology module.
+pub const OVERLAY_PUSH_YAML: &str = include_str!("../../values/overlays/push.yaml");
+pub const OVERLAY_AGENT_MODE_YAML: &str = include_str!("../../values/overlays/agent-mode.yaml");
+pub const OVERLAY_CENTRAL_RECEIVER_YAML: &str =
+    include_str!("../../values/overlays/central-receiver.yaml");
+pub const OVERLAY_THANOS_SIDECAR_YAML: &str =
+    include_str!("../../values/overlays/thanos-sidecar.yaml");
+pub const OVERLAY_THANOS_OBJECT_STORAGE_YAML: &str =
+    include_str!("../../values/overlays/thanos-object-storage.yaml");
+pub const OVERLAY_THANOS_QUERY_YAML: &str = include_str!("../../values/overlays/thanos-query.yaml");
+
 /// `content/rules/cluster-rules.yaml`: the per-cluster alert rules registration provisions.
 pub const CLUSTER_RULES_YAML: &str = include_str!("../../content/rules/cluster-rules.yaml");
 

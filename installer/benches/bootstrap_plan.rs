@@ -77,6 +77,7 @@ fn main() {
             sets: vec!["prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka".into()],
             kube_metrics: true,
             insecure_plain_http: false,
+            wiring: cmm_installer::topology::Wiring::pull(),
             timeout_secs: 600,
             pending_grace_secs: 300,
             host_proc_version: None,

@@ -18,6 +18,7 @@ use crate::helm::{supports_labels, Helm, Install, KubeArgs, Release};
 use crate::kube::Connected;
 use crate::preflight::{rbac_checks, rbac_fix, required_permissions, Check};
 use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
+use crate::topology::Wiring;
 use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
 use crate::{Error, Result};
 
@@ -220,13 +221,15 @@ fn split_unescaped_commas(s: &str) -> Vec<String> {
 }
 
 /// The values files of a release, in helm's order: the base file (embedded unless the user
-/// gave their own), then each fix's overlay.
+/// gave their own), the topology's files, then each fix's overlay.
 pub fn values_for(
     role: Role,
     user_values: Option<Vec<(String, String)>>,
     central_values: Option<String>,
+    wiring: &Wiring,
     fixes: &[Fix],
 ) -> Vec<(String, String)> {
+    let own_files = user_values.is_some();
     let mut out = match (user_values, role) {
         (Some(files), _) => files,
         (None, Role::Cluster) => vec![(EACH_CLUSTER.name.to_owned(), EACH_CLUSTER.text.to_owned())],
@@ -243,6 +246,17 @@ pub fn values_for(
             ),
         ],
     };
+    match role {
+        Role::Cluster => out.extend(wiring.cluster_files()),
+        // Before the content file, as the overlays' headers show the plain-helm command.
+        Role::Central => {
+            if let Some(f) = wiring.central_file() {
+                // A user's own central files: on top of them, as fixes go on a cluster's.
+                let at = if own_files { out.len() } else { 1 };
+                out.insert(at, (f.name.to_owned(), f.text.to_owned()));
+            }
+        }
+    }
     if role == Role::Cluster {
         for f in fixes {
             let file = f.which.file();
@@ -304,6 +318,8 @@ pub struct Report {
     /// Plain HTTP without client authentication (--insecure-plain-http): anyone who reaches a
     /// node reads this cluster's metrics.
     pub insecure: bool,
+    /// The fleet's topology (pull, push, thanos) and its options.
+    pub topology: String,
     pub outcome: String,
 }
 
@@ -336,6 +352,8 @@ pub struct Options {
     pub sets: Vec<String>,
     pub kube_metrics: bool,
     pub insecure_plain_http: bool,
+    /// The fleet's topology, checked (`topology` module).
+    pub wiring: Wiring,
     pub timeout_secs: u64,
     pub pending_grace_secs: i64,
     pub host_proc_version: Option<String>,
@@ -513,6 +531,7 @@ pub fn plan_of(opts: &Options, env: &Environment) -> (Vec<Fix>, Vec<(String, Str
         opts.role,
         opts.user_values.clone(),
         opts.central_values.clone(),
+        &opts.wiring,
         &fixes,
     );
     let mut parts: Vec<String> = opts.chart.helm_args();
@@ -641,6 +660,7 @@ async fn finish(
         workloads: Vec::new(),
         tls: Vec::new(),
         insecure: opts.role == Role::Cluster && opts.insecure_plain_http,
+        topology: opts.wiring.describe(),
         outcome: "planned".into(),
     };
     Ok(Prepared {
@@ -774,6 +794,7 @@ mod tests {
             Role::Cluster,
             None,
             None,
+            &Wiring::pull(),
             &fixes(&env, Choices::kube_metrics(false)),
         );
         let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();

@@ -69,6 +69,8 @@ pub enum Error {
     Tls { what: String, problem: String },
     #[error("interrupted by {signal}: {detail}")]
     Interrupted { signal: String, detail: String },
+    #[error("topology: {message}")]
+    Topology { message: String },
     #[error("the `set` value {raw:?} is not understood: {reason}")]
     BadSet { raw: String, reason: String },
     #[error("{context}: {source}")]

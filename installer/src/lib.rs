@@ -19,6 +19,7 @@ pub mod render;
 pub mod stop;
 pub mod storage;
 pub mod tls;
+pub mod topology;
 pub mod values;
 pub mod workloads;
 

@@ -1,6 +1,7 @@
 //! Detection and the fixes it leads to, table-tested on real-shaped nodes
 //! (tests/fixtures/nodes/*.json, schema-checked by tests/fixtures/test_fixture_schemas.py).
 
+use cmm_installer::topology::Wiring;
 use std::path::PathBuf;
 
 use cmm_installer::bootstrap::{fixes, values_for, Choices};
@@ -187,6 +188,7 @@ fn a_mixed_fleet_node_list_gets_both_fixes_in_overlay_order() {
         Role::Cluster,
         None,
         None,
+        &Wiring::pull(),
         &fixes(&env, Choices::kube_metrics(true)),
     );
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();

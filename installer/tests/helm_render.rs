@@ -10,6 +10,7 @@ use cmm_installer::detect::{detect, Observed};
 use cmm_installer::fleet::Role;
 use cmm_installer::helm::{Helm, Release};
 use cmm_installer::render::Rendered;
+use cmm_installer::topology::Wiring;
 use cmm_installer::values::materialize;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
@@ -39,6 +40,7 @@ async fn render(
         Role::Cluster,
         None,
         None,
+        &Wiring::pull(),
         &fixes(&env, Choices::kube_metrics(kube_metrics)),
     );
     render_values(helm, chart, "kr-mum", &values)
@@ -198,7 +200,7 @@ async fn the_access_table_covers_every_kind_the_chart_renders() {
         true,
     )
     .await;
-    let central_values = values_for(Role::Central, None, None, &[]);
+    let central_values = values_for(Role::Central, None, None, &Wiring::pull(), &[]);
     let files = materialize(central_values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
     let central = Rendered::parse(
         &helm

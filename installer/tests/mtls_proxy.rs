@@ -5,6 +5,7 @@
 
 mod support;
 
+use cmm_installer::topology::Wiring;
 use std::time::{Duration, SystemTime};
 
 use cmm_installer::bootstrap::values_for;
@@ -18,7 +19,7 @@ const CLUSTER: &str = "kr-mum";
 /// nginx.conf and run.sh as the chart renders them for release `kr-mum`.
 async fn rendered_proxy() -> Option<(String, String)> {
     let (helm, chart) = tools()?;
-    let values = values_for(Role::Cluster, None, None, &[]);
+    let values = values_for(Role::Cluster, None, None, &Wiring::pull(), &[]);
     let r = render_values(&helm, &chart, CLUSTER, &values)
         .await
         .unwrap();
@@ -302,7 +303,7 @@ async fn the_self_scrape_the_operator_generates_passes_the_proxy() {
     let Some((helm, chart)) = tools() else {
         return;
     };
-    let values = values_for(Role::Cluster, None, None, &[]);
+    let values = values_for(Role::Cluster, None, None, &Wiring::pull(), &[]);
     let r = render_values(&helm, &chart, CLUSTER, &values)
         .await
         .unwrap();

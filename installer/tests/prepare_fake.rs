@@ -25,6 +25,7 @@ fn options() -> Options {
         sets: vec![],
         kube_metrics: false,
         insecure_plain_http: false,
+        wiring: cmm_installer::topology::Wiring::pull(),
         timeout_secs: 600,
         pending_grace_secs: 300,
         host_proc_version: None,

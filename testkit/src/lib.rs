@@ -15,6 +15,8 @@ pub mod prometheus;
 /// Not a fake of a remote API: a forwarding proxy between the agent and the fakes.
 pub mod proxy;
 pub mod releases;
+/// Not a fake: real Prometheus servers remote-writing into a real receiver (the push topology).
+pub mod remote_write;
 pub mod scene;
 /// Not a fake: a real systemd as PID 1 in namespaces over a Debian root.
 pub mod systemd;

@@ -23,6 +23,10 @@ impl Proc {
     pub fn new(child: Child) -> Self {
         Self(child)
     }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
 }
 
 impl Drop for Proc {

@@ -225,7 +225,8 @@ def test_chart_dashboards_show_the_cluster_variable_in_the_cmm_folder(renderer, 
 
 def test_every_alert_has_a_runbook_section():
     rules = yaml.safe_load((SOURCES / "rules" / "cluster-rules.yaml").read_text())
-    alerts = [r["alert"] for r in rules["reachability"] + rules["rules"]] + [rules["fleet"]["alert"]]
+    alerts = [r["alert"] for r in rules["reachability"] + rules["rules"]] + [
+        rules["fleet"]["alert"], rules["silent"]["alert"]]
     sections = re.findall(r"^## (\w+)$", (REPO / "docs" / "runbook.md").read_text(), re.M)
     assert sorted(sections) == sorted(alerts), "docs/runbook.md needs exactly one section per alert"
     for a in alerts:

@@ -36,6 +36,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
     check_namespace(&args.namespace)?;
     refuse_other_roles_flags(&args)?;
     let user_values = args.plan.checked()?;
+    let wiring = args.plan.wiring(args.role == RoleArg::Central)?;
     let timeout_secs = DurationSetting::Timeout.parse(&args.timeout)?.as_secs();
     let grace = DurationSetting::PendingGrace
         .parse(&args.pending_grace)?
@@ -91,6 +92,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         sets: args.plan.sets.clone(),
         kube_metrics: args.plan.kube_metrics,
         insecure_plain_http: args.plan.insecure_plain_http,
+        wiring,
         timeout_secs,
         pending_grace_secs: i64::try_from(grace).unwrap_or(i64::MAX),
         host_proc_version: host_proc_version(&args.host_proc_version),

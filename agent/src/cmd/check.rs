@@ -109,6 +109,7 @@ pub async fn run(
     DurationSetting::PendingGrace.parse(&args.pending_grace)?;
     let claim_wait = DurationSetting::ClaimWait.parse(&args.claim_wait)?;
     let user_values = args.plan.checked()?;
+    let wiring = args.plan.wiring(false)?;
     let chart = crate::settings::ChartSettings::resolve(&args.chart)?;
     let mut prometheus = PrometheusAccess::resolve(&args.endpoint)?;
     let mut registration = match &args.grafana.grafana_url {
@@ -182,6 +183,7 @@ pub async fn run(
         registration: registration.as_ref(),
         central: central.as_ref(),
         renew_before,
+        wiring,
     };
     report.findings.extend(judge(&inputs, conn.as_ref()).await);
 
@@ -279,6 +281,8 @@ struct Inputs<'a> {
     /// The central material (CA, Grafana's client certificate), with --central-context.
     central: Option<&'a cmm_installer::tls::CentralPki>,
     renew_before: std::time::Duration,
+    /// The fleet's topology: what is probed, and where the cluster's registration lives.
+    wiring: cmm_installer::topology::Wiring,
 }
 
 trait SettingContext<T> {
@@ -547,6 +551,7 @@ async fn expected_digest(
         sets: i.args.plan.sets.clone(),
         kube_metrics: i.args.plan.kube_metrics,
         insecure_plain_http: i.args.plan.insecure_plain_http,
+        wiring: i.wiring.clone(),
         timeout_secs: 0,
         pending_grace_secs: 0,
         host_proc_version: None,

@@ -1,0 +1,467 @@
+//! The one place that decides how a fleet is wired: `pull` (the central Grafana queries every
+//! cluster's Prometheus), `push` (every cluster remote-writes to a central receiver) or
+//! `thanos` (a central Thanos Query reads every cluster's sidecar). From the topology come the
+//! values files each role installs, in order, and how a cluster is registered; bootstrap,
+//! `plan` and `check` all ask here instead of assuming pull.
+
+use serde::{Deserialize, Serialize};
+
+use cmm_core::content;
+
+use crate::values::ValuesFile;
+use crate::{Error, Result};
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One datasource per cluster; Grafana reaches each Prometheus (NodePort, mutual TLS).
+    #[default]
+    Pull,
+    /// Clusters send; one receiver next to Grafana stores everything, told apart by `cluster`.
+    Push,
+    /// Clusters keep their data; a central Thanos Query fans out to their sidecars over gRPC.
+    Thanos,
+}
+
+impl Topology {
+    pub const ALL: [Topology; 3] = [Topology::Pull, Topology::Push, Topology::Thanos];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Pull => "pull",
+            Topology::Push => "push",
+            Topology::Thanos => "thanos",
+        }
+    }
+
+    /// The central Grafana's one datasource in the shared topologies (`None`: one per cluster).
+    /// Not `cmm-…`: that prefix is a cluster's datasource, and a cluster may be named `receiver`.
+    pub fn shared_datasource_uid(self) -> Option<&'static str> {
+        match self {
+            Topology::Pull => None,
+            Topology::Push => Some(RECEIVER_DATASOURCE_UID),
+            Topology::Thanos => Some(THANOS_DATASOURCE_UID),
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The datasource central-receiver.yaml provisions.
+pub const RECEIVER_DATASOURCE_UID: &str = "cmm_receiver";
+/// The datasource thanos-query.yaml provisions.
+pub const THANOS_DATASOURCE_UID: &str = "cmm_thanos";
+/// The name the receiver's server certificate carries and push.yaml's clients check.
+pub const RECEIVER_SERVER_NAME: &str = "cmm-receiver";
+/// The ConfigMap on the central cluster holding one store-endpoint file per cluster.
+pub const THANOS_ENDPOINTS_CONFIGMAP: &str = "cmm-thanos-endpoints";
+/// The node port of each cluster's sidecar gRPC (thanos-sidecar.yaml, the chart's default).
+pub const THANOS_GRPC_NODE_PORT: u16 = 30901;
+
+/// How a cluster appears in the central Grafana.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Registration {
+    /// Pull: its own datasource and its own copy of the rules.
+    DatasourcePerCluster,
+    /// Push: nothing of its own. The receiver's datasource and one rule set serve every
+    /// cluster; registering adds the name to the list `CmmClusterSilent` expects to hear from.
+    SharedRules { datasource_uid: &'static str },
+    /// Thanos: its sidecar's address in the endpoints ConfigMap, plus the shared rule set on
+    /// the Thanos Query datasource, as in push.
+    StoreEndpoint { datasource_uid: &'static str },
+}
+
+/// A topology with what it needs besides its name, checked: what every command builds from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wiring {
+    pub topology: Topology,
+    /// Push: the receiver's write URL as the clusters reach it.
+    pub receiver_url: Option<String>,
+    /// Push: Prometheus in agent mode (overlays/agent-mode.yaml).
+    pub agent_mode: bool,
+    /// Thanos: upload blocks to the bucket of Secret cmm-thanos-objstore.
+    pub object_storage: bool,
+}
+
+/// The raw choices, as settings or a fleet file give them; [`Wiring::new`] checks them.
+#[derive(Debug, Clone, Default)]
+pub struct Choice<'a> {
+    pub topology: Topology,
+    pub receiver_url: Option<&'a str>,
+    pub agent_mode: bool,
+    pub object_storage: bool,
+    /// No mutual TLS (--insecure-plain-http): only pull can do without certificates.
+    pub insecure_plain_http: bool,
+    /// For the central release: it receives, so it needs no receiver URL of its own.
+    pub central: bool,
+    /// How each setting is called where it came from (flag or fleet key), for messages.
+    pub names: Names,
+}
+
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub topology: &'static str,
+    pub receiver_url: &'static str,
+    pub agent_mode: &'static str,
+    pub object_storage: &'static str,
+    pub insecure: &'static str,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            topology: "--topology",
+            receiver_url: "--receiver-url",
+            agent_mode: "--agent-mode",
+            object_storage: "--thanos-object-storage",
+            insecure: "--insecure-plain-http",
+        }
+    }
+}
+
+impl Wiring {
+    pub fn pull() -> Self {
+        Wiring::default()
+    }
+
+    /// Check a choice: every combination that would install something broken is refused here,
+    /// naming the settings, before anything is contacted.
+    pub fn new(c: &Choice<'_>) -> Result<Self> {
+        let n = &c.names;
+        let bad = |message: String| Error::Topology { message };
+        if c.insecure_plain_http && c.topology != Topology::Pull {
+            return Err(bad(format!(
+                "{} {} needs mutual TLS (the clusters' certificates authenticate them to the central \
+                 side); drop {}, or use {} pull",
+                n.topology, c.topology, n.insecure, n.topology
+            )));
+        }
+        if c.agent_mode && c.topology != Topology::Push {
+            return Err(bad(format!(
+                "{} only makes sense with {} push (an agent answers no queries); drop it or choose push",
+                n.agent_mode, n.topology
+            )));
+        }
+        if c.object_storage && c.topology != Topology::Thanos {
+            return Err(bad(format!(
+                "{} only makes sense with {} thanos; drop it or choose thanos",
+                n.object_storage, n.topology
+            )));
+        }
+        let receiver_url = match (c.topology, c.receiver_url) {
+            (Topology::Push, None) if c.central => None,
+            (Topology::Push, None) => return Err(bad(format!(
+                "{} push needs {}: the central receiver's write URL as this cluster reaches it, \
+                     e.g. https://10.0.0.5:30090/api/v1/write",
+                n.topology, n.receiver_url
+            ))),
+            (Topology::Push, Some(url)) => {
+                check_receiver_url(url).map_err(|p| bad(format!("{} {p}", n.receiver_url)))?;
+                Some(url.to_owned())
+            }
+            (_, Some(_)) => {
+                return Err(bad(format!(
+                    "{} is only used with {} push; drop it",
+                    n.receiver_url, n.topology
+                )))
+            }
+            (_, None) => None,
+        };
+        Ok(Wiring {
+            topology: c.topology,
+            receiver_url,
+            agent_mode: c.agent_mode,
+            object_storage: c.object_storage,
+        })
+    }
+
+    /// The topology's files for a monitored cluster, in helm's order after the base file
+    /// (environment fixes follow them). The receiver URL is a generated file, not `--set`:
+    /// values never go on a command line.
+    pub fn cluster_files(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |f: ValuesFile| out.push((f.name.to_owned(), f.text.to_owned()));
+        match self.topology {
+            Topology::Pull => {}
+            Topology::Push => {
+                push(PUSH);
+                if self.agent_mode {
+                    push(AGENT_MODE);
+                }
+            }
+            Topology::Thanos => {
+                push(THANOS_SIDECAR);
+                if self.object_storage {
+                    push(THANOS_OBJECT_STORAGE);
+                }
+            }
+        }
+        if let Some(url) = &self.receiver_url {
+            // JSON is YAML; the URL was checked to hold nothing tpl would read.
+            out.push((
+                RECEIVER_FILE.to_owned(),
+                format!(
+                    "# Generated by cmm-agent from the receiver-url setting.\ncmm:\n  receiverUrl: {}\n",
+                    serde_json::to_string(url).expect("a string serialises")
+                ),
+            ));
+        }
+        out
+    }
+
+    /// The topology's file for the central release, between central_monitor.yaml and
+    /// central_content.yaml.
+    pub fn central_file(&self) -> Option<ValuesFile> {
+        match self.topology {
+            Topology::Pull => None,
+            Topology::Push => Some(CENTRAL_RECEIVER),
+            Topology::Thanos => Some(THANOS_QUERY),
+        }
+    }
+
+    pub fn registration(&self) -> Registration {
+        match self.topology {
+            Topology::Pull => Registration::DatasourcePerCluster,
+            Topology::Push => Registration::SharedRules {
+                datasource_uid: RECEIVER_DATASOURCE_UID,
+            },
+            Topology::Thanos => Registration::StoreEndpoint {
+                datasource_uid: THANOS_DATASOURCE_UID,
+            },
+        }
+    }
+
+    /// Whether the cluster's own Prometheus answers queries (an agent does not): `check` and
+    /// registration probe it only then.
+    pub fn queryable_on_cluster(&self) -> bool {
+        !self.agent_mode
+    }
+
+    /// Whether the central Grafana reaches the cluster (pull) rather than the other way round.
+    pub fn central_reads_cluster(&self) -> bool {
+        self.topology == Topology::Pull
+    }
+
+    /// One line for reports: `push (agent mode) to https://…`.
+    pub fn describe(&self) -> String {
+        let mut s = self.topology.to_string();
+        if self.agent_mode {
+            s.push_str(" (agent mode)");
+        }
+        if self.object_storage {
+            s.push_str(" (object storage)");
+        }
+        if let Some(url) = &self.receiver_url {
+            s.push_str(&format!(" to {url}"));
+        }
+        s
+    }
+}
+
+/// The generated values file carrying the receiver URL (shown under this name in plans).
+pub const RECEIVER_FILE: &str = "cmm-receiver-url.yaml";
+
+pub const PUSH: ValuesFile = ValuesFile {
+    name: "overlays/push.yaml",
+    text: content::OVERLAY_PUSH_YAML,
+};
+pub const AGENT_MODE: ValuesFile = ValuesFile {
+    name: "overlays/agent-mode.yaml",
+    text: content::OVERLAY_AGENT_MODE_YAML,
+};
+pub const CENTRAL_RECEIVER: ValuesFile = ValuesFile {
+    name: "overlays/central-receiver.yaml",
+    text: content::OVERLAY_CENTRAL_RECEIVER_YAML,
+};
+pub const THANOS_SIDECAR: ValuesFile = ValuesFile {
+    name: "overlays/thanos-sidecar.yaml",
+    text: content::OVERLAY_THANOS_SIDECAR_YAML,
+};
+pub const THANOS_OBJECT_STORAGE: ValuesFile = ValuesFile {
+    name: "overlays/thanos-object-storage.yaml",
+    text: content::OVERLAY_THANOS_OBJECT_STORAGE_YAML,
+};
+pub const THANOS_QUERY: ValuesFile = ValuesFile {
+    name: "overlays/thanos-query.yaml",
+    text: content::OVERLAY_THANOS_QUERY_YAML,
+};
+
+/// A receiver URL push.yaml can carry: https (the receiver admits only mutual TLS), a host, a
+/// path (Prometheus' receiver is POST /api/v1/write), nothing helm's tpl or YAML would read.
+pub fn check_receiver_url(url: &str) -> std::result::Result<(), String> {
+    cmm_core::naming::check_prometheus_url(url)?;
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!(
+            "{url:?} must be https://: the central receiver admits clusters by their certificates"
+        ));
+    };
+    if !rest.contains('/') || rest.ends_with('/') && rest.matches('/').count() == 1 {
+        return Err(format!(
+            "{url:?} has no path: the receiver's write endpoint is /api/v1/write"
+        ));
+    }
+    Ok(())
+}
+
+/// The store-endpoint file a cluster registers in [`THANOS_ENDPOINTS_CONFIGMAP`] (Thanos' file
+/// discovery format, one target: its sidecar's gRPC address as the central node dials it).
+pub fn endpoint_file(host: &str) -> String {
+    format!(
+        "# Registered by cmm-agent.\n- targets: [{}]\n",
+        serde_json::to_string(&format!("{host}:{THANOS_GRPC_NODE_PORT}")).expect("serialises")
+    )
+}
+
+/// The key of a cluster's file in the endpoints ConfigMap (Query reads `*.yaml`).
+pub fn endpoint_key(cluster: &cmm_core::ClusterName) -> String {
+    format!("{}.yaml", cluster.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(topology: Topology) -> Choice<'static> {
+        Choice {
+            topology,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pull_adds_nothing_and_registers_a_datasource_per_cluster() {
+        let w = Wiring::new(&choice(Topology::Pull)).unwrap();
+        assert!(w.cluster_files().is_empty());
+        assert_eq!(w.central_file(), None);
+        assert_eq!(w.registration(), Registration::DatasourcePerCluster);
+        assert!(w.central_reads_cluster());
+    }
+
+    #[test]
+    fn push_composes_its_overlays_in_order_with_the_url_as_a_file() {
+        let w = Wiring::new(&Choice {
+            receiver_url: Some("https://10.0.0.5:30090/api/v1/write"),
+            agent_mode: true,
+            ..choice(Topology::Push)
+        })
+        .unwrap();
+        let files = w.cluster_files();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "overlays/push.yaml",
+                "overlays/agent-mode.yaml",
+                RECEIVER_FILE
+            ]
+        );
+        let v: serde_json::Value = serde_yaml::from_str(&files[2].1).unwrap();
+        assert_eq!(
+            v["cmm"]["receiverUrl"],
+            "https://10.0.0.5:30090/api/v1/write"
+        );
+        assert_eq!(w.central_file(), Some(CENTRAL_RECEIVER));
+        assert_eq!(
+            w.registration(),
+            Registration::SharedRules {
+                datasource_uid: "cmm_receiver"
+            }
+        );
+        assert!(!w.queryable_on_cluster() && !w.central_reads_cluster());
+    }
+
+    #[test]
+    fn thanos_adds_the_sidecar_and_registers_an_endpoint() {
+        let w = Wiring::new(&Choice {
+            object_storage: true,
+            ..choice(Topology::Thanos)
+        })
+        .unwrap();
+        let names: Vec<String> = w.cluster_files().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "overlays/thanos-sidecar.yaml",
+                "overlays/thanos-object-storage.yaml"
+            ]
+        );
+        assert_eq!(w.central_file(), Some(THANOS_QUERY));
+        assert!(matches!(
+            w.registration(),
+            Registration::StoreEndpoint { .. }
+        ));
+    }
+
+    #[test]
+    fn broken_combinations_are_refused_naming_the_settings() {
+        for (c, needle) in [
+            (choice(Topology::Push), "--receiver-url"),
+            (
+                Choice {
+                    receiver_url: Some("http://10.0.0.5:30090/api/v1/write"),
+                    ..choice(Topology::Push)
+                },
+                "must be https://",
+            ),
+            (
+                Choice {
+                    receiver_url: Some("https://10.0.0.5:30090"),
+                    ..choice(Topology::Push)
+                },
+                "no path",
+            ),
+            (
+                Choice {
+                    receiver_url: Some("https://{{ .Values.x }}/api/v1/write"),
+                    ..choice(Topology::Push)
+                },
+                "--receiver-url",
+            ),
+            (
+                Choice {
+                    receiver_url: Some("https://r/api/v1/write"),
+                    ..choice(Topology::Pull)
+                },
+                "only used with --topology push",
+            ),
+            (
+                Choice {
+                    agent_mode: true,
+                    ..choice(Topology::Thanos)
+                },
+                "--agent-mode",
+            ),
+            (
+                Choice {
+                    object_storage: true,
+                    ..choice(Topology::Push)
+                },
+                "--thanos-object-storage",
+            ),
+            (
+                Choice {
+                    insecure_plain_http: true,
+                    ..choice(Topology::Thanos)
+                },
+                "--insecure-plain-http",
+            ),
+        ] {
+            let err = Wiring::new(&c).unwrap_err().to_string();
+            assert!(err.contains(needle), "{c:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_endpoint_file_is_thanos_file_discovery() {
+        let text = endpoint_file("10.0.0.11");
+        let v: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(v, serde_json::json!([{"targets": ["10.0.0.11:30901"]}]));
+    }
+}

@@ -1,0 +1,240 @@
+//! Not a fake: the push topology on real processes (Debian's Prometheus 2.42 and
+//! node_exporter). A receiver Prometheus with `--web.enable-remote-write-receiver`, and
+//! "cluster" Prometheus servers (optionally in agent mode) that scrape a node_exporter and
+//! remote-write what they scrape, as the operator configures them from push.yaml.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::prometheus::{free_port, missing, Proc, NODE_EXPORTER, PROMETHEUS};
+
+/// A receiver: stores what it is sent, scrapes nothing (central-receiver.yaml's Prometheus).
+pub struct Receiver {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    /// Start one; `lookback` is `--query.lookback-delta` (Prometheus: 5m), which decides how
+    /// long a series with no new sample still answers an instant query.
+    pub async fn start(test: &str, lookback: &str) -> Option<Receiver> {
+        if missing(
+            test,
+            PROMETHEUS,
+            "apt-get install prometheus; scripts/dev tools",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global: {}\nscrape_configs: []\n").unwrap();
+        let port = free_port();
+        let data_dir = dir.path().join("data");
+        let child = Command::new(PROMETHEUS)
+            .current_dir(dir.path())
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // What enableRemoteWriteReceiver makes the operator pass (promcfg.go).
+            .arg("--web.enable-remote-write-receiver")
+            .arg(format!("--query.lookback-delta={lookback}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the receiver");
+        let r = Receiver {
+            port,
+            data_dir,
+            proc: Proc::new(child),
+            _dir: dir,
+        };
+        wait_ready(test, &format!("http://127.0.0.1:{port}")).await;
+        Some(r)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+}
+
+/// The remote-write section of a sender, as the operator generates it from the Prometheus
+/// CR's `remoteWrite` item (pkg/prometheus/promcfg.go generateRemoteWriteConfig): the URL, the
+/// TLS files the Secret is mounted as, the server name, the queue's batch size and deadline.
+#[derive(Debug, Clone)]
+pub struct RemoteWrite {
+    pub name: String,
+    pub url: String,
+    pub server_name: String,
+    pub ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub max_samples_per_send: u64,
+    pub batch_send_deadline: String,
+}
+
+/// A cluster's Prometheus (or agent) and its node_exporter.
+pub struct Sender {
+    pub cluster: String,
+    pub port: u16,
+    prom: Option<Proc>,
+    _node: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Sender {
+    /// Start node_exporter and a Prometheus scraping it every `scrape_interval` with the
+    /// `cluster` label (each_cluster.yaml's scrape class and external label), remote-writing
+    /// to `rw`. `agent`: `--enable-feature=agent`, as a PrometheusAgent runs.
+    pub async fn start(
+        test: &str,
+        cluster: &str,
+        rw: &RemoteWrite,
+        agent: bool,
+        scrape_interval: &str,
+    ) -> Option<Sender> {
+        let hint = "apt-get install prometheus prometheus-node-exporter; scripts/dev tools";
+        if missing(test, PROMETHEUS, hint) || missing(test, NODE_EXPORTER, hint) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (f, text) in [
+            ("ca.crt", &rw.ca_pem),
+            ("client.crt", &rw.client_cert_pem),
+            ("client.key", &rw.client_key_pem),
+        ] {
+            std::fs::write(d.join(f), text).unwrap();
+        }
+        let node_port = free_port();
+        let node = Proc::new(
+            Command::new(NODE_EXPORTER)
+                .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start node_exporter"),
+        );
+        let port = free_port();
+        let mode = if agent { "agent" } else { "server" };
+        let replica = if agent {
+            "prom-agent-cmm-0"
+        } else {
+            "prometheus-cmm-0"
+        };
+        // External labels as the operator sets them (its own `prometheus` and
+        // `prometheus_replica`, then the CR's externalLabels).
+        let config = format!(
+            r#"global:
+  scrape_interval: {scrape_interval}
+  external_labels:
+    cluster: "{cluster}"
+    prometheus: monitor/cmm
+    prometheus_replica: {replica}
+scrape_configs:
+  - job_name: node-exporter
+    static_configs: [{{targets: ["127.0.0.1:{node_port}"]}}]
+    relabel_configs:
+      - {{target_label: cluster, replacement: "{cluster}"}}
+  - job_name: prometheus-{mode}
+    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+    relabel_configs:
+      - {{target_label: cluster, replacement: "{cluster}"}}
+remote_write:
+  - name: {name}
+    url: "{url}"
+    tls_config:
+      ca_file: {dir}/ca.crt
+      cert_file: {dir}/client.crt
+      key_file: {dir}/client.key
+      server_name: {server_name}
+    queue_config:
+      max_samples_per_send: {max}
+      batch_send_deadline: {deadline}
+"#,
+            name = rw.name,
+            url = rw.url,
+            dir = d.display(),
+            server_name = rw.server_name,
+            max = rw.max_samples_per_send,
+            deadline = rw.batch_send_deadline,
+        );
+        std::fs::write(d.join("prometheus.yml"), config).unwrap();
+        let mut cmd = Command::new(PROMETHEUS);
+        cmd.current_dir(d)
+            .arg("--config.file=prometheus.yml")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if agent {
+            cmd.arg("--enable-feature=agent")
+                .arg(format!("--storage.agent.path={}", d.join("wal").display()));
+        } else {
+            cmd.arg(format!("--storage.tsdb.path={}", d.join("data").display()));
+        }
+        let prom = Proc::new(cmd.spawn().expect("start the sender"));
+        wait_ready(test, &format!("http://127.0.0.1:{port}")).await;
+        Some(Sender {
+            cluster: cluster.to_owned(),
+            port,
+            prom: Some(prom),
+            _node: node,
+            _dir: dir,
+        })
+    }
+
+    /// Cut the sender off as a lost network or a dead node would: SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        self.prom.take();
+    }
+
+    /// The sender's own counter `name` (summed over its series) from /metrics.
+    pub async fn counter(&self, name: &str) -> f64 {
+        metric_sum(&format!("http://127.0.0.1:{}", self.port), name).await
+    }
+}
+
+/// Sum of every sample of `name` in a /metrics page.
+pub async fn metric_sum(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("read /metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Resident memory of a process, bytes (from /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+async fn wait_ready(test: &str, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/-/ready")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{test}: Prometheus at {base} not ready within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
