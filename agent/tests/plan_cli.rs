@@ -62,6 +62,72 @@ fn the_example_fleet_renders_central_grafana_and_two_clusters() {
     );
 }
 
+fn example(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_push_fleet_plans_a_receiver_next_to_grafana_and_senders_on_the_clusters() {
+    let Some(agent) = agent_with_tools() else {
+        return;
+    };
+    let out = agent.run(&[
+        "plan",
+        "--output",
+        "json",
+        "--fleet",
+        &example("fleet-push.toml"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_str(&stdout(&out)).expect("plan is JSON");
+    let central = member(&plan, "monitor");
+    // The receiver: a Prometheus (with the operator that runs it) and its volume, beside
+    // Grafana's; still nothing scraped there.
+    assert_eq!(kind(central, "Prometheus"), 1, "{central}");
+    assert_eq!(kind(central, "DaemonSet"), 0, "{central}");
+    assert_eq!(kind(central, "ServiceMonitor"), 0, "{central}");
+    assert_eq!(central["values"][1], "overlays/central-receiver.yaml");
+    assert_eq!(kind(member(&plan, "kr-mum"), "Prometheus"), 1);
+    let agent_mode = member(&plan, "wai-eks");
+    assert_eq!(kind(agent_mode, "PrometheusAgent"), 1, "{agent_mode}");
+    assert_eq!(kind(agent_mode, "Prometheus"), 0, "{agent_mode}");
+    assert_eq!(kind(agent_mode, "PrometheusRule"), 0, "{agent_mode}");
+}
+
+#[test]
+fn a_thanos_fleet_plans_query_centrally_and_a_sidecar_service_per_cluster() {
+    let Some(agent) = agent_with_tools() else {
+        return;
+    };
+    let out = agent.run(&[
+        "plan",
+        "--output",
+        "json",
+        "--fleet",
+        &example("fleet-thanos.toml"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_str(&stdout(&out)).expect("plan is JSON");
+    let central = member(&plan, "monitor");
+    assert_eq!(
+        kind(central, "Deployment"),
+        2,
+        "Grafana and Thanos Query: {central}"
+    );
+    assert_eq!(kind(central, "NetworkPolicy"), 1, "{central}");
+    assert_eq!(kind(central, "Prometheus"), 0, "{central}");
+    for name in ["kr-mum", "wai-eks"] {
+        let c = member(&plan, name);
+        // The operator's, Prometheus' main and per-replica ones, node-exporter's, and the
+        // sidecar's NodePort one the pull fleet does not have.
+        assert_eq!(kind(c, "Service"), 5, "{c}");
+    }
+}
+
 #[test]
 fn the_human_plan_lists_kinds_per_release() {
     let Some(agent) = agent_with_tools() else {

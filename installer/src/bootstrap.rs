@@ -247,7 +247,12 @@ pub fn values_for(
         ],
     };
     match role {
-        Role::Cluster => out.extend(wiring.cluster_files()),
+        Role::Cluster => out.extend(
+            wiring
+                .cluster_files()
+                .into_iter()
+                .map(|(n, t)| (n.to_owned(), t)),
+        ),
         // Before the content file, as the overlays' headers show the plain-helm command.
         Role::Central => {
             if let Some(f) = wiring.central_file() {

@@ -9,6 +9,7 @@ use cmm_core::ClusterName;
 use serde::{Deserialize, Serialize};
 
 use crate::envsubst::envsubst;
+use crate::topology::{Choice, Names, Topology, Wiring};
 use crate::values::{Overlay, CENTRAL_CONTENT, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
 use crate::{Error, Result};
 
@@ -30,14 +31,28 @@ pub struct Central {
     pub release: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// How the fleet is wired (`topology` module); the same for every member.
+    #[serde(default)]
+    pub topology: Topology,
+    /// push: the receiver's write URL as the clusters reach it.
+    #[serde(default)]
+    pub receiver_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     pub name: String,
-    /// Where the central Grafana reaches this cluster's Prometheus.
-    pub prometheus_url: String,
+    /// Where the central Grafana reaches this cluster's Prometheus (pull only: in push and
+    /// thanos the central side does not read the cluster's Prometheus).
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
+    /// push: Prometheus in agent mode.
+    #[serde(default)]
+    pub agent_mode: bool,
+    /// thanos: upload blocks to the bucket of Secret cmm-thanos-objstore.
+    #[serde(default)]
+    pub thanos_object_storage: bool,
     #[serde(default = "default_namespace")]
     pub namespace: String,
     #[serde(default)]
@@ -98,8 +113,23 @@ impl Fleet {
             })?;
             cmm_core::naming::check_namespace(&c.namespace)
                 .map_err(|p| bad(format!("clusters[{i}].namespace"), p))?;
-            cmm_core::naming::check_prometheus_url(&c.prometheus_url)
-                .map_err(|p| bad(format!("clusters[{i}].prometheus_url"), p))?;
+            match (&c.prometheus_url, fleet.central.topology) {
+                (Some(url), _) => cmm_core::naming::check_prometheus_url(url)
+                    .map_err(|p| bad(format!("clusters[{i}].prometheus_url"), p))?,
+                (None, Topology::Pull) => {
+                    return Err(bad(
+                        format!("clusters[{i}].prometheus_url"),
+                        "is required with topology pull: where the central Grafana reaches \
+                         this cluster's Prometheus, e.g. \"https://10.0.0.11:30090\""
+                            .into(),
+                    ))
+                }
+                (None, _) => {}
+            }
+            fleet.wiring(i).map_err(|e| Error::Fleet {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?;
             for (j, set) in c.set.iter().enumerate() {
                 crate::bootstrap::check_set(set)
                     .map_err(|e| bad(format!("clusters[{i}].set[{j}]"), e.to_string()))?;
@@ -117,21 +147,49 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Cluster `index`'s wiring: the fleet's topology with the cluster's own options.
+    pub fn wiring(&self, index: usize) -> Result<Wiring> {
+        let c = &self.clusters[index];
+        Wiring::new(&Choice {
+            topology: self.central.topology,
+            receiver_url: self.central.receiver_url.as_deref(),
+            agent_mode: c.agent_mode,
+            object_storage: c.thanos_object_storage,
+            insecure_plain_http: c.overlays.contains(&Overlay::InsecurePlainHttp),
+            central: false,
+            names: Names::fleet(index),
+        })
+    }
+
+    /// The central release's wiring.
+    pub fn central_wiring(&self) -> Wiring {
+        Wiring::new(&Choice {
+            topology: self.central.topology,
+            central: true,
+            ..Default::default()
+        })
+        .expect("a topology alone is always valid for the central role")
+    }
+
     pub fn example() -> Self {
         Self::parse(EXAMPLE, "<embedded example fleet>").expect("the embedded example fleet parses")
     }
 
     /// The central release's values: `central_monitor.yaml` through envsubst with the fleet's
     /// datasources, exactly as the seed's `envsubst < central_monitor.yaml | helm -f -`.
+    /// In push and thanos there is no datasource per cluster: the topology's overlay gives the
+    /// one datasource.
     pub fn central_values(&self) -> String {
         let datasources: Vec<_> = self
             .clusters
             .iter()
-            .map(|c| {
+            .filter(|_| self.central.topology == Topology::Pull)
+            .filter_map(|c| Some((c, c.prometheus_url.as_deref()?)))
+            .map(|(c, url)| {
                 let name = ClusterName::parse(&c.name).expect("validated in parse");
-                let ds = prometheus_datasource(&name, &c.prometheus_url);
+                let ds = prometheus_datasource(&name, url);
                 // https is the mutual-TLS proxy's port: Grafana's certificate from its env.
-                if c.prometheus_url.starts_with("https://") {
+                if url.starts_with("https://") {
                     cmm_core::datasource::with_tls_from_env(ds)
                 } else {
                     ds
@@ -145,19 +203,22 @@ impl Fleet {
 
     /// Every release of the fleet: central first, then clusters in file order.
     pub fn members(&self) -> Vec<Member> {
+        // Content last and verbatim: envsubst would blank its Grafana `$` references.
+        let mut central = vec![(CENTRAL_MONITOR.name, self.central_values())];
+        if let Some(f) = self.central_wiring().central_file() {
+            central.push((f.name, f.text.to_owned()));
+        }
+        central.push((CENTRAL_CONTENT.name, CENTRAL_CONTENT.text.to_owned()));
         let mut out = vec![Member {
             role: Role::Central,
             release: self.central.release.clone(),
             namespace: self.central.namespace.clone(),
-            // Content second and verbatim: envsubst would blank its Grafana `$` references.
-            values: vec![
-                (CENTRAL_MONITOR.name, self.central_values()),
-                (CENTRAL_CONTENT.name, CENTRAL_CONTENT.text.to_owned()),
-            ],
+            values: central,
             sets: Vec::new(),
         }];
-        for c in &self.clusters {
+        for (i, c) in self.clusters.iter().enumerate() {
             let mut values = vec![(EACH_CLUSTER.name, EACH_CLUSTER.text.to_owned())];
+            values.extend(self.wiring(i).expect("validated in parse").cluster_files());
             for o in &c.overlays {
                 let f = o.file();
                 values.push((f.name, f.text.to_owned()));
@@ -210,6 +271,97 @@ mod tests {
             members[2].values[1].0,
             "overlays/managed-control-plane.yaml"
         );
+    }
+
+    fn names(m: &Member) -> Vec<&str> {
+        m.values.iter().map(|(n, _)| *n).collect()
+    }
+
+    #[test]
+    fn a_push_fleet_composes_the_receiver_centrally_and_push_on_every_cluster() {
+        let f = Fleet::parse(
+            include_str!("../../examples/fleet-push.toml"),
+            "fleet-push.toml",
+        )
+        .unwrap();
+        let m = f.members();
+        assert_eq!(
+            names(&m[0]),
+            [
+                "central_monitor.yaml",
+                "overlays/central-receiver.yaml",
+                "central_content.yaml"
+            ]
+        );
+        // No datasource per cluster: the receiver's is the one.
+        assert!(!m[0].values[0].1.contains("cmm-kr-mum"));
+        assert_eq!(
+            names(&m[1]),
+            [
+                "each_cluster.yaml",
+                "overlays/push.yaml",
+                crate::topology::RECEIVER_FILE
+            ]
+        );
+        assert_eq!(
+            names(&m[2]),
+            [
+                "each_cluster.yaml",
+                "overlays/push.yaml",
+                "overlays/agent-mode.yaml",
+                crate::topology::RECEIVER_FILE,
+                "overlays/managed-control-plane.yaml"
+            ]
+        );
+        assert!(m[1].values[2]
+            .1
+            .contains("https://10.0.0.5:30090/api/v1/write"));
+    }
+
+    #[test]
+    fn a_thanos_fleet_composes_query_centrally_and_the_sidecar_on_every_cluster() {
+        let f = Fleet::parse(
+            include_str!("../../examples/fleet-thanos.toml"),
+            "fleet-thanos.toml",
+        )
+        .unwrap();
+        let m = f.members();
+        assert_eq!(names(&m[0])[1], "overlays/thanos-query.yaml");
+        assert_eq!(
+            names(&m[1]),
+            [
+                "each_cluster.yaml",
+                "overlays/thanos-sidecar.yaml",
+                "overlays/thanos-object-storage.yaml"
+            ]
+        );
+        assert_eq!(names(&m[2])[1], "overlays/thanos-sidecar.yaml");
+    }
+
+    #[test]
+    fn topology_mistakes_in_a_fleet_name_the_key() {
+        for (toml, needle) in [
+            (
+                "[central]\ntopology = \"push\"\n[[clusters]]\nname = \"a\"\n",
+                "central.receiver_url",
+            ),
+            (
+                "[central]\n[[clusters]]\nname = \"a\"\n",
+                "clusters[0].prometheus_url: is required with topology pull",
+            ),
+            (
+                "[central]\ntopology = \"thanos\"\n[[clusters]]\nname = \"a\"\nagent_mode = true\n",
+                "clusters[0].agent_mode",
+            ),
+            (
+                "[central]\ntopology = \"push\"\nreceiver_url = \"https://r/api/v1/write\"\n[[clusters]]\nname = \"a\"\noverlays = [\"insecure-plain-http\"]\n",
+                "needs mutual TLS",
+            ),
+            ("[central]\ntopology = \"mesh\"\n", "mesh"),
+        ] {
+            let err = Fleet::parse(toml, "f.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
     }
 
     #[test]
