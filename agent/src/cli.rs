@@ -180,6 +180,14 @@ pub struct PlanInputs {
     /// report and `check` mark the cluster. See docs/security.md.
     #[arg(help_heading = "Chart", long, env = "CMM_INSECURE_PLAIN_HTTP")]
     pub insecure_plain_http: bool,
+    #[command(flatten)]
+    pub topo: TopologyArgs,
+}
+
+/// The fleet's topology: decides the values (bootstrap, check) and what a registration writes
+/// (register, deregister), so every command that does either takes it.
+#[derive(Debug, Args, Clone)]
+pub struct TopologyArgs {
     /// How the fleet is wired, the same on every cluster and the central node: pull (Grafana
     /// queries each cluster), push (clusters remote-write to a central receiver) or thanos (a
     /// central Thanos Query reads each cluster's sidecar). See docs/scaling.md.

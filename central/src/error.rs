@@ -136,14 +136,22 @@ pub enum Error {
 
     #[error("no Prometheus endpoint for the cluster: {problem}")]
     Discovery { problem: String },
+
+    #[error(
+        "the central Grafana has no datasource {uid}, which topology {topology} provisions: \
+         install the central release with the same topology first (`cmm-agent bootstrap --role \
+         central --topology {topology}`), then register again"
+    )]
+    SharedDatasourceMissing { uid: String, topology: String },
 }
 
 impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Invalid { .. } | Error::Read { .. } | Error::Discovery { .. } => {
-                ErrorClass::Usage
-            }
+            Error::Invalid { .. }
+            | Error::Read { .. }
+            | Error::Discovery { .. }
+            | Error::SharedDatasourceMissing { .. } => ErrorClass::Usage,
             Error::Write { .. } => ErrorClass::Internal,
             Error::GrafanaUnreachable { .. } => ErrorClass::GrafanaUnreachable,
             // A gateway's 502/503/504 is Grafana (or what is in front of it) being down.

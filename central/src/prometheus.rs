@@ -238,6 +238,25 @@ impl PrometheusProbe {
         }
     }
 
+    /// At a store shared by the fleet (the push receiver): how many `up` series of `cluster`
+    /// answer now, i.e. had a sample within the store's lookback. 0: not heard from.
+    pub async fn cluster_series(&self, cluster: &ClusterName) -> Result<usize> {
+        let q = format!("count(up{{{CLUSTER_LABEL}=\"{cluster}\"}})");
+        let (status, body) = self.get("api/v1/query", &[("query", &q)]).await?;
+        if status != 200 {
+            return Err(self.fail(format!(
+                "the query `{q}` failed with {status}: {}",
+                self.shown(&body)
+            )));
+        }
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| self.fail(format!("the answer to `{q}` is not Prometheus' JSON: {e}")))?;
+        Ok(v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|n| n.parse::<f64>().ok())
+            .map_or(0, |n| n as usize))
+    }
+
     async fn check_once(&self, cluster: &ClusterName) -> Result<ProbeReport> {
         let (status, body) = self.get("-/ready", &[]).await?;
         if status == 401 || status == 403 {

@@ -635,3 +635,145 @@ mod tests {
         );
     }
 }
+
+/// What a registration wrote in a shared topology (push, thanos), where a cluster has no
+/// datasource of its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedReport {
+    pub cluster: String,
+    pub grafana: String,
+    /// The one datasource every cluster is read through.
+    pub datasource_uid: String,
+    /// Folder and group of the shared rule set.
+    pub folder_uid: String,
+    pub group: String,
+    /// The clusters CmmClusterSilent expects to hear from after this run.
+    pub clusters: Vec<String>,
+    /// Whether the group was written (false: Grafana held exactly this already).
+    pub changed: bool,
+    /// Grafana's own check of the shared datasource.
+    pub health: DatasourceHealth,
+}
+
+/// Register `cluster` in a shared topology: the shared datasource must exist (the central
+/// release's topology overlay provisions it); the shared rule group is rebuilt with the cluster
+/// among the ones CmmClusterSilent expects, unless rules are skipped. Nothing per cluster is
+/// written. `topology` names the mode in messages.
+pub async fn register_shared(
+    grafana: &GrafanaClient,
+    cluster: &ClusterName,
+    datasource_uid: &str,
+    topology: &str,
+    mode: RulesMode,
+) -> Result<SharedReport> {
+    if grafana.datasource_by_uid(datasource_uid).await?.is_none() {
+        return Err(Error::SharedDatasourceMissing {
+            uid: datasource_uid.to_owned(),
+            topology: topology.to_owned(),
+        });
+    }
+    let (clusters, changed) = match mode {
+        RulesMode::Skip => (Vec::new(), false),
+        mode => {
+            shared_rules(
+                grafana,
+                datasource_uid,
+                mode == RulesMode::Editable,
+                Some(cluster),
+                None,
+            )
+            .await?
+        }
+    };
+    let health = grafana.datasource_health(datasource_uid).await?;
+    Ok(SharedReport {
+        cluster: cluster.to_string(),
+        grafana: grafana.base_url().to_string(),
+        datasource_uid: datasource_uid.to_owned(),
+        folder_uid: rules::FLEET_FOLDER_UID.to_owned(),
+        group: rules::SHARED_GROUP.to_owned(),
+        clusters,
+        changed,
+        health,
+    })
+}
+
+/// Deregister `cluster` in a shared topology: out of the silent rule's list; the group goes
+/// when no cluster is left. Returns the clusters still expected.
+pub async fn deregister_shared(
+    grafana: &GrafanaClient,
+    cluster: &ClusterName,
+    datasource_uid: &str,
+) -> Result<Vec<String>> {
+    let stored = grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::SHARED_GROUP)
+        .await?;
+    let editable = match &stored {
+        Some(s) => grafana.group_editable(s).await?.unwrap_or(false),
+        None => return Ok(Vec::new()),
+    };
+    Ok(
+        shared_rules(grafana, datasource_uid, editable, None, Some(cluster))
+            .await?
+            .0,
+    )
+}
+
+/// Rebuild the shared group from the stored members, plus `joining`, less `leaving`; write it
+/// only when it differs. Two registrations racing may each miss the other (a group PUT is
+/// whole); the next registration of either puts it right, as with the fleet rule.
+async fn shared_rules(
+    grafana: &GrafanaClient,
+    datasource_uid: &str,
+    editable: bool,
+    joining: Option<&ClusterName>,
+    leaving: Option<&ClusterName>,
+) -> Result<(Vec<String>, bool)> {
+    let stored = grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::SHARED_GROUP)
+        .await?;
+    let mut clusters = stored
+        .as_ref()
+        .map(rules::shared_members)
+        .unwrap_or_default();
+    clusters.extend(joining.cloned());
+    clusters.retain(|c| Some(c) != leaving);
+    clusters.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    clusters.dedup_by(|a, b| a.as_str() == b.as_str());
+    let names = clusters.iter().map(|c| c.to_string()).collect();
+    let Some(body) = rules::render_shared(&clusters, datasource_uid) else {
+        if let Some(s) = &stored {
+            let stored_editable = grafana.group_editable(s).await?.unwrap_or(false);
+            grafana
+                .delete_rule_group(
+                    rules::FLEET_FOLDER_UID,
+                    rules::SHARED_GROUP,
+                    stored_editable,
+                )
+                .await?;
+            return Ok((names, true));
+        }
+        return Ok((names, false));
+    };
+    let created = grafana
+        .ensure_folder(rules::FLEET_FOLDER_UID, rules::FLEET_FOLDER_TITLE)
+        .await?;
+    let same = match (&stored, created) {
+        (Some(s), false) => {
+            let stored_editable = grafana.group_editable(s).await?;
+            rules::stored_matches(&body, s, editable, stored_editable)
+        }
+        _ => false,
+    };
+    if !same {
+        grafana
+            .put_rule_group(
+                rules::FLEET_FOLDER_UID,
+                rules::SHARED_GROUP,
+                &body,
+                editable,
+            )
+            .await?;
+    }
+    Ok((names, !same))
+}

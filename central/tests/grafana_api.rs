@@ -629,3 +629,82 @@ async fn the_fleet_rule_counts_registered_clusters_until_they_are_deregistered()
     assert!(d.fleet.clusters.is_empty());
     assert!(fake.rules("cmm_fleet", "fleet-health").is_empty());
 }
+
+#[tokio::test]
+async fn a_shared_topology_registers_clusters_into_one_rule_set_and_no_datasource_of_their_own() {
+    use cmm_central::register::{deregister_shared, register_shared};
+    let fake = cmm_testkit::fake_grafana!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let kr = ClusterName::parse("kr-mum").unwrap();
+    let wai = ClusterName::parse("wai-eks").unwrap();
+
+    // Before the central release provisions the receiver's datasource: refused, nothing written.
+    let err = register_shared(&g, &kr, "cmm_receiver", "push", RulesMode::Provisioned)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Usage);
+    assert!(err.to_string().contains("--topology push"), "{err}");
+    assert!(fake.requests().iter().all(|r| r.method == "GET"));
+
+    // central-receiver.yaml's datasource, as Grafana provisions it from a file.
+    fake.seed_datasource(
+        json!({"uid": "cmm_receiver", "name": "CMM fleet", "type": "prometheus", "access": "proxy",
+               "url": cmm_testkit::dead_url()}),
+        true,
+    );
+    let r = register_shared(&g, &kr, "cmm_receiver", "push", RulesMode::Provisioned)
+        .await
+        .unwrap();
+    assert!(r.changed);
+    assert_eq!(r.clusters, ["kr-mum"]);
+    let r = register_shared(&g, &wai, "cmm_receiver", "push", RulesMode::Provisioned)
+        .await
+        .unwrap();
+    assert_eq!(r.clusters, ["kr-mum", "wai-eks"]);
+    // The receiver does not answer here, and the report says so.
+    assert!(!r.health.ok);
+
+    // One rule set: every rule once, on the shared datasource; no cluster folder, no datasource
+    // named after a cluster.
+    let group = fake.rules("cmm_fleet", "shared-health");
+    assert_eq!(group.len(), 1 + cmm_central::rules::source().rules.len());
+    assert!(group
+        .iter()
+        .all(|r| r["data"][0]["datasourceUid"] == "cmm_receiver"));
+    let silent = &group[0];
+    assert_eq!(silent["title"], "CmmClusterSilent");
+    let expr = silent["data"][0]["model"]["expr"].as_str().unwrap();
+    assert!(
+        expr.contains("\"kr-mum\"") && expr.contains("\"wai-eks\""),
+        "{expr}"
+    );
+    assert!(fake.rules("cmm-kr-mum", "cluster-health").is_empty());
+    assert!(fake
+        .datasources()
+        .iter()
+        .all(|d| d["uid"] == "cmm_receiver"));
+
+    // A re-run writes nothing.
+    let before = fake.requests().len();
+    let r = register_shared(&g, &wai, "cmm_receiver", "push", RulesMode::Provisioned)
+        .await
+        .unwrap();
+    assert!(!r.changed);
+    assert!(fake.requests()[before..].iter().all(|q| q.method == "GET"));
+
+    // Deregistering takes a cluster out of the silent rule; the last one takes the group.
+    assert_eq!(
+        deregister_shared(&g, &kr, "cmm_receiver").await.unwrap(),
+        ["wai-eks"]
+    );
+    let expr = fake.rules("cmm_fleet", "shared-health")[0]["data"][0]["model"]["expr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!expr.contains("kr-mum"), "{expr}");
+    assert!(deregister_shared(&g, &wai, "cmm_receiver")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(fake.rules("cmm_fleet", "shared-health").is_empty());
+}

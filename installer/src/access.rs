@@ -3,6 +3,7 @@
 //! about exactly these (so a 403 can never arrive after a change), and `cmm-agent rbac` prints
 //! a ClusterRole and Role holding exactly these.
 
+use crate::topology::Topology;
 use serde::Serialize;
 
 use crate::fleet::Role;
@@ -57,7 +58,11 @@ pub struct Access {
 
 /// The kinds the chart renders for a role, as (group, resource, scope). Checked against the real
 /// render by installer/tests/helm_render.rs, so a chart change cannot outgrow the table.
-fn rendered(role: Role, kube_metrics: bool) -> Vec<(&'static str, &'static str, Scope)> {
+fn rendered(
+    role: Role,
+    kube_metrics: bool,
+    topology: Topology,
+) -> Vec<(&'static str, &'static str, Scope)> {
     use Scope::*;
     let mut kinds = vec![
         ("", "services", Namespace),
@@ -99,6 +104,32 @@ fn rendered(role: Role, kube_metrics: bool) -> Vec<(&'static str, &'static str, 
             ("", "persistentvolumeclaims", Namespace),
         ]),
     }
+    // The topology's own objects (crate::topology).
+    match (role, topology) {
+        (Role::Cluster, Topology::Push) => {
+            kinds.push(("monitoring.coreos.com", "prometheusagents", Namespace))
+        }
+        // The receiver: an operator-run Prometheus, as on a cluster.
+        (Role::Central, Topology::Push) => kinds.extend([
+            ("batch", "jobs", Namespace),
+            ("monitoring.coreos.com", "prometheuses", Namespace),
+            (
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                Cluster,
+            ),
+            (
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                Cluster,
+            ),
+        ]),
+        // Thanos Query's NetworkPolicy.
+        (Role::Central, Topology::Thanos) => {
+            kinds.push(("networking.k8s.io", "networkpolicies", Namespace))
+        }
+        _ => {}
+    }
     kinds
 }
 
@@ -120,8 +151,13 @@ fn a(
     }
 }
 
-/// Everything `bootstrap` of `role` does in the cluster.
+/// Everything `bootstrap` of `role` does in the cluster, in topology pull.
 pub fn bootstrap(role: Role, kube_metrics: bool) -> Vec<Access> {
+    bootstrap_in(role, kube_metrics, Topology::Pull)
+}
+
+/// Everything `bootstrap` of `role` does in the cluster, in `topology`.
+pub fn bootstrap_in(role: Role, kube_metrics: bool, topology: Topology) -> Vec<Access> {
     use Scope::*;
     use Step::*;
     let mut t = vec![
@@ -379,7 +415,7 @@ pub fn bootstrap(role: Role, kube_metrics: bool) -> Vec<Access> {
         // Bootstrap ends with a registration.
         t.extend(register());
     }
-    for (group, resource, scope) in rendered(role, kube_metrics) {
+    for (group, resource, scope) in rendered(role, kube_metrics, topology) {
         for verb in ["get", "create", "patch", "delete"] {
             t.push(a(
                 Helm,
@@ -566,7 +602,12 @@ pub fn check() -> Vec<Access> {
 
 /// Everything the agent of a role may do on its cluster: what `cmm-agent rbac` grants.
 pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
-    let mut t = bootstrap(role, kube_metrics);
+    everything_in(role, kube_metrics, Topology::Pull)
+}
+
+/// [`everything`] in `topology`.
+pub fn everything_in(role: Role, kube_metrics: bool, topology: Topology) -> Vec<Access> {
+    let mut t = bootstrap_in(role, kube_metrics, topology);
     t.extend(fix_storage());
     if role == Role::Cluster {
         t.extend(check());
@@ -660,10 +701,11 @@ pub fn rbac_manifests(
     role: Role,
     namespace: &str,
     kube_metrics: bool,
+    topology: Topology,
     subject: &Subject,
 ) -> Vec<serde_json::Value> {
     use serde_json::json;
-    let table = everything(role, kube_metrics);
+    let table = everything_in(role, kube_metrics, topology);
     let name = match role {
         Role::Cluster => "cmm-agent-cluster",
         Role::Central => "cmm-agent-central",
@@ -698,17 +740,32 @@ pub fn rbac_manifests(
 
 /// On the central cluster: what every cluster's agent needs there and nothing more — `get` on
 /// the two Secrets of the CMM CA and Grafana's client certificate (crate::tls), by name.
-pub fn ca_reader_manifests(namespace: &str, subject: &Subject) -> Vec<serde_json::Value> {
+/// In topology thanos also `get` and `patch` on the store-endpoints ConfigMap, by name: a
+/// merge patch of the agent's own key (crate::topology).
+pub fn ca_reader_manifests(
+    namespace: &str,
+    topology: Topology,
+    subject: &Subject,
+) -> Vec<serde_json::Value> {
     use serde_json::json;
     let name = "cmm-agent-ca-reader";
     let labels =
         json!({"app.kubernetes.io/managed-by": "cmm-agent", "app.kubernetes.io/part-of": "cmm"});
     let rbac = "rbac.authorization.k8s.io/v1";
+    let mut rules = vec![
+        json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                                "resourceNames": [crate::tls::CA_SECRET, crate::tls::GRAFANA_CLIENT_SECRET]}),
+    ];
+    if topology == Topology::Thanos {
+        rules.push(
+            json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"],
+                          "resourceNames": [crate::topology::THANOS_ENDPOINTS_CONFIGMAP]}),
+        );
+    }
     vec![
         json!({"apiVersion": rbac, "kind": "Role",
                "metadata": {"name": name, "namespace": namespace, "labels": labels},
-               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-                          "resourceNames": [crate::tls::CA_SECRET, crate::tls::GRAFANA_CLIENT_SECRET]}]}),
+               "rules": rules}),
         json!({"apiVersion": rbac, "kind": "RoleBinding",
                "metadata": {"name": name, "namespace": namespace, "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
@@ -723,7 +780,7 @@ mod tests {
     #[test]
     fn the_ca_readers_get_two_named_secrets_and_nothing_else() {
         let subject = Subject::parse("Group:cmm-cluster-agents").unwrap();
-        let m = ca_reader_manifests("monitor", &subject);
+        let m = ca_reader_manifests("monitor", Topology::Pull, &subject);
         let rules = m[0]["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0]["verbs"], serde_json::json!(["get"]));
@@ -732,13 +789,22 @@ mod tests {
             serde_json::json!(["cmm-ca", "cmm-grafana-client"])
         );
         assert_eq!(m[1]["subjects"][0]["name"], "cmm-cluster-agents");
+        // Thanos: also the endpoints ConfigMap, by name, to read and merge-patch its own key.
+        let m = ca_reader_manifests("monitor", Topology::Thanos, &subject);
+        let rules = m[0]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1]["verbs"], serde_json::json!(["get", "patch"]));
+        assert_eq!(
+            rules[1]["resourceNames"],
+            serde_json::json!(["cmm-thanos-endpoints"])
+        );
     }
 
     #[test]
     fn every_rendered_kind_can_be_read_created_patched_and_deleted() {
         for role in [Role::Cluster, Role::Central] {
             let t = bootstrap(role, true);
-            for (group, resource, scope) in rendered(role, true) {
+            for (group, resource, scope) in rendered(role, true, Topology::Pull) {
                 for verb in ["get", "create", "patch", "delete"] {
                     assert!(
                         t.iter().any(|e| e.verb == verb
@@ -782,7 +848,7 @@ mod tests {
     #[test]
     fn the_printed_roles_hold_exactly_the_table() {
         let subject = Subject::parse("Group:cmm-agents").unwrap();
-        let m = rbac_manifests(Role::Cluster, "monitor", true, &subject);
+        let m = rbac_manifests(Role::Cluster, "monitor", true, Topology::Pull, &subject);
         let kinds: Vec<&str> = m.iter().map(|o| o["kind"].as_str().unwrap()).collect();
         assert_eq!(
             kinds,

@@ -16,7 +16,7 @@ use crate::detect::{detect, EnvKind, Environment, Evidence, Observed};
 use crate::fleet::Role;
 use crate::helm::{supports_labels, Helm, Install, KubeArgs, Release};
 use crate::kube::Connected;
-use crate::preflight::{rbac_checks, rbac_fix, required_permissions, Check};
+use crate::preflight::{rbac_checks, rbac_fix, Check};
 use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
 use crate::topology::Wiring;
 use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
@@ -446,7 +446,12 @@ pub async fn prepare(conn: &Connected, opts: &Options) -> Result<Prepared> {
         ),
     }];
 
-    let perms = required_permissions(opts.role, &opts.namespace, opts.kube_metrics);
+    let perms = crate::preflight::required_permissions_in(
+        opts.role,
+        &opts.namespace,
+        opts.kube_metrics,
+        opts.wiring.topology,
+    );
     let answers = conn.can_i(&perms).await?;
     let rbac = rbac_checks(&perms, &answers);
     let denied = rbac.iter().filter(|c| !c.ok).count();

@@ -450,6 +450,78 @@ impl Connected {
             .map_err(self.api_err(format!("writing Secret {namespace}/{name}")))
     }
 
+    /// Create an empty ConfigMap unless it exists (a concurrent creation is as good).
+    /// Returns whether this call created it.
+    pub async fn ensure_configmap(&self, namespace: &str, name: &str) -> Result<bool> {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), namespace);
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(
+                    [("app.kubernetes.io/part-of".to_owned(), "cmm".to_owned())]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &cm).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(self
+                .api_err(format!("creating ConfigMap {namespace}/{name}"))(
+                e
+            )),
+        }
+    }
+
+    /// One key of a ConfigMap set (or removed, with `None`) by a JSON merge patch: the other
+    /// keys are left as they are, so writers of different keys never race. `Ok(false)` when
+    /// the ConfigMap does not exist.
+    pub async fn set_configmap_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({"data": {key: value}});
+        match api
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(self
+                .api_err(format!("writing key {key} of ConfigMap {namespace}/{name}"))(
+                e,
+            )),
+        }
+    }
+
+    /// One key of a ConfigMap (`None`: no such ConfigMap or key).
+    pub async fn configmap_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>> {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(self.api_err(format!("reading ConfigMap {namespace}/{name}")))?;
+        Ok(cm.and_then(|c| c.data?.get(key).cloned()))
+    }
+
     /// Metadata (labels only, never the payload) of helm's release Secrets.
     pub async fn release_secrets(&self, namespace: &str, release: &str) -> Result<Vec<ObjectMeta>> {
         let lp = ListParams::default().labels(&crate::release::secret_selector(release));

@@ -40,7 +40,25 @@ pub fn required_permissions(
     namespace: &str,
     kube_metrics: bool,
 ) -> Vec<Permission> {
-    crate::access::permissions(&crate::access::bootstrap(role, kube_metrics), namespace)
+    required_permissions_in(
+        role,
+        namespace,
+        kube_metrics,
+        crate::topology::Topology::Pull,
+    )
+}
+
+/// [`required_permissions`] in `topology`.
+pub fn required_permissions_in(
+    role: crate::fleet::Role,
+    namespace: &str,
+    kube_metrics: bool,
+    topology: crate::topology::Topology,
+) -> Vec<Permission> {
+    crate::access::permissions(
+        &crate::access::bootstrap_in(role, kube_metrics, topology),
+        namespace,
+    )
 }
 
 /// One line of the preflight report.

@@ -10,7 +10,7 @@ use cmm_installer::detect::{detect, Observed};
 use cmm_installer::fleet::Role;
 use cmm_installer::helm::{Helm, Release};
 use cmm_installer::render::Rendered;
-use cmm_installer::topology::Wiring;
+use cmm_installer::topology::{Topology, Wiring};
 use cmm_installer::values::materialize;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
@@ -180,6 +180,8 @@ fn plural(kind: &str) -> String {
     let lower = kind.to_lowercase();
     if lower.ends_with('s') {
         format!("{lower}es")
+    } else if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
     } else {
         format!("{lower}s")
     }
@@ -190,7 +192,6 @@ fn plural(kind: &str) -> String {
 /// renders a new kind fails here, not with a 403 halfway through an install.
 #[tokio::test]
 async fn the_access_table_covers_every_kind_the_chart_renders() {
-    use cmm_installer::access::{bootstrap, Scope};
     let Some((helm, chart)) = tools() else { return };
     let cluster = render(
         &helm,
@@ -216,30 +217,77 @@ async fn the_access_table_covers_every_kind_the_chart_renders() {
     )
     .unwrap();
     for (role, rendered) in [(Role::Cluster, &cluster), (Role::Central, &central)] {
-        let table = bootstrap(role, true);
-        for o in &rendered.objects {
-            let kind = o["kind"].as_str().unwrap();
-            let group = o["apiVersion"]
-                .as_str()
-                .unwrap()
-                .rsplit_once('/')
-                .map_or("", |(g, _)| g);
-            let scope = match o["metadata"]["namespace"].as_str() {
-                Some("kube-system") => Scope::KubeSystem,
-                Some(_) => Scope::Namespace,
-                None => Scope::Cluster,
+        assert_covered(role, Topology::Pull, rendered);
+    }
+}
+
+/// Every object of `rendered` is in the access table of `role` in `topology`.
+fn assert_covered(role: Role, topology: Topology, rendered: &Rendered) {
+    use cmm_installer::access::{bootstrap_in, Scope};
+    let table = bootstrap_in(role, true, topology);
+    for o in &rendered.objects {
+        let kind = o["kind"].as_str().unwrap();
+        let group = o["apiVersion"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g);
+        let scope = match o["metadata"]["namespace"].as_str() {
+            Some("kube-system") => Scope::KubeSystem,
+            Some(_) => Scope::Namespace,
+            None => Scope::Cluster,
+        };
+        let resource = plural(kind);
+        for verb in ["get", "create", "patch", "delete"] {
+            assert!(
+                table.iter().any(|e| e.verb == verb
+                    && e.group == group
+                    && e.resource == resource
+                    && e.scope == scope),
+                "{role:?} ({topology}): the chart renders {kind} ({group}/{resource}, {scope:?}) \
+                 but the access table lacks {verb}"
+            );
+        }
+    }
+}
+
+/// The same for the growth paths: what each topology adds is in the table of its role.
+#[tokio::test]
+async fn the_access_table_covers_every_topology() {
+    use cmm_installer::topology::Choice;
+    let Some((helm, chart)) = tools() else { return };
+    for topology in [Topology::Push, Topology::Thanos] {
+        for role in [Role::Cluster, Role::Central] {
+            let wiring = Wiring::new(&Choice {
+                topology,
+                receiver_url: (role == Role::Cluster && topology == Topology::Push)
+                    .then_some("https://10.0.0.5:30090/api/v1/write"),
+                agent_mode: role == Role::Cluster && topology == Topology::Push,
+                central: role == Role::Central,
+                ..Default::default()
+            })
+            .unwrap();
+            let values = values_for(role, None, None, &wiring, &[]);
+            let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
+            let release = if role == Role::Central {
+                "monitor"
+            } else {
+                "kr-mum"
             };
-            let resource = plural(kind);
-            for verb in ["get", "create", "patch", "delete"] {
-                assert!(
-                    table.iter().any(|e| e.verb == verb
-                        && e.group == group
-                        && e.resource == resource
-                        && e.scope == scope),
-                    "{role:?}: the chart renders {kind} ({group}/{resource}, {scope:?}) but \
-                     the access table lacks {verb}"
-                );
-            }
+            let r = Rendered::parse(
+                &helm
+                    .template(&Release {
+                        name: release,
+                        namespace: "monitor",
+                        chart: &chart,
+                        values_files: &files.paths,
+                        sets: &[],
+                    })
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_covered(role, topology, &r);
         }
     }
 }

@@ -162,7 +162,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
             let checked = progress
                 .step(
                     "check the central Grafana",
-                    stop_or(reg.precheck(&opts.cluster)),
+                    stop_or(reg.precheck(&opts.cluster, &opts.wiring)),
                 )
                 .await;
             match checked {
@@ -304,14 +304,56 @@ async fn ensure_tls(
     let now = std::time::SystemTime::now();
     match (opts.role, tls.central) {
         (Role::Central, _) => {
-            let (_, actions) =
+            use cmm_installer::topology::{self, Topology};
+            let (pki, actions) =
                 cmm_installer::tls::ensure_central(conn, &opts.namespace, now, tls.renew_before)
                     .await
                     .classify_by(installer_class)?;
-            Ok(actions
+            let mut steps: Vec<TlsStep> = actions
                 .into_iter()
                 .map(|(secret, action)| TlsStep { secret, action })
-                .collect())
+                .collect();
+            match opts.wiring.topology {
+                // The receiver's server certificate: the name push.yaml's clients check
+                // (cmm-receiver) and the central nodes' addresses the clusters dial.
+                Topology::Push => {
+                    let mut sans = vec![cmm_pki::San::Dns(topology::RECEIVER_SERVER_NAME.into())];
+                    sans.extend(crate::cmd::register::advertised_sans(conn, &args.endpoint).await?);
+                    let action = cmm_installer::tls::ensure_cluster(
+                        conn,
+                        &opts.namespace,
+                        topology::RECEIVER_SERVER_NAME,
+                        &pki,
+                        &sans,
+                        now,
+                        tls.renew_before,
+                    )
+                    .await
+                    .classify_by(installer_class)?;
+                    steps.push(TlsStep {
+                        secret: format!(
+                            "Secret {} (the receiver)",
+                            cmm_core::naming::PROMETHEUS_TLS_SECRET
+                        ),
+                        action,
+                    });
+                }
+                // Where the clusters' registrations put their sidecars' addresses; Query
+                // mounts it (optional) and re-reads it.
+                Topology::Thanos => {
+                    let created = conn
+                        .ensure_configmap(&opts.namespace, topology::THANOS_ENDPOINTS_CONFIGMAP)
+                        .await
+                        .classify_by(installer_class)?;
+                    tracing::info!(
+                        created,
+                        "ConfigMap {} for the clusters' store endpoints",
+                        topology::THANOS_ENDPOINTS_CONFIGMAP
+                    );
+                }
+                Topology::Pull => {}
+            }
+            Ok(steps)
         }
         (Role::Cluster, Some(central)) => {
             let sans = crate::cmd::register::advertised_sans(conn, &args.endpoint).await?;
@@ -444,6 +486,12 @@ async fn locked(
                 &opts.cluster,
                 conn,
                 &opts.namespace,
+                &crate::cmd::register::SharedTarget {
+                    wiring: &opts.wiring,
+                    tls: &args.endpoint.tls,
+                    kube: &args.kube,
+                    central: tls.central,
+                },
             )
             .await
             .map(|()| true),

@@ -30,6 +30,11 @@ pub struct RbacArgs {
     /// nothing else: what bootstrap, register and check --repair on a cluster host read there.
     #[arg(long, env = "CMM_RBAC_CA_READER")]
     pub ca_reader: Option<String>,
+    /// The fleet's topology: what the chart renders differs (a receiver on the central node in
+    /// push, Thanos Query's NetworkPolicy in thanos, an agent's CR on the clusters), and in
+    /// thanos the clusters' agents also patch their key of the central endpoints ConfigMap.
+    #[arg(long, env = "CMM_TOPOLOGY", value_enum, default_value_t = crate::cli::TopologyArg::Pull)]
+    pub topology: crate::cli::TopologyArg,
 }
 
 pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
@@ -68,10 +73,12 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
             ))
             .classify(ExitCode::Usage),
         };
-    let mut objects = rbac_manifests(role, &args.namespace, args.kube_metrics, &subject);
+    let topology = args.topology.into();
+    let mut objects = rbac_manifests(role, &args.namespace, args.kube_metrics, topology, &subject);
     if let Some(r) = &readers {
         objects.extend(cmm_installer::access::ca_reader_manifests(
             &args.namespace,
+            topology,
             r,
         ));
     }

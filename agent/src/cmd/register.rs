@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use cmm_installer::kube::Connected;
+use cmm_installer::topology::Wiring;
 
 use crate::cli::{GlobalArgs, KubeTargetArgs, Output};
 use crate::exit::{installer_class, Classify, ExitCode};
@@ -146,6 +147,8 @@ pub struct RegisterArgs {
     pub namespace: String,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
+    #[command(flatten)]
+    pub topo: crate::cli::TopologyArgs,
 }
 
 /// Where and how the central Grafana reaches the cluster's Prometheus, and what registration
@@ -296,12 +299,29 @@ impl Registration {
     /// Ask Grafana before the cluster is changed: it answers (`/api/health`) and takes the
     /// credentials (an authenticated read of the datasource this cluster would get), so a bad
     /// URL or token fails in seconds with nothing installed.
-    pub async fn precheck(&self, cluster: &ClusterName) -> anyhow::Result<String> {
+    pub async fn precheck(&self, cluster: &ClusterName, wiring: &Wiring) -> anyhow::Result<String> {
         let version = self.client.health().await.classify_by(central_class)?;
         self.client
             .datasource_by_uid(&cluster.datasource_uid())
             .await
             .classify_by(central_class)?;
+        // A shared topology registers into the central release's one datasource: without it
+        // the registration at the end would fail, so say it before anything is installed.
+        if let Some(uid) = wiring.topology.shared_datasource_uid() {
+            if self
+                .client
+                .datasource_by_uid(uid)
+                .await
+                .classify_by(central_class)?
+                .is_none()
+            {
+                return Err(cmm_central::Error::SharedDatasourceMissing {
+                    uid: uid.to_owned(),
+                    topology: wiring.topology.to_string(),
+                })
+                .classify_by(central_class);
+            }
+        }
         Ok(format!(
             "Grafana {version} at {} answers and accepts the token",
             self.client.base_url()
@@ -313,10 +333,23 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
     let cluster = ClusterName::parse(&args.cluster)
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
+    let wiring = args.topo.wiring(false, false)?;
     let mut reg = Registration::resolve(&args.grafana, &args.endpoint)?;
+    let mut pki = None;
     if args.endpoint.tls.central_context.is_some() {
-        let pki = central_pki(&args.endpoint.tls, &args.kube).await?;
-        reg.prometheus.use_central(&pki);
+        let central = central_pki(&args.endpoint.tls, &args.kube).await?;
+        reg.prometheus.use_central(&central);
+        pki = Some(central);
+    }
+    let shared = SharedTarget {
+        wiring: &wiring,
+        tls: &args.endpoint.tls,
+        kube: &args.kube,
+        central: pki.as_ref(),
+    };
+    // Push needs no address of the cluster: nothing central reaches it.
+    if wiring.topology == cmm_installer::topology::Topology::Push {
+        return register_shared(global, &reg, &cluster, None, &shared, true).await;
     }
     let endpoint = match &args.endpoint.prometheus_url {
         Some(url) => flag_endpoint(url),
@@ -334,6 +367,9 @@ pub async fn run(global: &GlobalArgs, args: RegisterArgs) -> anyhow::Result<()> 
             discover(&kube, &args.namespace, &args.endpoint).await?
         }
     };
+    if !wiring.central_reads_cluster() {
+        return register_shared(global, &reg, &cluster, Some(&endpoint), &shared, true).await;
+    }
     register_endpoint(global, &reg, cluster, &endpoint, true).await
 }
 
@@ -413,10 +449,17 @@ pub async fn after_install(
     cluster: &ClusterName,
     kube: &Connected,
     namespace: &str,
+    shared: &SharedTarget<'_>,
 ) -> anyhow::Result<()> {
-    let ep = reg.prometheus.endpoint(kube, namespace).await?;
     // Bootstrap's JSON report owns stdout; a second document there would break parsers.
     let print = global.output == Output::Human;
+    if shared.wiring.topology == cmm_installer::topology::Topology::Push {
+        return register_shared(global, reg, cluster, None, shared, print).await;
+    }
+    let ep = reg.prometheus.endpoint(kube, namespace).await?;
+    if !shared.wiring.central_reads_cluster() {
+        return register_shared(global, reg, cluster, Some(&ep), shared, print).await;
+    }
     register_endpoint(global, reg, cluster.clone(), &ep, print).await
 }
 
@@ -434,14 +477,7 @@ pub async fn central_pki(
         ))
         .classify(ExitCode::Usage);
     };
-    let target = cmm_installer::kube::KubeTarget {
-        kubeconfig: tls.central_kubeconfig.clone().or(kube.kubeconfig.clone()),
-        context: Some(context.clone()),
-    };
-    let conn = cmm_installer::kube::connect(&target)
-        .await
-        .classify_by(installer_class)
-        .context("connecting to the central cluster (--central-context)")?;
+    let conn = central_connection(tls, kube, context).await?;
     let ns = &tls.central_namespace;
     cmm_installer::tls::load_central(&conn, ns, std::time::SystemTime::now())
         .await
@@ -455,6 +491,227 @@ pub async fn central_pki(
                 ))
         })
         .classify(ExitCode::Usage)
+}
+
+/// The central cluster, through its kubeconfig context.
+pub async fn central_connection(
+    tls: &TlsArgs,
+    kube: &crate::cli::KubeTargetArgs,
+    context: &str,
+) -> anyhow::Result<Connected> {
+    let target = cmm_installer::kube::KubeTarget {
+        kubeconfig: tls.central_kubeconfig.clone().or(kube.kubeconfig.clone()),
+        context: Some(context.to_owned()),
+    };
+    cmm_installer::kube::connect(&target)
+        .await
+        .classify_by(installer_class)
+        .context("connecting to the central cluster (--central-context)")
+}
+
+/// Where a registration in a shared topology writes besides Grafana, and what it may read.
+pub struct SharedTarget<'a> {
+    pub wiring: &'a Wiring,
+    pub tls: &'a TlsArgs,
+    pub kube: &'a crate::cli::KubeTargetArgs,
+    /// Grafana's client certificate and the CMM CA (with the central context): the push
+    /// receiver is read with it to prove the cluster's samples arrive.
+    pub central: Option<&'a cmm_installer::tls::CentralPki>,
+}
+
+/// The receiver's query base from its write URL (`…/api/v1/write` → `…/`).
+pub fn receiver_base(write_url: &str) -> Option<String> {
+    write_url
+        .strip_suffix("/api/v1/write")
+        .map(|b| format!("{b}/"))
+}
+
+/// Register in push or thanos: thanos first puts the sidecar's address (the host of the
+/// cluster's discovered endpoint, port 30901) into the central endpoints ConfigMap; both then
+/// add the cluster to the shared rule set. Push, with the central material, finally proves the
+/// receiver holds the cluster's samples (within `first-scrape-wait`).
+pub async fn register_shared(
+    global: &GlobalArgs,
+    reg: &Registration,
+    cluster: &ClusterName,
+    endpoint: Option<&Endpoint>,
+    shared: &SharedTarget<'_>,
+    print: bool,
+) -> anyhow::Result<()> {
+    use cmm_installer::topology::{self, Registration as Reg};
+    let (uid, store_endpoint) = match shared.wiring.registration() {
+        Reg::DatasourcePerCluster => unreachable!("pull registers a datasource per cluster"),
+        Reg::SharedRules { datasource_uid } => (datasource_uid, None),
+        Reg::StoreEndpoint { datasource_uid } => (datasource_uid, Some(())),
+    };
+    let mut lines = Vec::new();
+    if store_endpoint.is_some() {
+        let Some(context) = &shared.tls.central_context else {
+            return usage(
+                "topology thanos registers the cluster's sidecar in ConfigMap cmm-thanos-endpoints                  on the central cluster: set central-context (--central-context / CMM_CENTRAL_CONTEXT)",
+            );
+        };
+        let host = endpoint
+            .and_then(|e| {
+                PrometheusTarget {
+                    url: e.url.clone(),
+                    ..Default::default()
+                }
+                .parsed_url()
+                .ok()
+            })
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| {
+                Usage("no address of this cluster to register: set advertise-address".into())
+            })
+            .classify(ExitCode::Usage)?;
+        let conn = central_connection(shared.tls, shared.kube, context).await?;
+        let ns = &shared.tls.central_namespace;
+        let key = topology::endpoint_key(cluster);
+        let file = topology::endpoint_file(&host);
+        let same = conn
+            .configmap_key(ns, topology::THANOS_ENDPOINTS_CONFIGMAP, &key)
+            .await
+            .classify_by(installer_class)?
+            .is_some_and(|v| v == file);
+        if !same
+            && !conn
+                .set_configmap_key(ns, topology::THANOS_ENDPOINTS_CONFIGMAP, &key, Some(&file))
+                .await
+                .classify_by(installer_class)?
+        {
+            return usage(&format!(
+                "ConfigMap {ns}/{} is missing on the central cluster: install the central                  release with `cmm-agent bootstrap --role central --topology thanos` first",
+                topology::THANOS_ENDPOINTS_CONFIGMAP
+            ));
+        }
+        lines.push(format!(
+            "  store        {host}:{} in ConfigMap {ns}/{} key {key}: {}",
+            topology::THANOS_GRPC_NODE_PORT,
+            topology::THANOS_ENDPOINTS_CONFIGMAP,
+            if same { "unchanged" } else { "written" }
+        ));
+    }
+    let report = cmm_central::register::register_shared(
+        &reg.client,
+        cluster,
+        uid,
+        shared.wiring.topology.as_str(),
+        reg.prometheus.rules_mode(),
+    )
+    .await
+    .classify_by(central_class)?;
+    // Push: the receiver holds the cluster's samples (read with Grafana's certificate).
+    let heard = match (
+        shared
+            .wiring
+            .receiver_url
+            .as_deref()
+            .and_then(receiver_base),
+        shared.central,
+    ) {
+        (Some(base), Some(pki)) => {
+            let probe = cmm_central::PrometheusProbe::new(
+                PrometheusTarget {
+                    url: base.clone(),
+                    ca_pem: Some(pki.trust_pem.clone()),
+                    client: Some(ClientIdentity {
+                        cert_pem: pki.grafana.cert_pem.clone(),
+                        key: cmm_central::Secret::new(pki.grafana.key_pem.clone()),
+                    }),
+                    ..Default::default()
+                },
+                RetryPolicy {
+                    attempts: 3,
+                    ..RetryPolicy::default()
+                },
+            )
+            .classify_by(central_class)?;
+            let deadline = tokio::time::Instant::now() + reg.prometheus.first_scrape_wait;
+            loop {
+                let n = probe
+                    .cluster_series(cluster)
+                    .await
+                    .classify_by(central_class)?;
+                if n > 0 {
+                    break Some(format!("{n} `up` series of {cluster} at {base}"));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(cmm_central::Error::Prometheus {
+                        url: base,
+                        problem: format!(
+                            "the receiver holds no sample of cluster {cluster} (waited {}s, the                              first-scrape-wait setting): its Prometheus does not reach                              receiver-url; its log names the remote-write error",
+                            reg.prometheus.first_scrape_wait.as_secs()
+                        ),
+                    })
+                    .classify(ExitCode::PrometheusCheck);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+        }
+        _ => None,
+    };
+    if print {
+        match global.output {
+            Output::Json => {
+                let mut v = serde_json::to_value(&report)?;
+                v["topology"] = serde_json::json!(shared.wiring.describe());
+                v["heard"] = serde_json::json!(heard);
+                crate::output::json(&v)?;
+            }
+            Output::Human => {
+                outln!(
+                    "Cluster {} in Grafana {} (topology {})",
+                    report.cluster,
+                    report.grafana,
+                    shared.wiring.describe()
+                );
+                for l in &lines {
+                    outln!("{l}");
+                }
+                outln!(
+                    "  datasource   {} (shared by every cluster; none of its own)",
+                    report.datasource_uid
+                );
+                outln!(
+                    "  alert rules  folder {}, group {}: {} ({})",
+                    report.folder_uid,
+                    report.group,
+                    if report.clusters.is_empty() {
+                        "skipped".to_owned()
+                    } else {
+                        format!("CmmClusterSilent expects {}", report.clusters.join(", "))
+                    },
+                    if report.changed {
+                        "written"
+                    } else {
+                        "unchanged"
+                    }
+                );
+                if let Some(h) = &heard {
+                    outln!("  receiver     {h}");
+                }
+                outln!(
+                    "  health       {}: {}",
+                    if report.health.ok { "OK" } else { "FAILED" },
+                    report.health.message
+                );
+            }
+        }
+    } else {
+        tracing::info!(cluster = %report.cluster, datasource = %report.datasource_uid, clusters = ?report.clusters, healthy = report.health.ok, "registered (shared topology)");
+    }
+    if !report.health.ok {
+        return Err(cmm_central::Error::Prometheus {
+            url: report.datasource_uid.clone(),
+            problem: format!(
+                "the cluster is registered, but Grafana's health check of the shared datasource                  failed: {} — the central store does not answer Grafana (a central problem:                  `cmm-agent check` on the central node)",
+                report.health.message
+            ),
+        })
+        .classify(ExitCode::PrometheusCheck);
+    }
+    Ok(())
 }
 
 /// The names this cluster's server certificate must carry: every node address (the NodePort

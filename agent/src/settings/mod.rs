@@ -99,17 +99,7 @@ pub fn start(argv: &[OsString]) -> Result<Startup, StartError> {
 impl crate::cli::PlanInputs {
     /// The topology and its options, checked together (exit 2 naming the settings).
     pub fn wiring(&self, central: bool) -> anyhow::Result<cmm_installer::topology::Wiring> {
-        use cmm_installer::topology::{Choice, Names, Wiring};
-        Wiring::new(&Choice {
-            topology: self.topology.into(),
-            receiver_url: self.receiver_url.as_deref(),
-            agent_mode: self.agent_mode,
-            object_storage: self.thanos_object_storage,
-            insecure_plain_http: self.insecure_plain_http,
-            central,
-            names: Names::default(),
-        })
-        .classify(ExitCode::Usage)
+        self.topo.wiring(central, self.insecure_plain_http)
     }
 
     /// Check the `--set`s and read the user's values files (`None`: the embedded file).
@@ -240,6 +230,27 @@ impl DurationSetting {
         cmm_core::duration::parse(raw, "the value", min, max)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+impl crate::cli::TopologyArgs {
+    /// The topology and its options, checked together (exit 2 naming the settings).
+    pub fn wiring(
+        &self,
+        central: bool,
+        insecure_plain_http: bool,
+    ) -> anyhow::Result<cmm_installer::topology::Wiring> {
+        use cmm_installer::topology::{Choice, Names, Wiring};
+        Wiring::new(&Choice {
+            topology: self.topology.into(),
+            receiver_url: self.receiver_url.as_deref(),
+            agent_mode: self.agent_mode,
+            object_storage: self.thanos_object_storage,
+            insecure_plain_http,
+            central,
+            names: Names::default(),
+        })
+        .classify(ExitCode::Usage)
     }
 }
 
