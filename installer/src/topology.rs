@@ -99,7 +99,8 @@ pub struct Choice<'a> {
     pub object_storage: bool,
     /// No mutual TLS (--insecure-plain-http): only pull can do without certificates.
     pub insecure_plain_http: bool,
-    /// For the central release: it receives, so it needs no receiver URL of its own.
+    /// For the central release (it receives, so it needs no receiver URL of its own) and for
+    /// commands that never send (deregister).
     pub central: bool,
     /// How each setting is called where it came from (flag or fleet key), for messages.
     pub names: Names,

@@ -349,6 +349,23 @@ async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
             ..RetryPolicy::default()
         },
     ) {
+        // An agent answers /-/ready but no query: readiness is all there is to prove here, the
+        // rest is proven at the receiver (below).
+        Ok(probe) if !i.wiring.queryable_on_cluster() => {
+            out.push(central_health::judge_endpoint(
+                &ep.url,
+                &ep.detail,
+                &probe.ready().await,
+            ));
+            out.push(
+                Finding::skipped(
+                    Stage::Prometheus,
+                    "prometheus",
+                    format!("Prometheus at {}", ep.url),
+                )
+                .with("agent mode: it answers no queries; its samples are checked at the receiver"),
+            );
+        }
         Ok(probe) => {
             let facts = probe.facts().await;
             out.push(central_health::judge_endpoint(
@@ -379,6 +396,9 @@ async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
         ),
     }
     match i.registration {
+        Some(reg) if !i.wiring.central_reads_cluster() => {
+            out.extend(shared_findings(i, reg, &ep).await)
+        }
         None => out.push(
             Finding::warn(Stage::Grafana, "grafana.not-checked", "the central Grafana")
                 .with("no grafana-url set: the last stage of the path is not proven")
@@ -404,6 +424,192 @@ async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
         },
     }
     sorted(out)
+}
+
+/// The Grafana stage in push and thanos: the shared datasource, the cluster's place in the
+/// shared rule set, and where the data meets (push: the receiver holds the cluster's samples;
+/// thanos: the sidecar's address is in the endpoints ConfigMap).
+async fn shared_findings(
+    i: &Inputs<'_>,
+    reg: &Registration,
+    ep: &cmm_central::endpoint::Endpoint,
+) -> Vec<Finding> {
+    use cmm_installer::topology::{self, Topology};
+    let mut out = Vec::new();
+    let topo = i.wiring.topology;
+    let uid = topo.shared_datasource_uid().expect("a shared topology");
+    let register = |f: Finding| {
+        f.repair(
+            RepairKind::Register,
+            format!("`cmm-agent register --topology {topo}` (or check --repair)"),
+        )
+    };
+    match reg.client.datasource_by_uid(uid).await {
+        Ok(Some(_)) => match reg.client.datasource_health(uid).await {
+            Ok(h) if h.ok => out.push(
+                Finding::ok(Stage::Grafana, "grafana.shared-datasource", format!("datasource {uid}"))
+                    .with(format!("shared by every cluster ({topo}); Grafana's check: {}", h.message)),
+            ),
+            Ok(h) => out.push(
+                Finding::failed(Stage::Grafana, "grafana.shared-datasource", format!("datasource {uid}"))
+                    .with(format!("Grafana's check through it failed: {}", h.message))
+                    .repair(RepairKind::Manual, "the central store does not answer Grafana: run `cmm-agent check` on the central node"),
+            ),
+            Err(e) => out.push(
+                Finding::failed(Stage::Grafana, "grafana.shared-datasource", format!("datasource {uid}"))
+                    .with(e.to_string()),
+            ),
+        },
+        Ok(None) => out.push(
+            Finding::failed(Stage::Grafana, "grafana.shared-datasource", format!("datasource {uid}"))
+                .with(format!("the central Grafana has no datasource {uid}, which topology {topo} provisions"))
+                .repair(
+                    RepairKind::Manual,
+                    format!("`cmm-agent bootstrap --role central --topology {topo}` on the central admin host"),
+                ),
+        ),
+        Err(e) => out.push(
+            Finding::failed(Stage::Grafana, "grafana.shared-datasource", "the central Grafana")
+                .with(e.to_string()),
+        ),
+    }
+    let subject = format!(
+        "rule group {}/{}",
+        cmm_central::rules::FLEET_FOLDER_UID,
+        cmm_central::rules::SHARED_GROUP
+    );
+    match reg
+        .client
+        .rule_group(
+            cmm_central::rules::FLEET_FOLDER_UID,
+            cmm_central::rules::SHARED_GROUP,
+        )
+        .await
+    {
+        Ok(group) => {
+            let members = group
+                .as_ref()
+                .map(cmm_central::rules::shared_members)
+                .unwrap_or_default();
+            if members.contains(i.cluster) {
+                out.push(
+                    Finding::ok(Stage::Grafana, "grafana.shared-rules", &subject).with(format!(
+                        "CmmClusterSilent expects {} cluster(s), {} among them",
+                        members.len(),
+                        i.cluster
+                    )),
+                );
+            } else {
+                out.push(register(
+                    Finding::failed(Stage::Grafana, "grafana.shared-rules", &subject).with(
+                        format!(
+                            "{} is not registered: nothing alerts when it goes silent",
+                            i.cluster
+                        ),
+                    ),
+                ));
+            }
+        }
+        Err(e) => out.push(
+            Finding::failed(Stage::Grafana, "grafana.shared-rules", &subject).with(e.to_string()),
+        ),
+    }
+    match topo {
+        Topology::Push => {
+            let base = i
+                .wiring
+                .receiver_url
+                .as_deref()
+                .and_then(crate::cmd::register::receiver_base);
+            match (base, i.central) {
+                (Some(base), Some(pki)) => {
+                    let probe = cmm_central::PrometheusProbe::new(
+                        cmm_central::prometheus::PrometheusTarget {
+                            url: base.clone(),
+                            ca_pem: Some(pki.trust_pem.clone()),
+                            client: Some(cmm_central::prometheus::ClientIdentity {
+                                cert_pem: pki.grafana.cert_pem.clone(),
+                                key: cmm_central::Secret::new(pki.grafana.key_pem.clone()),
+                            }),
+                            ..Default::default()
+                        },
+                        RetryPolicy { attempts: 2, ..RetryPolicy::default() },
+                    );
+                    let f = match probe {
+                        Ok(p) => match p.cluster_series(i.cluster).await {
+                            Ok(n) if n > 0 => Finding::ok(Stage::Grafana, "push.receiver", &base)
+                                .with(format!("{n} `up` series of {} arrived within the lookback", i.cluster)),
+                            Ok(_) => Finding::failed(Stage::Grafana, "push.receiver", &base)
+                                .with(format!("the receiver holds no recent sample of {}: its Prometheus does not reach receiver-url", i.cluster))
+                                .repair(RepairKind::Manual, "read the remote-write errors in the cluster's Prometheus log (docs/runbook.md#cmmclustersilent)"),
+                            Err(e) => Finding::failed(Stage::Grafana, "push.receiver", &base).with(e.to_string()),
+                        },
+                        Err(e) => Finding::failed(Stage::Grafana, "push.receiver", &base).with(e.to_string()),
+                    };
+                    out.push(f);
+                }
+                (Some(base), None) => out.push(
+                    Finding::skipped(Stage::Grafana, "push.receiver", base)
+                        .with("the receiver admits only Grafana's certificate for reads: set central-context to check it"),
+                ),
+                (None, _) => {}
+            }
+        }
+        Topology::Thanos => {
+            let subject = format!("ConfigMap {}", topology::THANOS_ENDPOINTS_CONFIGMAP);
+            let Some(context) = &i.args.endpoint.tls.central_context else {
+                out.push(
+                    Finding::skipped(Stage::Grafana, "thanos.endpoint", subject).with(
+                        "the endpoints are on the central cluster: set central-context to check it",
+                    ),
+                );
+                return out;
+            };
+            let host = cmm_central::prometheus::PrometheusTarget {
+                url: ep.url.clone(),
+                ..Default::default()
+            }
+            .parsed_url()
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+            let want = host.map(|h| topology::endpoint_file(&h));
+            let key = topology::endpoint_key(i.cluster);
+            let ns = &i.args.endpoint.tls.central_namespace;
+            let got = match crate::cmd::register::central_connection(
+                &i.args.endpoint.tls,
+                &i.args.kube,
+                context,
+            )
+            .await
+            {
+                Ok(conn) => conn
+                    .configmap_key(ns, topology::THANOS_ENDPOINTS_CONFIGMAP, &key)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            out.push(match (got, want) {
+                (Ok(Some(g)), Some(w)) if g == w => {
+                    Finding::ok(Stage::Grafana, "thanos.endpoint", subject)
+                        .with(format!("key {key}: {}", w.lines().last().unwrap_or("")))
+                }
+                (Ok(Some(_)), _) => register(
+                    Finding::failed(Stage::Grafana, "thanos.endpoint", subject).with(format!(
+                        "key {key} names another address than this cluster's {}",
+                        ep.url
+                    )),
+                ),
+                (Ok(None), _) => register(
+                    Finding::failed(Stage::Grafana, "thanos.endpoint", subject).with(format!(
+                        "no key {key}: Thanos Query does not read this cluster"
+                    )),
+                ),
+                (Err(e), _) => Finding::failed(Stage::Grafana, "thanos.endpoint", subject).with(e),
+            });
+        }
+        Topology::Pull => {}
+    }
+    out
 }
 
 /// Gather the cluster's Secret (and the names it must carry), then judge (`tls::judge`).
@@ -604,7 +810,41 @@ async fn repair(
     if wanted(RepairKind::RenewCertificates) {
         done.push(renew_certificates(i, conn).await);
     }
-    if wanted(RepairKind::Register) {
+    if wanted(RepairKind::Register) && !i.wiring.central_reads_cluster() {
+        if let Some(reg) = i.registration {
+            let ep = i.prometheus.endpoint(conn, ns).await.ok();
+            let shared = crate::cmd::register::SharedTarget {
+                wiring: &i.wiring,
+                tls: &i.args.endpoint.tls,
+                kube: &i.args.kube,
+                central: i.central,
+            };
+            let quiet = GlobalArgs {
+                config: None,
+                log_format: crate::logging::LogFormat::Human,
+                log_level: String::new(),
+                output: Output::Json,
+            };
+            done.push(
+                match crate::cmd::register::register_shared(
+                    &quiet,
+                    reg,
+                    i.cluster,
+                    ep.as_ref(),
+                    &shared,
+                    false,
+                )
+                .await
+                {
+                    Ok(()) => format!(
+                        "re-registered in the shared rule set ({})",
+                        i.wiring.topology
+                    ),
+                    Err(e) => format!("re-registration failed: {e:#}"),
+                },
+            );
+        }
+    } else if wanted(RepairKind::Register) {
         // Without the central material a datasource would be written without Grafana's client
         // certificate, and the proxy would turn Grafana away: refuse rather than break it.
         if !i.args.plan.insecure_plain_http && i.central.is_none() {

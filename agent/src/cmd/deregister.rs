@@ -28,7 +28,8 @@ pub async fn run(global: &GlobalArgs, args: DeregisterArgs) -> anyhow::Result<()
     let cluster = ClusterName::parse(&args.cluster)
         .classify(ExitCode::Usage)
         .context("--cluster / CMM_CLUSTER")?;
-    let wiring = args.topo.wiring(false, false)?;
+    // Leaving needs no receiver URL: nothing is sent.
+    let wiring = args.topo.wiring(true, false)?;
     let grafana = args.grafana.client(None)?;
     if let Some(uid) = wiring.topology.shared_datasource_uid() {
         return shared(global, &args, &wiring, &grafana, &cluster, uid).await;

@@ -548,7 +548,7 @@ pub async fn register_shared(
     if store_endpoint.is_some() {
         let Some(context) = &shared.tls.central_context else {
             return usage(
-                "topology thanos registers the cluster's sidecar in ConfigMap cmm-thanos-endpoints                  on the central cluster: set central-context (--central-context / CMM_CENTRAL_CONTEXT)",
+                "topology thanos registers the cluster's sidecar in ConfigMap cmm-thanos-endpoints on the central cluster: set central-context (--central-context / CMM_CENTRAL_CONTEXT)",
             );
         };
         let host = endpoint
@@ -581,7 +581,7 @@ pub async fn register_shared(
                 .classify_by(installer_class)?
         {
             return usage(&format!(
-                "ConfigMap {ns}/{} is missing on the central cluster: install the central                  release with `cmm-agent bootstrap --role central --topology thanos` first",
+                "ConfigMap {ns}/{} is missing on the central cluster: install the central release with `cmm-agent bootstrap --role central --topology thanos` first",
                 topology::THANOS_ENDPOINTS_CONFIGMAP
             ));
         }
@@ -640,7 +640,7 @@ pub async fn register_shared(
                     return Err(cmm_central::Error::Prometheus {
                         url: base,
                         problem: format!(
-                            "the receiver holds no sample of cluster {cluster} (waited {}s, the                              first-scrape-wait setting): its Prometheus does not reach                              receiver-url; its log names the remote-write error",
+                            "the receiver holds no sample of cluster {cluster} (waited {}s, the first-scrape-wait setting): its Prometheus does not reach receiver-url; its log names the remote-write error",
                             reg.prometheus.first_scrape_wait.as_secs()
                         ),
                     })
@@ -705,7 +705,7 @@ pub async fn register_shared(
         return Err(cmm_central::Error::Prometheus {
             url: report.datasource_uid.clone(),
             problem: format!(
-                "the cluster is registered, but Grafana's health check of the shared datasource                  failed: {} — the central store does not answer Grafana (a central problem:                  `cmm-agent check` on the central node)",
+                "the cluster is registered, but Grafana's health check of the shared datasource failed: {} — the central store does not answer Grafana (a central problem: `cmm-agent check` on the central node)",
                 report.health.message
             ),
         })
