@@ -95,6 +95,18 @@ impl Sender {
         agent: bool,
         scrape_interval: &str,
     ) -> Option<Sender> {
+        Self::start_with(test, cluster, rw, agent, scrape_interval, &[]).await
+    }
+
+    /// [`start`](Self::start), also scraping `extra_targets` (host:port, job `synthetic`).
+    pub async fn start_with(
+        test: &str,
+        cluster: &str,
+        rw: &RemoteWrite,
+        agent: bool,
+        scrape_interval: &str,
+        extra_targets: &[String],
+    ) -> Option<Sender> {
         let hint = "apt-get install prometheus prometheus-node-exporter; scripts/dev tools";
         if missing(test, PROMETHEUS, hint) || missing(test, NODE_EXPORTER, hint) {
             return None;
@@ -142,7 +154,7 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
     relabel_configs:
       - {{target_label: cluster, replacement: "{cluster}"}}
-remote_write:
+{extra}remote_write:
   - name: {name}
     url: "{url}"
     tls_config:
@@ -154,6 +166,14 @@ remote_write:
       max_samples_per_send: {max}
       batch_send_deadline: {deadline}
 "#,
+            extra = if extra_targets.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  - job_name: synthetic\n    scrape_timeout: 10s\n    static_configs: [{{targets: {}}}]\n    relabel_configs:\n      - {{target_label: cluster, replacement: \"{cluster}\"}}\n",
+                    serde_json::to_string(extra_targets).unwrap()
+                )
+            },
             name = rw.name,
             url = rw.url,
             dir = d.display(),
@@ -183,6 +203,11 @@ remote_write:
             _node: node,
             _dir: dir,
         })
+    }
+
+    /// The sender Prometheus' process id (for its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.prom.as_ref().map(Proc::id)
     }
 
     /// Cut the sender off as a lost network or a dead node would: SIGKILL, no goodbye.
@@ -236,5 +261,44 @@ async fn wait_ready(test: &str, base: &str) {
             "{test}: Prometheus at {base} not ready within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A scrape target with `series` series of one gauge (labels like a pod's), for sizing.
+/// Served on 127.0.0.1 until dropped.
+pub struct Synthetic {
+    pub addr: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Synthetic {
+    pub async fn start(series: usize) -> Synthetic {
+        use std::fmt::Write;
+        let mut body = String::with_capacity(series * 100);
+        body.push_str("# TYPE cmm_bench_gauge gauge\n");
+        for i in 0..series {
+            let _ = writeln!(
+                body,
+                "cmm_bench_gauge{{namespace=\"ns-{}\",pod=\"pod-{}-{:05}\",container=\"c\"}} {}",
+                i % 50,
+                i / 1000,
+                i,
+                i % 97
+            );
+        }
+        let body = std::sync::Arc::new(body);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let b = body.clone();
+                async move { (*b).clone() }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Synthetic { addr, _task: task }
     }
 }
