@@ -713,3 +713,207 @@ async fn check_reports_days_to_expiry_and_repair_renews_before_the_end() {
         "{report:#}"
     );
 }
+
+/// Push (docs/scaling.md): check judges the shared datasource, the cluster's place in the shared
+/// rules and its samples at the receiver — a real receiver behind the rendered receiver proxy
+/// (real nginx), fed by a real Prometheus sending as kr-mum — and `--repair` registers it.
+#[tokio::test]
+async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_registration() {
+    use cmm_testkit::remote_write::{Receiver, RemoteWrite, Sender};
+    let test = "in_push_check_proves_the_samples_at_the_receiver";
+    if !cmm_testkit::mtls_proxy::available(test) {
+        return;
+    }
+    let (Some(helm), Some(chart)) = (support::helm(), support::chart()) else {
+        return;
+    };
+    let Some(prom) = cmm_testkit::prometheus::start(test, "kr-mum").await else {
+        return;
+    };
+    let Some(receiver) = Receiver::start(test, "10s").await else {
+        return;
+    };
+    // The receiver proxy's configuration as the real helm renders the central push release.
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(&helm)
+        .args(["template", "monitor"])
+        .arg(&chart)
+        .args(["-n", "monitor", "-f"])
+        .arg(support::workspace_root().join("values/central_monitor.yaml"))
+        .arg("-f")
+        .arg(support::workspace_root().join("values/overlays/central-receiver.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .find(|v: &Value| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy")
+        .expect("the receiver proxy's ConfigMap");
+    let material = cmm_testkit::pki::CentralMaterial::new();
+    let now = std::time::SystemTime::now();
+    let server = material
+        .ca
+        .issue_server(
+            "cmm-receiver",
+            &[
+                cmm_pki::San::parse("cmm-receiver").unwrap(),
+                cmm_pki::San::parse("127.0.0.1").unwrap(),
+            ],
+            now,
+        )
+        .unwrap();
+    let proxy = cmm_testkit::mtls_proxy::RealProxy::start(
+        cm["data"]["nginx.conf"].as_str().unwrap(),
+        cm["data"]["run.sh"].as_str().unwrap(),
+        &cmm_testkit::mtls_proxy::TlsFiles {
+            server_cert: &server.cert_pem,
+            server_key: &server.key_pem,
+            ca_bundle: material.ca.cert_pem(),
+        },
+        receiver.port,
+        30,
+    )
+    .await;
+    let me = material.ca.issue_client("cmm-self-kr-mum", now).unwrap();
+    let rw = RemoteWrite {
+        name: "cmm-central".into(),
+        url: format!("{}/api/v1/write", proxy.url()),
+        server_name: "cmm-receiver".into(),
+        ca_pem: material.ca.cert_pem().to_owned(),
+        client_cert_pem: me.cert_pem,
+        client_key_pem: me.key_pem,
+        max_samples_per_send: 2000,
+        batch_send_deadline: "1s".into(),
+    };
+    let mut sender = Sender::start(test, "kr-mum", &rw, false, "1s")
+        .await
+        .unwrap();
+
+    let kube = installed_cluster(prom.port()).await;
+    kube.insert(release(1, "deployed", "some-plan"));
+    let sans = [
+        cmm_pki::San::parse("cmm-prometheus").unwrap(),
+        cmm_pki::San::parse("127.0.0.1").unwrap(),
+    ];
+    kube.insert(material.cluster_secret("monitor", "kr-mum", &sans));
+    let central = cmm_testkit::kube::FakeKube::start().await;
+    for s in material.secrets("monitor") {
+        central.insert(s);
+    }
+    let grafana = cmm_testkit::fake_grafana!();
+    grafana.seed_datasource(
+        json!({"uid": "cmm_receiver", "name": "CMM fleet", "type": "prometheus", "access": "proxy",
+               "url": format!("http://127.0.0.1:{}", receiver.port)}),
+        true,
+    );
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let cdir = dir.path().join("central");
+    std::fs::create_dir_all(&cdir).unwrap();
+    let central_kc = central.write_kubeconfig(&cdir, "central");
+    let token = dir.path().join("grafana-token");
+    std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\nhost-proc-version = \"/nonexistent\"\n\
+             grafana-url = \"{}\"\ngrafana-token-file = \"{}\"\ngrafana-retries = 1\n\
+             central-context = \"central\"\ncentral-kubeconfig = \"{}\"\n\
+             topology = \"push\"\nreceiver-url = \"{}/api/v1/write\"\n",
+            kubeconfig.display(),
+            grafana.url,
+            token.display(),
+            central_kc.display(),
+            proxy.url()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let check = |repair: bool| {
+        let config = config.clone();
+        async move {
+            let mut args = vec!["check", "--output", "json"];
+            if repair {
+                args.push("--repair");
+            }
+            let o = agent(&args, &[("CMM_CONFIG", &config)]).await;
+            let report: Value =
+                serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+            report
+        }
+    };
+
+    // The samples arrive within a few batches; not registered yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = loop {
+        let r = check(false).await;
+        if finding(&r, "push.receiver")["severity"] == "ok" || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    let f = finding(&report, "push.receiver");
+    assert_eq!(f["severity"], "ok", "{report:#}");
+    assert!(
+        f["evidence"].to_string().contains("series of kr-mum"),
+        "{f}"
+    );
+    assert_eq!(
+        finding(&report, "grafana.shared-datasource")["severity"],
+        "ok",
+        "{report:#}"
+    );
+    let rules = finding(&report, "grafana.shared-rules");
+    assert_eq!(rules["severity"], "failed", "{report:#}");
+    assert_eq!(rules["repair"]["kind"], "register", "{report:#}");
+    // No per-cluster datasource is expected in push.
+    assert!(
+        !report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "grafana.datasource"),
+        "{report:#}"
+    );
+
+    let report = check(true).await;
+    assert!(
+        report["repaired"]
+            .to_string()
+            .contains("shared rule set (push)"),
+        "{report:#}"
+    );
+    assert_eq!(
+        finding(&report, "grafana.shared-rules")["severity"],
+        "ok",
+        "{report:#}"
+    );
+    assert!(grafana
+        .datasources()
+        .iter()
+        .all(|d| d["uid"] == "cmm_receiver"));
+
+    // The sender is lost: once its samples leave the receiver's lookback, check says so.
+    sender.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let report = loop {
+        let r = check(false).await;
+        if finding(&r, "push.receiver")["severity"] == "failed"
+            || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    let f = finding(&report, "push.receiver");
+    assert_eq!(f["severity"], "failed", "{report:#}");
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("no recent sample of kr-mum"),
+        "{f}"
+    );
+    let text = report.to_string();
+    assert!(!text.contains("PRIVATE KEY") && !text.contains(ADMIN_TOKEN));
+}
