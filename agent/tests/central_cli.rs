@@ -2,34 +2,16 @@
 //! fake Grafana (held to Grafana's spec and contract) and, where a healthy datasource is needed,
 //! a real Prometheus + node_exporter. Asserts exit codes and that no secret reaches any output.
 
+mod support;
+
 use std::path::Path;
-use std::process::Output;
 
 use cmm_testkit::grafana::{FakeGrafana, Role, ADMIN_TOKEN};
 use serde_json::json;
 
+use support::{clean_run as agent, texts as text};
+
 const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
-
-async fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CMM_GRAFANA_RETRIES", "2")
-        .env("CMM_GRAFANA_TIMEOUT", "2s")
-        .env("CMM_LOG_LEVEL", "debug");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn token_file(dir: &Path, token: &str) -> String {
     let p = dir.join("token");

@@ -719,7 +719,7 @@ async fn check_reports_days_to_expiry_and_repair_renews_before_the_end() {
 /// (real nginx), fed by a real Prometheus sending as kr-mum — and `--repair` registers it.
 #[tokio::test]
 async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_registration() {
-    use cmm_testkit::remote_write::{Receiver, RemoteWrite, Sender};
+    use cmm_testkit::remote_write::{ProtectedReceiver, Sender};
     let test = "in_push_check_proves_the_samples_at_the_receiver";
     if !cmm_testkit::mtls_proxy::available(test) {
         return;
@@ -728,9 +728,6 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
         return;
     };
     let Some(prom) = cmm_testkit::prometheus::start(test, "kr-mum").await else {
-        return;
-    };
-    let Some(receiver) = Receiver::start(test, "10s").await else {
         return;
     };
     // The receiver proxy's configuration as the real helm renders the central push release.
@@ -750,41 +747,18 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
         .find(|v: &Value| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy")
         .expect("the receiver proxy's ConfigMap");
     let material = cmm_testkit::pki::CentralMaterial::new();
-    let now = std::time::SystemTime::now();
-    let server = material
-        .ca
-        .issue_server(
-            "cmm-receiver",
-            &[
-                cmm_pki::San::parse("cmm-receiver").unwrap(),
-                cmm_pki::San::parse("127.0.0.1").unwrap(),
-            ],
-            now,
-        )
-        .unwrap();
-    let proxy = cmm_testkit::mtls_proxy::RealProxy::start(
+    let Some(store) = ProtectedReceiver::start(
+        test,
         cm["data"]["nginx.conf"].as_str().unwrap(),
         cm["data"]["run.sh"].as_str().unwrap(),
-        &cmm_testkit::mtls_proxy::TlsFiles {
-            server_cert: &server.cert_pem,
-            server_key: &server.key_pem,
-            ca_bundle: material.ca.cert_pem(),
-        },
-        receiver.port,
-        30,
+        &material.ca,
+        "10s",
     )
-    .await;
-    let me = material.ca.issue_client("cmm-self-kr-mum", now).unwrap();
-    let rw = RemoteWrite {
-        name: "cmm-central".into(),
-        url: format!("{}/api/v1/write", proxy.url()),
-        server_name: "cmm-receiver".into(),
-        ca_pem: material.ca.cert_pem().to_owned(),
-        client_cert_pem: me.cert_pem,
-        client_key_pem: me.key_pem,
-        max_samples_per_send: 2000,
-        batch_send_deadline: "1s".into(),
+    .await
+    else {
+        return;
     };
+    let rw = store.remote_write(&material.ca, "kr-mum", 2000, "1s");
     let mut sender = Sender::start(test, "kr-mum", &rw, false, "1s")
         .await
         .unwrap();
@@ -803,7 +777,7 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
     let grafana = cmm_testkit::fake_grafana!();
     grafana.seed_datasource(
         json!({"uid": "cmm_receiver", "name": "CMM fleet", "type": "prometheus", "access": "proxy",
-               "url": format!("http://127.0.0.1:{}", receiver.port)}),
+               "url": store.direct_url()}),
         true,
     );
     let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
@@ -824,7 +798,7 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
             grafana.url,
             token.display(),
             central_kc.display(),
-            proxy.url()
+            store.url()
         ),
     )
     .unwrap();

@@ -3,36 +3,17 @@
 //! central API server's endpoints ConfigMap), and the central bootstrap making what each
 //! topology needs. Processes are real where health matters (a real receiver Prometheus).
 
+mod support;
+
 use std::path::Path;
-use std::process::Output;
 
 use cmm_testkit::grafana::ADMIN_TOKEN;
 use cmm_testkit::kube::FakeKube;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
 const CONFIGMAPS: &str = "/api/v1/namespaces/monitor/configmaps";
 
-async fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CMM_GRAFANA_RETRIES", "2")
-        .env("CMM_GRAFANA_TIMEOUT", "2s")
-        .env("CMM_LOG_LEVEL", "info");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use support::{clean_run as agent, texts as text};
 
 fn token_file(dir: &Path) -> String {
     let p = dir.join("token");

@@ -403,21 +403,14 @@ async fn provision_fleet(
     let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
     match rules::render_fleet(&clusters) {
         Some(body) => {
-            let created = grafana
-                .ensure_folder(rules::FLEET_FOLDER_UID, rules::FLEET_FOLDER_TITLE)
-                .await?;
-            let same = match (&stored, created) {
-                (Some(s), false) => {
-                    let stored_editable = grafana.group_editable(s).await?;
-                    rules::stored_matches(&body, s, editable, stored_editable)
-                }
-                _ => false,
-            };
-            if !same {
-                grafana
-                    .put_rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP, &body, editable)
-                    .await?;
-            }
+            put_fleet_group(
+                grafana,
+                rules::FLEET_GROUP,
+                &body,
+                stored.as_ref(),
+                editable,
+            )
+            .await?;
         }
         None => {
             if let Some(s) = &stored {
@@ -755,25 +748,40 @@ async fn shared_rules(
         }
         return Ok((names, false));
     };
+    let changed = put_fleet_group(
+        grafana,
+        rules::SHARED_GROUP,
+        &body,
+        stored.as_ref(),
+        editable,
+    )
+    .await?;
+    Ok((names, changed))
+}
+
+/// Write `body` as group `group` of the fleet folder (made when missing) unless `stored` already
+/// is exactly it, with the same editability. Returns whether it was written.
+async fn put_fleet_group(
+    grafana: &GrafanaClient,
+    group: &str,
+    body: &Value,
+    stored: Option<&Value>,
+    editable: bool,
+) -> Result<bool> {
     let created = grafana
         .ensure_folder(rules::FLEET_FOLDER_UID, rules::FLEET_FOLDER_TITLE)
         .await?;
-    let same = match (&stored, created) {
+    let same = match (stored, created) {
         (Some(s), false) => {
             let stored_editable = grafana.group_editable(s).await?;
-            rules::stored_matches(&body, s, editable, stored_editable)
+            rules::stored_matches(body, s, editable, stored_editable)
         }
         _ => false,
     };
     if !same {
         grafana
-            .put_rule_group(
-                rules::FLEET_FOLDER_UID,
-                rules::SHARED_GROUP,
-                &body,
-                editable,
-            )
+            .put_rule_group(rules::FLEET_FOLDER_UID, group, body, editable)
             .await?;
     }
-    Ok((names, !same))
+    Ok(!same)
 }

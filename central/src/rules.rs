@@ -32,22 +32,11 @@ pub struct Source {
     /// The one fleet-wide rule: registered clusters vs. clusters answering.
     pub fleet: FleetSource,
     /// The shared topologies' reachability rule: registered clusters not heard from.
-    pub silent: SilentSource,
+    pub silent: FleetSource,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SilentSource {
-    pub alert: String,
-    pub severity: String,
-    #[serde(rename = "for")]
-    pub pending: String,
-    /// `${REGISTERED}` becomes one series per registered cluster.
-    pub expr: String,
-    pub summary: String,
-    pub description: String,
-}
-
+/// A rule over the registered clusters, built anew by every (de)registration: the fleet rule
+/// and the shared topologies' silent rule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSource {
@@ -55,7 +44,9 @@ pub struct FleetSource {
     pub severity: String,
     #[serde(rename = "for")]
     pub pending: String,
-    /// Run on each registered cluster's datasource; a cluster answers when it returns a value > 0.
+    /// Fleet rule: run on each registered cluster's datasource (`${CLUSTER}`), a cluster answers
+    /// when it returns a value > 0. Silent rule: `${REGISTERED}` becomes one series per
+    /// registered cluster.
     pub expr: String,
     pub summary: String,
     pub description: String,

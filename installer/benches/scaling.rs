@@ -15,13 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 use cmm_installer::bootstrap::values_for;
 use cmm_installer::chart::ChartSource;
 use cmm_installer::fleet::Role;
-use cmm_installer::helm::{Helm, Release};
-use cmm_installer::render::Rendered;
-use cmm_installer::topology::{Choice, Topology, Wiring, RECEIVER_SERVER_NAME};
-use cmm_installer::values::materialize;
-use cmm_pki::{Ca, San};
-use cmm_testkit::mtls_proxy::{RealProxy, TlsFiles};
-use cmm_testkit::remote_write::{metric_sum, rss_bytes, Receiver, RemoteWrite, Sender, Synthetic};
+use cmm_installer::helm::Helm;
+use cmm_installer::topology::{Choice, Topology, Wiring};
+use cmm_pki::Ca;
+use cmm_testkit::remote_write::{
+    client, metric_sum, rss_bytes, ProtectedReceiver, Sender, Synthetic,
+};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -45,18 +44,16 @@ async fn receiver_proxy_conf() -> (String, String) {
     })
     .unwrap();
     let values = values_for(Role::Central, None, None, &wiring, &[]);
-    let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
-    let stream = helm
-        .template(&Release {
-            name: "monitor",
-            namespace: "monitor",
-            chart: &chart,
-            values_files: &files.paths,
-            sets: &[],
-        })
-        .await
-        .expect("helm template of the central push release (CMM_HELM, CMM_CHART)");
-    let r = Rendered::parse(&stream).unwrap();
+    let r = cmm_installer::render::template(
+        &helm,
+        &chart,
+        "monitor",
+        "monitor",
+        values.iter().map(|(n, t)| (n.as_str(), t.clone())),
+        &[],
+    )
+    .await
+    .expect("helm template of the central push release (CMM_HELM, CMM_CHART)");
     let data = &r.find("ConfigMap", "cmm-mtls-proxy").unwrap()["data"];
     (
         data["nginx.conf"].as_str().unwrap().to_owned(),
@@ -101,63 +98,18 @@ fn main() {
     rt.block_on(async {
         let test = "bench scaling";
         let (conf, run) = receiver_proxy_conf().await;
-        let Some(receiver) = Receiver::start(test, "5m").await else {
+        let ca = Ca::generate(SystemTime::now()).unwrap();
+        let Some(store) = ProtectedReceiver::start(test, &conf, &run, &ca, "5m").await else {
             return;
         };
-        let receiver_url = format!("http://127.0.0.1:{}", receiver.port);
-        let now = SystemTime::now();
-        let ca = Ca::generate(now).unwrap();
-        let server = ca
-            .issue_server(
-                RECEIVER_SERVER_NAME,
-                &[
-                    San::parse(RECEIVER_SERVER_NAME).unwrap(),
-                    San::parse("127.0.0.1").unwrap(),
-                ],
-                now,
-            )
-            .unwrap();
-        let proxy = RealProxy::start(
-            &conf,
-            &run,
-            &TlsFiles {
-                server_cert: &server.cert_pem,
-                server_key: &server.key_pem,
-                ca_bundle: ca.cert_pem(),
-            },
-            receiver.port,
-            30,
-        )
-        .await;
-        let grafana = ca.issue_client("cmm-grafana", now).unwrap();
-        let reader = reqwest::Client::builder()
-            .tls_certs_only(
-                reqwest::Certificate::from_pem_bundle(ca.cert_pem().as_bytes()).unwrap(),
-            )
-            .identity(
-                reqwest::Identity::from_pem(
-                    format!("{}{}", grafana.cert_pem, grafana.key_pem).as_bytes(),
-                )
-                .unwrap(),
-            )
-            .build()
-            .unwrap();
-        let rw = |cluster: &str| {
-            let me = ca
-                .issue_client(&format!("cmm-self-{cluster}"), now)
-                .unwrap();
-            RemoteWrite {
-                name: "cmm-central".into(),
-                url: format!("{}/api/v1/write", proxy.url()),
-                server_name: RECEIVER_SERVER_NAME.into(),
-                ca_pem: ca.cert_pem().to_owned(),
-                client_cert_pem: me.cert_pem,
-                client_key_pem: me.key_pem,
-                // push.yaml's queue settings.
-                max_samples_per_send: 2000,
-                batch_send_deadline: "5s".into(),
-            }
-        };
+        let receiver_url = store.direct_url();
+        let receiver = &store.receiver;
+        let reader = client(
+            &ca,
+            &ca.issue_client("cmm-grafana", SystemTime::now()).unwrap(),
+        );
+        // push.yaml's queue settings.
+        let rw = |cluster: &str| store.remote_write(&ca, cluster, 2000, "5s");
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle = rss_bytes(receiver.pid());
 
@@ -176,7 +128,7 @@ fn main() {
             a.counter("prometheus_remote_storage_samples_total").await,
         );
         let node_series = query_scalar(
-            &proxy.url(),
+            &store.url(),
             &reader,
             r#"count({cluster="bench-a", job="node-exporter"})"#,
         )
@@ -249,6 +201,6 @@ fn main() {
             "sender RSS, 100k series, agent mode             {:>10.1} MiB",
             sender_agent as f64 / MIB
         );
-        drop((b, c, target, proxy));
+        drop((b, c, target));
     });
 }

@@ -12,6 +12,30 @@ pub struct Rendered {
     pub objects: Vec<Value>,
 }
 
+/// `helm template` of `values` (name, text; helm's order) as `release` in `namespace`, parsed:
+/// what `plan`, the render tests and the benches share. The values go through private files
+/// (crate::values::materialize), removed when this returns.
+pub async fn template<'a>(
+    helm: &crate::helm::Helm,
+    chart: &crate::chart::ChartSource,
+    release: &str,
+    namespace: &str,
+    values: impl IntoIterator<Item = (&'a str, String)>,
+    sets: &[String],
+) -> Result<Rendered> {
+    let files = crate::values::materialize(values)?;
+    let stream = helm
+        .template(&crate::helm::Release {
+            name: release,
+            namespace,
+            chart,
+            values_files: &files.paths,
+            sets,
+        })
+        .await?;
+    Rendered::parse(&stream)
+}
+
 impl Rendered {
     /// Split helm's multi-document YAML into objects; empty documents are dropped and a `List`
     /// stands for its items, as helm applies it (helm's pkg/kube/client.go builds with the

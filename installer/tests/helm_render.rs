@@ -8,10 +8,9 @@ use cmm_installer::bootstrap::{fixes, values_for, Choices};
 use cmm_installer::chart::ChartSource;
 use cmm_installer::detect::{detect, Observed};
 use cmm_installer::fleet::Role;
-use cmm_installer::helm::{Helm, Release};
+use cmm_installer::helm::Helm;
 use cmm_installer::render::Rendered;
 use cmm_installer::topology::{Topology, Wiring};
-use cmm_installer::values::materialize;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 use support::{render_values, root, tools};
@@ -202,20 +201,9 @@ async fn the_access_table_covers_every_kind_the_chart_renders() {
     )
     .await;
     let central_values = values_for(Role::Central, None, None, &Wiring::pull(), &[]);
-    let files = materialize(central_values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
-    let central = Rendered::parse(
-        &helm
-            .template(&Release {
-                name: "monitor",
-                namespace: "monitor",
-                chart: &chart,
-                values_files: &files.paths,
-                sets: &[],
-            })
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let central = support::render_values(&helm, &chart, "monitor", &central_values)
+        .await
+        .unwrap();
     for (role, rendered) in [(Role::Cluster, &cluster), (Role::Central, &central)] {
         assert_covered(role, Topology::Pull, rendered);
     }
@@ -268,25 +256,14 @@ async fn the_access_table_covers_every_topology() {
             })
             .unwrap();
             let values = values_for(role, None, None, &wiring, &[]);
-            let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
             let release = if role == Role::Central {
                 "monitor"
             } else {
                 "kr-mum"
             };
-            let r = Rendered::parse(
-                &helm
-                    .template(&Release {
-                        name: release,
-                        namespace: "monitor",
-                        chart: &chart,
-                        values_files: &files.paths,
-                        sets: &[],
-                    })
-                    .await
-                    .unwrap(),
-            )
-            .unwrap();
+            let r = support::render_values(&helm, &chart, release, &values)
+                .await
+                .unwrap();
             assert_covered(role, topology, &r);
         }
     }

@@ -13,9 +13,9 @@ use cmm_core::ClusterName;
 use cmm_installer::bootstrap::values_for;
 use cmm_installer::fleet::Role;
 use cmm_installer::topology::{Choice, Topology, Wiring, RECEIVER_SERVER_NAME};
-use cmm_pki::{Ca, Leaf, San};
-use cmm_testkit::mtls_proxy::{self, RealProxy, TlsFiles};
-use cmm_testkit::remote_write::{Receiver, RemoteWrite, Sender};
+use cmm_pki::Ca;
+use cmm_testkit::mtls_proxy;
+use cmm_testkit::remote_write::{client, ProtectedReceiver, RemoteWrite, Sender};
 use serde_json::Value;
 use support::{render_values, tools};
 
@@ -71,33 +71,21 @@ async fn rendered_remote_write(cluster: &str, agent_mode: bool) -> Value {
     cr["spec"]["remoteWrite"][0].clone()
 }
 
-/// The sender's remote-write section from the rendered item: everything as rendered but the
-/// URL, which points at the proxy here instead of a central node.
-fn remote_write(rendered: &Value, proxy_url: &str, ca: &Ca, client: &Leaf) -> RemoteWrite {
+/// The sender's remote-write section from the rendered item: everything as rendered (name,
+/// server name, queue) but the URL and the files of the mounted Secret, which point at this
+/// machine's proxy and certificates (`local`).
+fn as_rendered(rendered: &Value, local: RemoteWrite) -> RemoteWrite {
     assert_eq!(rendered["url"], RECEIVER_URL);
     let tls = &rendered["tlsConfig"];
     assert_eq!(tls["cert"]["secret"]["key"], "client.crt");
     let q = &rendered["queueConfig"];
     RemoteWrite {
         name: rendered["name"].as_str().unwrap().to_owned(),
-        url: format!("{proxy_url}/api/v1/write"),
         server_name: tls["serverName"].as_str().unwrap().to_owned(),
-        ca_pem: ca.cert_pem().to_owned(),
-        client_cert_pem: client.cert_pem.clone(),
-        client_key_pem: client.key_pem.clone(),
         max_samples_per_send: q["maxSamplesPerSend"].as_u64().unwrap(),
         batch_send_deadline: q["batchSendDeadline"].as_str().unwrap().to_owned(),
+        ..local
     }
-}
-
-fn client(trust: &str, identity: &Leaf) -> reqwest::Client {
-    let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(trust.as_bytes()).unwrap())
-        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// `cluster` label values of an instant query's result (empty on any error).
@@ -146,50 +134,22 @@ async fn two_clusters_push_into_one_receiver_and_a_lost_one_goes_silent() {
     let Some((conf, run)) = rendered_receiver_proxy().await else {
         return;
     };
-    // A short lookback (Prometheus' default is 5m) so a lost sender is silent within seconds;
-    // the silent rule reads "no sample within the lookback", whatever its length.
-    let Some(receiver) = Receiver::start(test, "10s").await else {
-        return;
-    };
     let now = SystemTime::now();
     let ca = Ca::generate(now).unwrap();
-    let server = ca
-        .issue_server(
-            RECEIVER_SERVER_NAME,
-            &[
-                San::parse(RECEIVER_SERVER_NAME).unwrap(),
-                San::parse("127.0.0.1").unwrap(),
-            ],
-            now,
-        )
-        .unwrap();
-    let proxy = RealProxy::start(
-        &conf,
-        &run,
-        &TlsFiles {
-            server_cert: &server.cert_pem,
-            server_key: &server.key_pem,
-            ca_bundle: ca.cert_pem(),
-        },
-        receiver.port,
-        30,
-    )
-    .await;
-    let grafana = ca.issue_client("cmm-grafana", now).unwrap();
-    let reader = client(ca.cert_pem(), &grafana);
-    let base = proxy.url();
+    // A short lookback (Prometheus' default is 5m) so a lost sender is silent within seconds;
+    // the silent rule reads "no sample within the lookback", whatever its length.
+    let Some(store) = ProtectedReceiver::start(test, &conf, &run, &ca, "10s").await else {
+        return;
+    };
+    let reader = client(&ca, &ca.issue_client("cmm-grafana", now).unwrap());
+    let base = store.url();
 
     // kr-mum: a full Prometheus; wai-eks: an agent. Each with its own self certificate.
     let mut senders = Vec::new();
     for (cluster, agent) in [("kr-mum", false), ("wai-eks", true)] {
-        let me = ca
-            .issue_client(&format!("cmm-self-{cluster}"), now)
-            .unwrap();
-        let rw = remote_write(
+        let rw = as_rendered(
             &rendered_remote_write(cluster, agent).await,
-            &base,
-            &ca,
-            &me,
+            store.remote_write(&ca, cluster, 0, ""),
         );
         assert_eq!(rw.server_name, RECEIVER_SERVER_NAME);
         senders.push(
@@ -224,10 +184,7 @@ async fn two_clusters_push_into_one_receiver_and_a_lost_one_goes_silent() {
 
     // The proxy's split: a cluster's certificate writes but never reads; Grafana's reads but
     // never writes.
-    let writer = client(
-        ca.cert_pem(),
-        &ca.issue_client("cmm-self-kr-mum", now).unwrap(),
-    );
+    let writer = client(&ca, &ca.issue_client("cmm-self-kr-mum", now).unwrap());
     let r = writer
         .get(format!("{base}/api/v1/query?query=up"))
         .send()

@@ -302,3 +302,95 @@ impl Synthetic {
         Synthetic { addr, _task: task }
     }
 }
+
+/// A [`Receiver`] behind the receiver proxy: a real nginx running central-receiver.yaml's
+/// rendered `nginx_conf` and `run_sh`, with a server certificate from `ca` for the name the
+/// clusters check (`cmm-receiver`) and 127.0.0.1.
+pub struct ProtectedReceiver {
+    pub receiver: Receiver,
+    pub proxy: crate::mtls_proxy::RealProxy,
+}
+
+impl ProtectedReceiver {
+    pub async fn start(
+        test: &str,
+        nginx_conf: &str,
+        run_sh: &str,
+        ca: &cmm_pki::Ca,
+        lookback: &str,
+    ) -> Option<ProtectedReceiver> {
+        if !crate::mtls_proxy::available(test) {
+            return None;
+        }
+        let receiver = Receiver::start(test, lookback).await?;
+        let name = "cmm-receiver";
+        let server = ca
+            .issue_server(
+                name,
+                &[
+                    cmm_pki::San::parse(name).unwrap(),
+                    cmm_pki::San::parse("127.0.0.1").unwrap(),
+                ],
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        let proxy = crate::mtls_proxy::RealProxy::start(
+            nginx_conf,
+            run_sh,
+            &crate::mtls_proxy::TlsFiles {
+                server_cert: &server.cert_pem,
+                server_key: &server.key_pem,
+                ca_bundle: ca.cert_pem(),
+            },
+            receiver.port,
+            30,
+        )
+        .await;
+        Some(ProtectedReceiver { receiver, proxy })
+    }
+
+    /// The proxy's base URL (what Grafana's datasource and the clusters' URL point at).
+    pub fn url(&self) -> String {
+        self.proxy.url()
+    }
+
+    /// The receiver itself, unprotected (its own /metrics, for sizing).
+    pub fn direct_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.receiver.port)
+    }
+
+    /// How `cluster` sends here: its own certificate (`cmm-self-<cluster>`) from `ca`, the
+    /// server name `cmm-receiver`, batches of `max_samples` within `deadline`.
+    pub fn remote_write(
+        &self,
+        ca: &cmm_pki::Ca,
+        cluster: &str,
+        max_samples: u64,
+        deadline: &str,
+    ) -> RemoteWrite {
+        let me = ca
+            .issue_client(&format!("cmm-self-{cluster}"), std::time::SystemTime::now())
+            .unwrap();
+        RemoteWrite {
+            name: "cmm-central".into(),
+            url: format!("{}/api/v1/write", self.url()),
+            server_name: "cmm-receiver".into(),
+            ca_pem: ca.cert_pem().to_owned(),
+            client_cert_pem: me.cert_pem,
+            client_key_pem: me.key_pem,
+            max_samples_per_send: max_samples,
+            batch_send_deadline: deadline.to_owned(),
+        }
+    }
+}
+
+/// An HTTPS client trusting only `ca` and presenting `identity`.
+pub fn client(ca: &cmm_pki::Ca, identity: &cmm_pki::Leaf) -> reqwest::Client {
+    let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.cert_pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}

@@ -5,9 +5,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use cmm_installer::fleet::{Fleet, Role};
-use cmm_installer::helm::Release;
-use cmm_installer::render::Rendered;
-use cmm_installer::values;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, Output, PlanArgs};
@@ -62,22 +59,17 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<()> {
 
     let mut members = Vec::new();
     for m in fleet.members() {
-        let files = values::materialize(m.values.iter().map(|(n, t)| (*n, t.clone())))
-            .classify(ExitCode::Internal)?;
-        let release = Release {
-            name: &m.release,
-            namespace: &m.namespace,
-            chart: &settings.chart,
-            values_files: &files.paths,
-            sets: &m.sets,
-        };
         tracing::info!(release = %m.release, role = ?m.role, "rendering");
-        let stream = settings
-            .helm
-            .template(&release)
-            .await
-            .classify_by(installer_class)?;
-        let rendered = Rendered::parse(&stream).classify(ExitCode::Chart)?;
+        let rendered = cmm_installer::render::template(
+            &settings.helm,
+            &settings.chart,
+            &m.release,
+            &m.namespace,
+            m.values.iter().map(|(n, t)| (*n, t.clone())),
+            &m.sets,
+        )
+        .await
+        .classify_by(installer_class)?;
         members.push(MemberPlan {
             role: m.role,
             release: m.release.clone(),

@@ -137,6 +137,30 @@ pub async fn run_async(r: Agent, args: &[&str]) -> (Agent, Output) {
     .expect("the agent run finished")
 }
 
+/// Run the agent binary with a cleared environment (PATH kept), bounded Grafana retries and
+/// `env` on top: how the register/deregister/topology tests call it.
+pub async fn clean_run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cmm-agent"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CMM_GRAFANA_RETRIES", "2")
+        .env("CMM_GRAFANA_TIMEOUT", "2s")
+        .env("CMM_LOG_LEVEL", "debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.unwrap()
+}
+
+/// (stdout, stderr) as text.
+pub fn texts(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// Write an executable script (a helm stand-in).
 pub fn write_executable(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write script");

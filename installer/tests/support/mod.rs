@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use cmm_installer::chart::ChartSource;
-use cmm_installer::helm::{Helm, Release};
+use cmm_installer::helm::Helm;
 use cmm_installer::render::Rendered;
-use cmm_installer::values::materialize;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,16 +58,14 @@ pub async fn render_values(
     release: &str,
     values: &[(String, String)],
 ) -> Result<Rendered, String> {
-    let files = materialize(values.iter().map(|(n, t)| (n.as_str(), t.clone()))).unwrap();
-    let stream = helm
-        .template(&Release {
-            name: release,
-            namespace: "monitor",
-            chart,
-            values_files: &files.paths,
-            sets: &[],
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Rendered::parse(&stream).unwrap())
+    cmm_installer::render::template(
+        helm,
+        chart,
+        release,
+        "monitor",
+        values.iter().map(|(n, t)| (n.as_str(), t.clone())),
+        &[],
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
