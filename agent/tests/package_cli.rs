@@ -164,6 +164,9 @@ fn both_packages_hold_the_same_files_the_embedded_values_and_a_config_kept_on_up
         "overlays/kube-metrics.yaml",
         "overlays/managed-control-plane.yaml",
         "overlays/node-exporter-full.yaml",
+        "overlays/push.yaml",
+        "overlays/central-receiver.yaml",
+        "overlays/thanos-query.yaml",
     ] {
         let shipped = std::fs::read(x.join("usr/share/cmm/values").join(f)).unwrap();
         assert_eq!(

@@ -310,6 +310,16 @@ pub const THANOS_QUERY: ValuesFile = ValuesFile {
     text: content::OVERLAY_THANOS_QUERY_YAML,
 };
 
+/// Every file a topology composes, as shipped (packages put them under values/overlays/).
+pub const FILES: [ValuesFile; 6] = [
+    PUSH,
+    AGENT_MODE,
+    CENTRAL_RECEIVER,
+    THANOS_SIDECAR,
+    THANOS_OBJECT_STORAGE,
+    THANOS_QUERY,
+];
+
 /// A receiver URL push.yaml can carry: https (the receiver admits only mutual TLS), a host, a
 /// path (Prometheus' receiver is POST /api/v1/write), nothing helm's tpl or YAML would read.
 pub fn check_receiver_url(url: &str) -> std::result::Result<(), String> {
@@ -472,6 +482,25 @@ mod tests {
         ] {
             let err = Wiring::new(&c).unwrap_err().to_string();
             assert!(err.contains(needle), "{c:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_overlay_in_the_repository_is_embedded_and_packaged_as_it_is() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../values/overlays");
+        let shipped: Vec<ValuesFile> = crate::values::Overlay::ALL
+            .map(|o| o.file())
+            .into_iter()
+            .chain(FILES)
+            .collect();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("overlays/{}", path.file_name().unwrap().to_str().unwrap());
+            let f = shipped
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{name} is neither an Overlay nor a topology file"));
+            assert_eq!(f.text, std::fs::read_to_string(&path).unwrap(), "{name}");
         }
     }
 

@@ -42,7 +42,8 @@ pub fn run(args: AssetsArgs) -> anyhow::Result<()> {
         cmm_installer::values::CENTRAL_CONTENT,
     ]
     .into_iter()
-    .chain(cmm_installer::values::Overlay::ALL.map(|o| o.file()));
+    .chain(cmm_installer::values::Overlay::ALL.map(|o| o.file()))
+    .chain(cmm_installer::topology::FILES);
     for f in files {
         let path = values.join(f.name);
         if let Some(dir) = path.parent() {
