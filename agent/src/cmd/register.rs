@@ -541,11 +541,11 @@ pub async fn register_shared(
     use cmm_installer::topology::{self, Registration as Reg};
     let (uid, store_endpoint) = match shared.wiring.registration() {
         Reg::DatasourcePerCluster => unreachable!("pull registers a datasource per cluster"),
-        Reg::SharedRules { datasource_uid } => (datasource_uid, None),
-        Reg::StoreEndpoint { datasource_uid } => (datasource_uid, Some(())),
+        Reg::SharedRules { datasource_uid } => (datasource_uid, false),
+        Reg::StoreEndpoint { datasource_uid } => (datasource_uid, true),
     };
     let mut lines = Vec::new();
-    if store_endpoint.is_some() {
+    if store_endpoint {
         let Some(context) = &shared.tls.central_context else {
             return usage(
                 "topology thanos registers the cluster's sidecar in ConfigMap cmm-thanos-endpoints on the central cluster: set central-context (--central-context / CMM_CENTRAL_CONTEXT)",
