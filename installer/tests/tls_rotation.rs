@@ -237,8 +237,9 @@ async fn a_secret_missing_a_key_or_signed_elsewhere_is_issued_anew() {
         decide_cluster(&state, trust, &sans(), now, WINDOW),
         TlsAction::Issue { why } if why.contains("trusted CAs changed")
     ));
-    // Ours, whole: kept. Without its key: issued anew.
-    let mut secret = material.cluster_secret("monitor", "kr-mum", &sans());
+    // Ours, whole: kept. Without its key: issued anew. Issued at the `now` decided on: a
+    // certificate issued a second later (a loaded machine) would have a day more to live.
+    let mut secret = material.cluster_secret_at("monitor", "kr-mum", &sans(), now);
     fake.insert(secret.clone());
     let state = read_cluster(&c, "monitor").await.unwrap();
     assert_eq!(
