@@ -180,10 +180,12 @@ impl Fleet {
     /// In push and thanos there is no datasource per cluster: the topology's overlay gives the
     /// one datasource.
     pub fn central_values(&self) -> String {
-        let datasources: Vec<_> = self
-            .clusters
+        let per_cluster = match self.central.topology {
+            Topology::Pull => &self.clusters[..],
+            Topology::Push | Topology::Thanos => &[],
+        };
+        let datasources: Vec<_> = per_cluster
             .iter()
-            .filter(|_| self.central.topology == Topology::Pull)
             .filter_map(|c| Some((c, c.prometheus_url.as_deref()?)))
             .map(|(c, url)| {
                 let name = ClusterName::parse(&c.name).expect("validated in parse");

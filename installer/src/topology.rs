@@ -244,14 +244,12 @@ impl Wiring {
     }
 
     pub fn registration(&self) -> Registration {
-        match self.topology {
-            Topology::Pull => Registration::DatasourcePerCluster,
-            Topology::Push => Registration::SharedRules {
-                datasource_uid: RECEIVER_DATASOURCE_UID,
-            },
-            Topology::Thanos => Registration::StoreEndpoint {
-                datasource_uid: THANOS_DATASOURCE_UID,
-            },
+        match (self.topology, self.topology.shared_datasource_uid()) {
+            (Topology::Push, Some(datasource_uid)) => Registration::SharedRules { datasource_uid },
+            (Topology::Thanos, Some(datasource_uid)) => {
+                Registration::StoreEndpoint { datasource_uid }
+            }
+            _ => Registration::DatasourcePerCluster,
         }
     }
 

@@ -516,25 +516,16 @@ async fn shared_findings(
     }
     match topo {
         Topology::Push => {
+            let probe = i
+                .central
+                .and_then(|pki| crate::cmd::register::receiver_probe(&i.wiring, pki, 2));
             let base = i
                 .wiring
                 .receiver_url
                 .as_deref()
                 .and_then(crate::cmd::register::receiver_base);
-            match (base, i.central) {
-                (Some(base), Some(pki)) => {
-                    let probe = cmm_central::PrometheusProbe::new(
-                        cmm_central::prometheus::PrometheusTarget {
-                            url: base.clone(),
-                            ca_pem: Some(pki.trust_pem.clone()),
-                            client: Some(cmm_central::prometheus::ClientIdentity {
-                                cert_pem: pki.grafana.cert_pem.clone(),
-                                key: cmm_central::Secret::new(pki.grafana.key_pem.clone()),
-                            }),
-                            ..Default::default()
-                        },
-                        RetryPolicy { attempts: 2, ..RetryPolicy::default() },
-                    );
+            match (base, probe) {
+                (_, Some((base, probe))) => {
                     let f = match probe {
                         Ok(p) => match p.cluster_series(i.cluster).await {
                             Ok(n) if n > 0 => Finding::ok(Stage::Grafana, "push.receiver", &base)
@@ -565,14 +556,7 @@ async fn shared_findings(
                 );
                 return out;
             };
-            let host = cmm_central::prometheus::PrometheusTarget {
-                url: ep.url.clone(),
-                ..Default::default()
-            }
-            .parsed_url()
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned));
-            let want = host.map(|h| topology::endpoint_file(&h));
+            let want = crate::cmd::register::endpoint_host(ep).map(|h| topology::endpoint_file(&h));
             let key = topology::endpoint_key(i.cluster);
             let ns = &i.args.endpoint.tls.central_namespace;
             let got = match crate::cmd::register::central_connection(

@@ -526,6 +526,44 @@ pub fn receiver_base(write_url: &str) -> Option<String> {
         .map(|b| format!("{b}/"))
 }
 
+/// The push receiver read as Grafana reads it: its query base, and a probe presenting Grafana's
+/// client certificate and trusting the CMM CAs. `None` outside push.
+pub fn receiver_probe(
+    wiring: &Wiring,
+    pki: &cmm_installer::tls::CentralPki,
+    attempts: u32,
+) -> Option<(String, cmm_central::Result<cmm_central::PrometheusProbe>)> {
+    let base = wiring.receiver_url.as_deref().and_then(receiver_base)?;
+    let probe = cmm_central::PrometheusProbe::new(
+        PrometheusTarget {
+            url: base.clone(),
+            ca_pem: Some(pki.trust_pem.clone()),
+            client: Some(ClientIdentity {
+                cert_pem: pki.grafana.cert_pem.clone(),
+                key: cmm_central::Secret::new(pki.grafana.key_pem.clone()),
+            }),
+            ..Default::default()
+        },
+        RetryPolicy {
+            attempts,
+            ..RetryPolicy::default()
+        },
+    );
+    Some((base, probe))
+}
+
+/// The host of an endpoint's URL: the address the central side dials this cluster at.
+pub fn endpoint_host(endpoint: &Endpoint) -> Option<String> {
+    PrometheusTarget {
+        url: endpoint.url.clone(),
+        ..Default::default()
+    }
+    .parsed_url()
+    .ok()?
+    .host_str()
+    .map(str::to_owned)
+}
+
 /// Register in push or thanos: thanos first puts the sidecar's address (the host of the
 /// cluster's discovered endpoint, port 30901) into the central endpoints ConfigMap; both then
 /// add the cluster to the shared rule set. Push, with the central material, finally proves the
@@ -552,15 +590,7 @@ pub async fn register_shared(
             );
         };
         let host = endpoint
-            .and_then(|e| {
-                PrometheusTarget {
-                    url: e.url.clone(),
-                    ..Default::default()
-                }
-                .parsed_url()
-                .ok()
-            })
-            .and_then(|u| u.host_str().map(str::to_owned))
+            .and_then(endpoint_host)
             .ok_or_else(|| {
                 Usage("no address of this cluster to register: set advertise-address".into())
             })
@@ -602,31 +632,12 @@ pub async fn register_shared(
     .await
     .classify_by(central_class)?;
     // Push: the receiver holds the cluster's samples (read with Grafana's certificate).
-    let heard = match (
-        shared
-            .wiring
-            .receiver_url
-            .as_deref()
-            .and_then(receiver_base),
-        shared.central,
-    ) {
-        (Some(base), Some(pki)) => {
-            let probe = cmm_central::PrometheusProbe::new(
-                PrometheusTarget {
-                    url: base.clone(),
-                    ca_pem: Some(pki.trust_pem.clone()),
-                    client: Some(ClientIdentity {
-                        cert_pem: pki.grafana.cert_pem.clone(),
-                        key: cmm_central::Secret::new(pki.grafana.key_pem.clone()),
-                    }),
-                    ..Default::default()
-                },
-                RetryPolicy {
-                    attempts: 3,
-                    ..RetryPolicy::default()
-                },
-            )
-            .classify_by(central_class)?;
+    let probe = shared
+        .central
+        .and_then(|pki| receiver_probe(shared.wiring, pki, 3));
+    let heard = match probe {
+        Some((base, probe)) => {
+            let probe = probe.classify_by(central_class)?;
             let deadline = tokio::time::Instant::now() + reg.prometheus.first_scrape_wait;
             loop {
                 let n = probe
