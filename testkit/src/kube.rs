@@ -705,6 +705,9 @@ fn patch(
         );
     }
     let key = (route.collection.clone(), name.to_owned());
+    // A merge patch never creates: only server-side apply may (staging/src/k8s.io/apiserver/
+    // pkg/endpoints/handlers/patch.go sets forceAllowCreate for ApplyPatchType alone). The
+    // thanos registration relies on this 404 to say the central ConfigMap is missing.
     let Some(mut object) = s.objects.get(&key).cloned() else {
         return not_found(route, name);
     };
