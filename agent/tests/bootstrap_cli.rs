@@ -428,7 +428,7 @@ async fn missing_rbac_stops_before_any_write_and_prints_the_seed_fix() {
 /// names that permission, and sends no write; nothing reaches helm beyond its version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_permission_of_the_access_table_denied_alone_stops_before_any_write() {
-    use cmm_installer::fleet::Role;
+    use cmm_installer::topology::Role;
     for (role, args) in [
         (Role::Cluster, &["bootstrap", "--cluster", "kr-mum"][..]),
         (

@@ -23,6 +23,11 @@ pub const PROMETHEUS_TLS_SECRET: &str = "cmm-prometheus-tls";
 /// The DNS name every server certificate carries besides the advertised addresses: the
 /// self-scrape's tlsConfig.serverName (the scrape dials a pod IP, which changes).
 pub const PROMETHEUS_TLS_SERVER_NAME: &str = "cmm-prometheus";
+/// The central release's Secret holding the CMM CA (tls.crt/tls.key, previous.crt, trust.crt):
+/// kept by the central bootstrap, read by every cluster's agent.
+pub const CA_SECRET: &str = "cmm-ca";
+/// The central release's Secret holding Grafana's client certificate (tls.crt, tls.key).
+pub const GRAFANA_CLIENT_SECRET: &str = "cmm-grafana-client";
 /// Common name of the central Grafana's client certificate (the proxies admit it).
 pub const GRAFANA_CLIENT_CN: &str = "cmm-grafana";
 /// The datasource jsonData key that names, by SHA-256 fingerprints, the client certificate and

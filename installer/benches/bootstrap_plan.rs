@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use cmm_core::ClusterName;
 use cmm_installer::bootstrap::{prepare, Options};
 use cmm_installer::chart::ChartSource;
-use cmm_installer::fleet::Role;
 use cmm_installer::helm::Helm;
 use cmm_installer::kube::{connect, KubeTarget};
+use cmm_installer::topology::Role;
 use cmm_testkit::kube::FakeKube;
 use serde_json::json;
 

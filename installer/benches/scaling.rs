@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cmm_installer::bootstrap::values_for;
 use cmm_installer::chart::ChartSource;
-use cmm_installer::fleet::Role;
 use cmm_installer::helm::Helm;
+use cmm_installer::topology::Role;
 use cmm_installer::topology::{Choice, Topology, Wiring};
 use cmm_pki::Ca;
 use cmm_testkit::remote_write::{

@@ -6,8 +6,33 @@
 use crate::topology::Topology;
 use serde::Serialize;
 
-use crate::fleet::Role;
-use crate::preflight::Permission;
+use crate::topology::Role;
+
+/// One permission, as a SelfSubjectAccessReview's `resourceAttributes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Permission {
+    pub verb: &'static str,
+    /// API group; "" is the core group.
+    pub group: &'static str,
+    pub resource: &'static str,
+    /// `None` for cluster-scoped resources (and cluster-wide checks).
+    pub namespace: Option<String>,
+}
+
+impl Permission {
+    /// `create daemonsets.apps in monitor`, as kubectl auth can-i spells resources.
+    pub fn describe(&self) -> String {
+        let res = if self.group.is_empty() {
+            self.resource.to_owned()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        };
+        match &self.namespace {
+            Some(ns) => format!("{} {res} in namespace {ns}", self.verb),
+            None => format!("{} {res} (cluster-wide)", self.verb),
+        }
+    }
+}
 
 /// Where a request lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -754,7 +779,7 @@ pub fn ca_reader_manifests(
     let rbac = "rbac.authorization.k8s.io/v1";
     let mut rules = vec![
         json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-                                "resourceNames": [crate::tls::CA_SECRET, crate::tls::GRAFANA_CLIENT_SECRET]}),
+                                "resourceNames": [cmm_core::naming::CA_SECRET, cmm_core::naming::GRAFANA_CLIENT_SECRET]}),
     ];
     if topology == Topology::Thanos {
         rules.push(

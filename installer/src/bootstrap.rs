@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use crate::chart::ChartSource;
 use crate::detect::{detect, EnvKind, Environment, Evidence, Observed};
-use crate::fleet::Role;
 use crate::helm::{supports_labels, Helm, Install, KubeArgs, Release};
 use crate::kube::Connected;
 use crate::preflight::{rbac_checks, rbac_fix, Check};
 use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
+use crate::topology::Role;
 use crate::topology::Wiring;
 use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
 use crate::{Error, Result};
@@ -119,103 +119,6 @@ pub fn fixes(env: &Environment, choices: Choices) -> Vec<Fix> {
             "INSECURE, requested with --insecure-plain-http: Prometheus on the NodePort as plain HTTP, readable by anyone who reaches a node".into(),
             Overlay::InsecurePlainHttp,
         ));
-    }
-    out
-}
-
-/// Check one `--set` argument the way helm's parser would read it, so a typo is refused before
-/// anything runs: `KEY=VALUE[,KEY=VALUE...]`, keys of non-empty dot-separated segments.
-pub fn check_set(raw: &str) -> Result<()> {
-    let bad = |reason: String| Error::BadSet {
-        raw: raw.to_owned(),
-        reason,
-    };
-    for piece in split_unescaped_commas(raw) {
-        let Some(eq) = find_unescaped(&piece, '=') else {
-            return Err(bad(format!(
-                "{piece:?} has no '=': write KEY=VALUE, e.g. prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka"
-            )));
-        };
-        let key = &piece[..eq];
-        if key.is_empty() {
-            return Err(bad(format!("{piece:?} has an empty key before '='")));
-        }
-        if key.chars().any(char::is_whitespace) {
-            return Err(bad(format!("key {key:?} contains whitespace")));
-        }
-        for seg in split_unescaped(key, '.') {
-            if seg.is_empty() {
-                return Err(bad(format!(
-                    "key {key:?} has an empty segment (leading, trailing or doubled '.')"
-                )));
-            }
-            if let Some(open) = seg.find('[') {
-                let idx = seg[open..]
-                    .strip_prefix('[')
-                    .and_then(|r| r.strip_suffix(']'));
-                if open == 0
-                    || !idx.is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-                {
-                    return Err(bad(format!(
-                        "key segment {seg:?}: a list index is written name[0]"
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn find_unescaped(s: &str, c: char) -> Option<usize> {
-    let mut escaped = false;
-    for (i, ch) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if ch == '\\' {
-            escaped = true;
-        } else if ch == c {
-            return Some(i);
-        }
-    }
-    None
-}
-
-fn split_unescaped(s: &str, c: char) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut escaped = false;
-    for ch in s.chars() {
-        if escaped {
-            escaped = false;
-        } else if ch == '\\' {
-            escaped = true;
-        } else if ch == c {
-            out.push(String::new());
-            continue;
-        }
-        out.last_mut().expect("non-empty").push(ch);
-    }
-    out
-}
-
-/// Commas separate assignments except inside `{a,b}` list values and when escaped.
-fn split_unescaped_commas(s: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut escaped = false;
-    let mut depth = 0usize;
-    for ch in s.chars() {
-        if escaped {
-            escaped = false;
-        } else if ch == '\\' {
-            escaped = true;
-        } else if ch == '{' {
-            depth += 1;
-        } else if ch == '}' {
-            depth = depth.saturating_sub(1);
-        } else if ch == ',' && depth == 0 {
-            out.push(String::new());
-            continue;
-        }
-        out.last_mut().expect("non-empty").push(ch);
     }
     out
 }
@@ -743,32 +646,6 @@ fn planned_actions(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_seed_set_examples_pass_and_typos_are_named() {
-        for ok in [
-            "prometheus.prometheusSpec.nodeSelector.kr-mum/noderole=kafka",
-            "kubernetesServiceMonitors.enabled=true,kubeStateMetrics.enabled=true",
-            "prometheus-node-exporter.hostRootFsMount.enabled=false",
-            "a.b[0]=x",
-            "list={a,b}",
-            "nodeSelector.kubernetes\\.io/os=linux",
-            "empty=",
-        ] {
-            check_set(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-        for (bad, says) in [
-            ("kubeStateMetrics.enabled", "has no '='"),
-            ("=true", "empty key"),
-            ("a..b=1", "empty segment"),
-            ("a b=1", "whitespace"),
-            ("a[x]=1", "list index"),
-            ("a=1,b", "has no '='"),
-        ] {
-            let err = check_set(bad).unwrap_err().to_string();
-            assert!(err.contains(says) && err.contains("`set`"), "{bad}: {err}");
-        }
-    }
 
     #[test]
     fn fixes_follow_the_environment_and_keep_overlay_order() {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use cmm_core::datasource::prometheus_datasource;
 use cmm_core::naming::DEFAULT_NAMESPACE;
 use cmm_core::ClusterName;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::envsubst::envsubst;
-use crate::topology::{Choice, Names, Topology, Wiring};
+use crate::topology::{Choice, Names, Role, Topology, Wiring};
 use crate::values::{Overlay, CENTRAL_CONTENT, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
 use crate::{Error, Result};
 
@@ -70,13 +70,6 @@ fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Central,
-    Cluster,
-}
-
 /// One helm release of the fleet, ready to render: values as (file name, text) in order.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -131,7 +124,7 @@ impl Fleet {
                 message: e.to_string(),
             })?;
             for (j, set) in c.set.iter().enumerate() {
-                crate::bootstrap::check_set(set)
+                crate::set::check_set(set)
                     .map_err(|e| bad(format!("clusters[{i}].set[{j}]"), e.to_string()))?;
             }
             if let Some(prev) = seen.insert(c.name.clone(), i) {

@@ -16,8 +16,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
+use crate::access::Permission;
 use crate::helm::KubeArgs;
-use crate::preflight::Permission;
 use crate::{Error, Result};
 
 /// What the user told us about the cluster to talk to.

@@ -1,5 +1,18 @@
-//! What `cmm-agent` knows about installing CMM on a cluster: where the chart comes from, the
-//! values files shipped inside the binary, how helm is run, and what a render contains.
+//! Everything `cmm-agent` does to a cluster, below the command line, in two halves. The modules
+//! import each other without a circle (`python3 scripts/shape.py` lists any):
+//!
+//! - **The install plan** (pure, offline): [`topology`] (how the fleet is wired, the role a
+//!   release plays, the values files each role installs), [`values`] and [`envsubst`] (the
+//!   embedded files), [`set`] (helm `--set` checks), [`fleet`] (a whole fleet's plan),
+//!   [`detect`] (environment quirks from what the API showed), [`bootstrap`] (the fixes, the
+//!   plan and its digest), [`access`] (the one table of reads and writes) and [`preflight`]
+//!   (that table asked of the API server), [`release`] (helm's release records), [`health`],
+//!   [`workloads`] and [`storage`] (judgements over a snapshot), [`chart`], [`helm`] and
+//!   [`render`] (running helm).
+//! - **Cluster access**: [`kube`] (the one Kubernetes client), [`lock`] (the run lock, a
+//!   Lease), [`tls`] (the CMM CA and the certificates issued from it), [`proxy`] and [`stop`].
+//!
+//! `ARCHITECTURE.md` at the repository root draws the same map for the whole workspace.
 
 pub mod access;
 pub mod bootstrap;
@@ -16,6 +29,7 @@ pub mod preflight;
 pub mod proxy;
 pub mod release;
 pub mod render;
+pub mod set;
 pub mod stop;
 pub mod storage;
 pub mod tls;

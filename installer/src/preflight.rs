@@ -5,38 +5,13 @@
 
 use serde::Serialize;
 
+use crate::access::Permission;
 use crate::detect::{EnvKind, Environment};
-
-/// One permission, as a SelfSubjectAccessReview's `resourceAttributes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Permission {
-    pub verb: &'static str,
-    /// API group; "" is the core group.
-    pub group: &'static str,
-    pub resource: &'static str,
-    /// `None` for cluster-scoped resources (and cluster-wide checks).
-    pub namespace: Option<String>,
-}
-
-impl Permission {
-    /// `create daemonsets.apps in monitor`, as kubectl auth can-i spells resources.
-    pub fn describe(&self) -> String {
-        let res = if self.group.is_empty() {
-            self.resource.to_owned()
-        } else {
-            format!("{}.{}", self.resource, self.group)
-        };
-        match &self.namespace {
-            Some(ns) => format!("{} {res} in namespace {ns}", self.verb),
-            None => format!("{} {res} (cluster-wide)", self.verb),
-        }
-    }
-}
 
 /// Every permission bootstrap of `role` needs, from the one table of its reads and writes
 /// (crate::access).
 pub fn required_permissions(
-    role: crate::fleet::Role,
+    role: crate::topology::Role,
     namespace: &str,
     kube_metrics: bool,
 ) -> Vec<Permission> {
@@ -50,7 +25,7 @@ pub fn required_permissions(
 
 /// [`required_permissions`] in `topology`.
 pub fn required_permissions_in(
-    role: crate::fleet::Role,
+    role: crate::topology::Role,
     namespace: &str,
     kube_metrics: bool,
     topology: crate::topology::Topology,
@@ -128,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_install_needs_crds_webhooks_and_monitoring_objects() {
-        use crate::fleet::Role;
+        use crate::topology::Role;
         let all: Vec<String> = required_permissions(Role::Cluster, "monitor", false)
             .iter()
             .map(Permission::describe)

@@ -22,8 +22,7 @@ use serde::Serialize;
 use crate::kube::Connected;
 use crate::{Error, Result};
 
-pub const CA_SECRET: &str = "cmm-ca";
-pub const GRAFANA_CLIENT_SECRET: &str = "cmm-grafana-client";
+pub use cmm_core::naming::{CA_SECRET, GRAFANA_CLIENT_SECRET};
 
 /// The self-scrape's client name: the proxy of cluster `c` admits `cmm-self-c` only.
 pub fn self_client_cn(cluster: &str) -> String {

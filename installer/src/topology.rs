@@ -11,6 +11,15 @@ use cmm_core::content;
 use crate::values::ValuesFile;
 use crate::{Error, Result};
 
+/// What a release is in the fleet: the central Grafana, or a monitored cluster. Each role
+/// installs its own values files ([`Wiring::cluster_files`], [`Wiring::central_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Central,
+    Cluster,
+}
+
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]

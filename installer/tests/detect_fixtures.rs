@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cmm_installer::bootstrap::{fixes, values_for, Choices};
 use cmm_installer::detect::{detect, EnvKind, Observed};
-use cmm_installer::fleet::Role;
+use cmm_installer::topology::Role;
 use k8s_openapi::api::core::v1::Node;
 
 fn node(file: &str) -> Node {

@@ -9,7 +9,7 @@ use cmm_installer::topology::Wiring;
 use std::time::{Duration, SystemTime};
 
 use cmm_installer::bootstrap::values_for;
-use cmm_installer::fleet::Role;
+use cmm_installer::topology::Role;
 use cmm_pki::{Ca, Leaf, San};
 use cmm_testkit::mtls_proxy::{self, RealProxy, TlsFiles};
 use support::{render_values, tools};

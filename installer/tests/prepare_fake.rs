@@ -5,9 +5,9 @@
 use cmm_core::ClusterName;
 use cmm_installer::bootstrap::{prepare, Options, Prepared};
 use cmm_installer::chart::ChartSource;
-use cmm_installer::fleet::Role;
 use cmm_installer::kube::{connect, KubeTarget};
 use cmm_installer::release::Next;
+use cmm_installer::topology::Role;
 use cmm_testkit::kube::FakeKube;
 use serde_json::{json, Value};
 
@@ -88,7 +88,7 @@ async fn access_reviews_and_reads_follow_the_api_contract() {
         .collect();
     // One review per distinct permission of the access table, none twice.
     let expected = cmm_installer::preflight::required_permissions(
-        cmm_installer::fleet::Role::Cluster,
+        cmm_installer::topology::Role::Cluster,
         "monitor",
         false,
     )

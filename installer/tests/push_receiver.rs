@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use cmm_central::rules;
 use cmm_core::ClusterName;
 use cmm_installer::bootstrap::values_for;
-use cmm_installer::fleet::Role;
+use cmm_installer::topology::Role;
 use cmm_installer::topology::{Choice, Topology, Wiring, RECEIVER_SERVER_NAME};
 use cmm_pki::Ca;
 use cmm_testkit::mtls_proxy;

@@ -12,12 +12,12 @@
 use anyhow::Context;
 use cmm_core::ClusterName;
 use cmm_installer::bootstrap::{prepare, Options, Prepared, Report};
-use cmm_installer::fleet::Role;
 use cmm_installer::helm::{kube_version_args, Helm};
 use cmm_installer::kube::{connect, host_proc_version, Connected};
 use cmm_installer::preflight::Check;
 use cmm_installer::release::Next;
 use cmm_installer::render::Rendered;
+use cmm_installer::topology::Role;
 use cmm_installer::workloads;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod};

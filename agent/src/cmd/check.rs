@@ -732,7 +732,7 @@ async fn expected_digest(
     });
     let opts = cmm_installer::bootstrap::Options {
         cluster: i.cluster.clone(),
-        role: cmm_installer::fleet::Role::Cluster,
+        role: cmm_installer::topology::Role::Cluster,
         namespace: i.args.namespace.clone(),
         chart: i.chart.chart.clone(),
         helm_version: String::new(),

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use cmm_installer::fleet::{Fleet, Role};
+use cmm_installer::fleet::Fleet;
+use cmm_installer::topology::Role;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, Output, PlanArgs};

@@ -4,7 +4,7 @@
 
 use clap::Args;
 use cmm_installer::access::{rbac_manifests, Subject};
-use cmm_installer::fleet::Role;
+use cmm_installer::topology::Role;
 
 use crate::cli::{GlobalArgs, Output, RoleArg};
 use crate::exit::{Classify, ExitCode};

@@ -105,7 +105,7 @@ impl crate::cli::PlanInputs {
     /// Check the `--set`s and read the user's values files (`None`: the embedded file).
     pub fn checked(&self) -> anyhow::Result<Option<Vec<(String, String)>>> {
         for s in &self.sets {
-            cmm_installer::bootstrap::check_set(s).classify(ExitCode::Usage)?;
+            cmm_installer::set::check_set(s).classify(ExitCode::Usage)?;
         }
         if self.values.is_empty() {
             return Ok(None);
