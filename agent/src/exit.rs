@@ -210,6 +210,19 @@ where
     }
 }
 
+/// Exit class of a cmm-central error.
+pub fn central_class(e: &cmm_central::Error) -> ExitCode {
+    match e.class() {
+        cmm_central::ErrorClass::Usage => ExitCode::Usage,
+        cmm_central::ErrorClass::GrafanaUnreachable => ExitCode::GrafanaUnreachable,
+        cmm_central::ErrorClass::GrafanaAuth => ExitCode::GrafanaAuth,
+        cmm_central::ErrorClass::GrafanaConflict => ExitCode::GrafanaConflict,
+        cmm_central::ErrorClass::GrafanaRejected => ExitCode::GrafanaRejected,
+        cmm_central::ErrorClass::PrometheusCheck => ExitCode::PrometheusCheck,
+        cmm_central::ErrorClass::Internal => ExitCode::Internal,
+    }
+}
+
 /// Exit class of an installer error.
 pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
     use cmm_installer::Error as E;

@@ -8,8 +8,10 @@ mod cmd;
 mod exit;
 mod interrupt;
 mod logging;
+mod ops;
 mod output;
 mod progress;
+mod render;
 mod settings;
 mod version;
 

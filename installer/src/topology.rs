@@ -97,6 +97,19 @@ pub struct Wiring {
     pub agent_mode: bool,
     /// Thanos: upload blocks to the bucket of Secret cmm-thanos-objstore.
     pub object_storage: bool,
+    /// How the central side reaches a cluster's Prometheus.
+    pub transport: Transport,
+}
+
+/// How the central side reaches a cluster's Prometheus: through the mutual-TLS proxy with a
+/// certificate from the CMM CA (the default), or as the seed's plain HTTP
+/// (`--insecure-plain-http`, overlays/insecure-plain-http.yaml), which only pull can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    #[default]
+    MutualTls,
+    PlainHttp,
 }
 
 /// The raw choices, as settings or a fleet file give them; [`Wiring::new`] checks them.
@@ -155,6 +168,11 @@ impl Wiring {
         Wiring::default()
     }
 
+    /// Whether the cluster's Prometheus is served over mutual TLS (needs the CMM CA).
+    pub fn mutual_tls(&self) -> bool {
+        self.transport == Transport::MutualTls
+    }
+
     /// Check a choice: every combination that would install something broken is refused here,
     /// naming the settings, before anything is contacted.
     pub fn new(c: &Choice<'_>) -> Result<Self> {
@@ -205,6 +223,11 @@ impl Wiring {
             receiver_url,
             agent_mode: c.agent_mode,
             object_storage: c.object_storage,
+            transport: if c.insecure_plain_http {
+                Transport::PlainHttp
+            } else {
+                Transport::MutualTls
+            },
         })
     }
 

@@ -3,18 +3,12 @@
 //! same clap definition the binary parses with (its built-in defaults included), and the values
 //! files the binary embeds, so /usr/share/cmm/values/ holds exactly the bytes it installs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
 use clap_complete::Shell;
 
+use crate::cli::AssetsArgs;
 use crate::output::outln;
-
-#[derive(Debug, Args)]
-pub struct AssetsArgs {
-    /// Directory to write man/, completions/ and values/ into (created).
-    pub out: PathBuf,
-}
 
 pub fn run(args: AssetsArgs) -> anyhow::Result<()> {
     let man = args.out.join("man");

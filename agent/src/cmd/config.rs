@@ -2,37 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
-
-use crate::cli::{GlobalArgs, Output};
+use crate::cli::{ConfigArgs, ConfigCommand, GlobalArgs, Output};
 use crate::exit::ExitCode;
 use crate::output::outln;
 use crate::settings::file::{self, Problem};
 use crate::settings::layers::{self, Origin, Resolved};
 use crate::settings::ConfigLocation;
-
-#[derive(Debug, Args)]
-pub struct ConfigArgs {
-    #[command(subcommand)]
-    pub command: ConfigCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Check a settings file: every problem at once, each with file, line, key and the fix.
-    /// Exit 0 when valid, 2 when not.
-    Validate {
-        /// The file. Default: --config / CMM_CONFIG, else /etc/cmm/agent.toml.
-        file: Option<PathBuf>,
-    },
-    /// Print every setting of a command as it resolves now (environment, file, defaults),
-    /// each with where it came from; secrets show their source, never their value.
-    Show {
-        /// The command whose settings to show, e.g. `bootstrap` or `central token`.
-        /// Default: check, the command the systemd timer runs.
-        command: Vec<String>,
-    },
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -166,7 +141,13 @@ fn show(global: &GlobalArgs, config: &ConfigLocation, command: &[String]) -> any
         .classify(ExitCode::Usage)?;
     let mut resolved = layers::resolve(&cmd, &matches, loaded.as_ref());
     resolved.retain(|r| r.key != "config");
-    let token = token_source(&resolved);
+    let token = resolved
+        .iter()
+        .find(|r| r.key == "grafana-token-file")
+        .map(|file| {
+            let path = file.values.first().map(PathBuf::from);
+            crate::settings::token::source(path.as_deref()).describe(&file.origin.to_string())
+        });
     let file_state = match (&loaded, config.explicit) {
         (Some(_), _) => format!("{} (read)", config.path.display()),
         (None, _) => format!("{} (absent: built-in defaults)", config.path.display()),
@@ -199,23 +180,4 @@ fn shown_value(r: &Resolved) -> String {
         (_, [one]) => one.clone(),
         (_, many) => many.join(", "),
     }
-}
-
-/// Where the Grafana token would come from, in the order `register` looks (never its value).
-fn token_source(resolved: &[Resolved]) -> Option<String> {
-    let file = resolved.iter().find(|r| r.key == "grafana-token-file")?;
-    Some(match file.values.first() {
-        Some(path) => format!("from the file {path} ({})", file.origin),
-        None if std::env::var_os("CMM_GRAFANA_TOKEN").is_some() => {
-            "from environment CMM_GRAFANA_TOKEN (value hidden)".into()
-        }
-        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-            Some(dir) => format!(
-                "from the systemd credential {}/{}",
-                PathBuf::from(dir).display(),
-                cmm_central::secret::SYSTEMD_TOKEN_CREDENTIAL
-            ),
-            None => "none found: give grafana-token-file, CMM_GRAFANA_TOKEN or LoadCredential=grafana-token".into(),
-        },
-    })
 }

@@ -4,31 +4,10 @@
 
 use std::process::Command;
 
-use clap::Args;
-
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, ScheduleArgs};
 use crate::exit::{Classify, ExitCode};
 use crate::output::outln;
 use crate::settings::{layers, BadInput, ConfigLocation};
-
-#[derive(Debug, Args)]
-pub struct ScheduleArgs {
-    /// Run check this often, e.g. 15m, 1h (1m to 24h).
-    #[arg(long, env = "CMM_EVERY")]
-    pub every: String,
-    /// The scheduled check also repairs (check --repair).
-    #[arg(long, env = "CMM_REPAIR")]
-    pub repair: bool,
-    /// Show the transient timer's state instead of making one.
-    #[arg(long, env = "CMM_SCHEDULE_STATUS", conflicts_with = "remove")]
-    pub status: bool,
-    /// Stop and remove the transient timer.
-    #[arg(long, env = "CMM_SCHEDULE_REMOVE")]
-    pub remove: bool,
-    /// Name of the transient units (UNIT.timer, UNIT.service).
-    #[arg(long, env = "CMM_SCHEDULE_UNIT")]
-    pub unit: String,
-}
 
 pub fn run(
     _global: &GlobalArgs,
@@ -68,7 +47,7 @@ pub fn run(
         outln!("removed the transient timer {unit}.timer (if it existed)");
         return Ok(());
     }
-    let every = parse_every(&args.every)?;
+    let every = crate::settings::DurationSetting::Every.parse(&args.every)?;
     let exe = std::env::current_exe()
         .map_err(|e| BadInput(format!("cannot find the agent's own path ({e})")))
         .classify(ExitCode::Internal)?;
@@ -144,12 +123,6 @@ pub fn run(
 /// Where the packaged unit loads the Grafana token and the kubeconfig from (systemd/cmm-agent-check.service).
 const TOKEN_CREDENTIAL_FILE: &str = "/etc/cmm/grafana-token";
 const KUBECONFIG_CREDENTIAL_FILE: &str = "/etc/cmm/kubeconfig";
-
-fn parse_every(raw: &str) -> anyhow::Result<std::time::Duration> {
-    const MIN: std::time::Duration = std::time::Duration::from_secs(60);
-    cmm_core::duration::parse(raw, &layers::named("every"), MIN, 24 * 60 * MIN)
-        .classify(ExitCode::Usage)
-}
 
 fn systemctl(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("systemctl")

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use clap::Args;
-
-use crate::cli::{GlobalArgs, Output};
+use crate::cli::{GlobalArgs, Output, SelfUpdateArgs};
 use crate::exit::{Classify, ExitCode};
 use crate::output::outln;
 use crate::settings::{layers, BadInput, DurationSetting};
@@ -36,29 +34,6 @@ fn trusted_keys() -> Vec<self_update::VerifyingKey> {
     #[cfg(debug_assertions)]
     keys.push(TEST_KEY);
     keys
-}
-
-#[derive(Debug, Args)]
-pub struct SelfUpdateArgs {
-    /// Release feed: the base URL of a GitHub-compatible releases API (GitHub Enterprise:
-    /// https://HOST/api/v3, or a mirror serving the same paths).
-    #[arg(long, env = "CMM_UPDATE_FEED")]
-    pub update_feed: String,
-    /// The repository whose releases are installed, OWNER/NAME.
-    #[arg(long, env = "CMM_UPDATE_REPO")]
-    pub update_repo: String,
-    /// Install this release tag (e.g. v0.2.0) instead of the newest.
-    #[arg(long, env = "CMM_UPDATE_TO")]
-    pub to: Option<String>,
-    /// With --to: allow a release older than the running one.
-    #[arg(long, env = "CMM_ALLOW_DOWNGRADE", requires = "to")]
-    pub allow_downgrade: bool,
-    /// Put back the binary the last self-update replaced (kept as .cmm-agent.previous).
-    #[arg(long, env = "CMM_ROLLBACK", conflicts_with_all = ["to", "allow_downgrade"])]
-    pub rollback: bool,
-    /// Timeout of each request to the feed (the download included), e.g. 60s.
-    #[arg(long, env = "CMM_UPDATE_TIMEOUT")]
-    pub update_timeout: String,
 }
 
 /// What was done, for `--output json` and the human line.

@@ -54,6 +54,7 @@ pub const DEFAULTS: &[(&str, &[&str])] = &[
     ("update-repo", &["cmm-dev/cmm-agent"]),
     ("update-timeout", &["60s"]),
     ("central-namespace", &[cmm_core::naming::DEFAULT_NAMESPACE]),
+    ("topology", &["pull"]),
     ("cert-renew-before", &["30d"]),
 ];
 
@@ -100,11 +101,6 @@ fn file_entry<'a>(file: Option<&'a ConfigFile>, path: &[String], key: &str) -> O
                 .iter()
                 .find(|e| e.section.is_empty() && e.key == key)
         })
-}
-
-/// The built-in default of `key` as one string ("" when it has none).
-pub fn default_of(key: &str) -> String {
-    builtin(key).map(|v| v.join(",")).unwrap_or_default()
 }
 
 fn builtin(key: &str) -> Option<&'static [&'static str]> {

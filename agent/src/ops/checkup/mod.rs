@@ -1,0 +1,287 @@
+//! `check`'s stages over one snapshot: gather (the reads of `access::check`), judge in pure
+//! functions (`cmm_installer::health`, `cmm_installer::tls::judge`, `cmm_central::health`,
+//! [`shared::judge`]), and the repairs ([`repair`]). The command renders the findings.
+
+mod repair;
+pub mod shared;
+
+use cmm_central::health as central_health;
+use cmm_central::prometheus::PrometheusProbe;
+use cmm_central::retry::RetryPolicy;
+use cmm_core::finding::{Finding, RepairKind, Stage};
+use cmm_installer::health::{self, Expected};
+use cmm_installer::kube::{host_proc_version, Connected};
+
+use crate::ops::registration::{PrometheusAccess, Registration};
+use crate::settings::CheckSettings;
+
+pub use repair::repair;
+
+/// What one check runs on: its settings, and what was read before the stages.
+pub struct Inputs<'a> {
+    pub s: &'a CheckSettings,
+    /// How the cluster's Prometheus is reached (with a client certificate over mutual TLS).
+    pub prometheus: &'a PrometheusAccess,
+    /// The Grafana client, with grafana-url.
+    pub registration: Option<&'a Registration>,
+    /// The central material (CA, Grafana's client certificate), with central-context.
+    pub central: Option<&'a cmm_installer::tls::CentralPki>,
+}
+
+/// One snapshot, every stage judged.
+pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let ns = &i.s.namespace;
+    let mut endpoint = None;
+    if let Some(conn) = conn {
+        out.extend(access_findings(conn, ns).await);
+        match health::gather(conn, ns, i.s.cluster.release()).await {
+            Ok(snap) => {
+                let expected = Expected {
+                    plan_digest: expected_digest(i, conn, &snap).await,
+                    chart_version: i
+                        .s
+                        .chart
+                        .chart
+                        .local_version()
+                        .unwrap_or_else(|| cmm_installer::chart::CHART_VERSION.to_owned()),
+                };
+                out.extend(health::judge(&snap, &expected));
+            }
+            Err(e) => out.push(
+                Finding::failed(Stage::Release, "kubernetes.read", format!("namespace {ns}"))
+                    .with(e.to_string()),
+            ),
+        }
+        out.extend(tls_findings(i, conn).await);
+        match crate::ops::endpoint::find(conn, ns, &i.s.prometheus).await {
+            Ok(ep) => endpoint = Some(ep),
+            Err(e) => out.push(
+                Finding::failed(
+                    Stage::Endpoint,
+                    "endpoint.discovery",
+                    "the Prometheus endpoint",
+                )
+                .with(format!("{e:#}")),
+            ),
+        }
+    }
+    let Some(ep) = endpoint else {
+        for (stage, id) in [
+            (Stage::Prometheus, "prometheus"),
+            (Stage::Grafana, "grafana"),
+        ] {
+            out.push(Finding::skipped(stage, id, "not judged").with("no endpoint to reach"));
+        }
+        return sorted(out);
+    };
+    let target = i.prometheus.target(&ep);
+    match PrometheusProbe::new(
+        target.clone(),
+        RetryPolicy {
+            attempts: 2,
+            ..RetryPolicy::default()
+        },
+    ) {
+        // An agent answers /-/ready but no query: readiness is all there is to prove here, the
+        // rest is proven at the receiver (below).
+        Ok(probe) if !i.s.plan.wiring.queryable_on_cluster() => {
+            out.push(central_health::judge_endpoint(
+                &ep.url,
+                &ep.detail,
+                &probe.ready().await,
+            ));
+            out.push(
+                Finding::skipped(
+                    Stage::Prometheus,
+                    "prometheus",
+                    format!("Prometheus at {}", ep.url),
+                )
+                .with("agent mode: it answers no queries; its samples are checked at the receiver"),
+            );
+        }
+        Ok(probe) => {
+            let facts = probe.facts().await;
+            out.push(central_health::judge_endpoint(
+                &ep.url,
+                &ep.detail,
+                &facts.ready,
+            ));
+            if facts.ready.is_ok() {
+                out.extend(central_health::judge_prometheus(
+                    &i.s.cluster,
+                    &ep.url,
+                    &facts,
+                    i.s.storage_warn,
+                ));
+            } else {
+                out.push(
+                    Finding::skipped(
+                        Stage::Prometheus,
+                        "prometheus",
+                        format!("Prometheus at {}", ep.url),
+                    )
+                    .with("not reachable from here (stage 4)"),
+                );
+            }
+        }
+        Err(e) => out.push(
+            Finding::failed(Stage::Endpoint, "endpoint.reachable", &ep.url).with(e.to_string()),
+        ),
+    }
+    match i.registration {
+        Some(reg) if !i.s.plan.wiring.central_reads_cluster() => {
+            let facts = shared::gather(
+                reg,
+                &i.s.cluster,
+                &i.s.plan.wiring,
+                &i.s.central,
+                i.central,
+                &ep,
+            )
+            .await;
+            out.extend(
+                facts
+                    .map(|f| shared::judge(&i.s.cluster, &f))
+                    .unwrap_or_default(),
+            );
+        }
+        None => out.push(
+            Finding::warn(Stage::Grafana, "grafana.not-checked", "the central Grafana")
+                .with("no grafana-url set: the last stage of the path is not proven")
+                .repair(
+                    RepairKind::Manual,
+                    "set grafana-url and grafana-token-file in /etc/cmm/agent.toml",
+                ),
+        ),
+        Some(reg) => match cmm_central::register::desired_datasource(&i.s.cluster, &target) {
+            Ok(desired) => {
+                let facts = central_health::grafana_facts(&reg.client, &i.s.cluster).await;
+                out.extend(central_health::judge_grafana(
+                    &i.s.cluster,
+                    &desired,
+                    reg.prometheus.settings.rules,
+                    &facts,
+                ));
+            }
+            Err(e) => out.push(
+                Finding::failed(Stage::Grafana, "grafana.datasource", "datasource")
+                    .with(e.to_string()),
+            ),
+        },
+    }
+    sorted(out)
+}
+
+/// Gather the cluster's Secret (and the names it must carry), then judge (`tls::judge`).
+async fn tls_findings(i: &Inputs<'_>, conn: &Connected) -> Vec<Finding> {
+    let ns = &i.s.namespace;
+    let insecure = !i.s.plan.wiring.mutual_tls();
+    let state = match cmm_installer::tls::read_cluster(conn, ns).await {
+        Ok(s) => s,
+        Err(e) if !insecure => {
+            return vec![Finding::failed(
+                Stage::Endpoint,
+                "tls.certificates",
+                format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
+            )
+            .with(e.to_string())]
+        }
+        Err(_) => Default::default(),
+    };
+    let sans = match i.central {
+        Some(_) => match crate::ops::endpoint::advertised_sans(conn, &i.s.prometheus).await {
+            Ok(s) => s,
+            Err(e) => {
+                return vec![Finding::failed(
+                    Stage::Endpoint,
+                    "tls.certificates",
+                    "the addresses the certificate must carry",
+                )
+                .with(format!("{e:#}"))]
+            }
+        },
+        None => Vec::new(),
+    };
+    let view = i
+        .central
+        .map(|pki| cmm_installer::tls::CentralView { pki, sans: &sans });
+    cmm_installer::tls::judge(
+        &state,
+        view.as_ref(),
+        insecure,
+        std::time::SystemTime::now(),
+        i.s.central.renew_before,
+    )
+}
+
+fn sorted(mut f: Vec<Finding>) -> Vec<Finding> {
+    f.sort_by_key(|f| f.stage);
+    f
+}
+
+/// The permissions check's reads need, reviewed before they are made: a denied one is one
+/// finding naming it and the fix, not a row of failed reads.
+async fn access_findings(conn: &Connected, ns: &str) -> Vec<Finding> {
+    let table = cmm_installer::access::check();
+    let perms = cmm_installer::access::permissions(&table, ns);
+    let answers = match conn.can_i(&perms).await {
+        Ok(a) => a,
+        Err(e) => {
+            return vec![
+                Finding::failed(Stage::Release, "kubernetes.access", "the agent's reads")
+                    .with(e.to_string()),
+            ]
+        }
+    };
+    let denied: Vec<String> = perms
+        .iter()
+        .zip(&answers)
+        .filter(|(_, (ok, _))| !ok)
+        .map(|(p, _)| p.describe())
+        .collect();
+    if denied.is_empty() {
+        return Vec::new();
+    }
+    let mut f = Finding::failed(Stage::Release, "kubernetes.access", "the agent's reads");
+    f.evidence
+        .extend(denied.into_iter().map(|d| format!("cannot {d}")));
+    vec![f.repair(
+        RepairKind::Manual,
+        "grant them: `cmm-agent rbac --role cluster --subject KIND:NAME | kubectl apply -f -`",
+    )]
+}
+
+/// The digest bootstrap would store with these settings, in this environment.
+async fn expected_digest(
+    i: &Inputs<'_>,
+    conn: &Connected,
+    snap: &health::ClusterSnapshot,
+) -> Option<String> {
+    let server_version = conn.server_version().await.ok()?;
+    let env = cmm_installer::detect::detect(&cmm_installer::detect::Observed {
+        nodes: &snap.nodes,
+        api_url: &conn.api_url,
+        server_version: Some(&server_version),
+        host_proc_version: host_proc_version(&i.s.helm_run.host_proc_version).as_deref(),
+    });
+    let opts = cmm_installer::bootstrap::Options {
+        cluster: i.s.cluster.clone(),
+        role: cmm_installer::topology::Role::Cluster,
+        namespace: i.s.namespace.clone(),
+        chart: i.s.chart.chart.clone(),
+        helm_version: String::new(),
+        user_values: i.s.plan.user_values.clone(),
+        central_values: None,
+        sets: i.s.plan.sets.clone(),
+        kube_metrics: i.s.plan.kube_metrics,
+        insecure_plain_http: !i.s.plan.wiring.mutual_tls(),
+        wiring: i.s.plan.wiring.clone(),
+        timeout_secs: 0,
+        pending_grace_secs: 0,
+        host_proc_version: None,
+        dry_run: true,
+        now_unix: 0,
+    };
+    Some(cmm_installer::bootstrap::plan_of(&opts, &env).2)
+}
