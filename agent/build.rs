@@ -1,5 +1,9 @@
 //! Stamps the commit into `cmm-agent --version`: CMM_COMMIT when the packager sets it (a
 //! tarball build has no .git), else `git rev-parse`, else "unknown".
+#![allow(
+    clippy::expect_used,
+    reason = "a build script fails the build by panicking: that is its error path"
+)]
 
 use std::process::Command;
 

@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod exit;
 mod interrupt;
+mod layering;
 mod logging;
 mod ops;
 mod output;
@@ -90,55 +91,64 @@ fn main() -> std::process::ExitCode {
             }
             exit::ExitCode::Ok.into()
         }
-        Err(err) => {
-            let mut code = exit::ExitCode::of(&err);
-            if is_check {
-                code = code.for_check();
-            }
-            let stage = matches!(
-                code,
-                exit::ExitCode::Interrupted | exit::ExitCode::Terminated | exit::ExitCode::Locked
-            )
-            .then(interrupt::current_stage)
-            .flatten();
-            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-            let setting = exit::ExitCode::setting_of(&err);
-            if json_output {
-                output::finish_json(Some(serde_json::json!({
-                    "code": code.name(),
-                    "exit": code.status(),
-                    "message": err.to_string(),
-                    "causes": causes,
-                    "hint": code.hint(),
-                    "setting": setting,
-                    "state": stage.as_ref().map(|s| &s.left),
-                    "next_run": stage.as_ref().map(|s| &s.next),
-                })));
-            }
-            if json_logs {
-                tracing::error!(
-                    code = code.name(),
-                    exit = code.status(),
-                    causes = %causes.join("; "),
-                    setting = setting.as_deref().unwrap_or(""),
-                    state = stage.as_ref().map_or("", |s| s.left.as_str()),
-                    next_run = stage.as_ref().map_or("", |s| s.next.as_str()),
-                    "{err}"
-                );
-            } else {
-                eprintln!("cmm-agent: error: {err}");
-                for cause in &causes {
-                    eprintln!("  caused by: {cause}");
-                }
-                if let Some(s) = &setting {
-                    eprintln!("  the setting: {s}");
-                }
-                if let Some(stage) = stage {
-                    eprintln!("  state of the cluster: {}", stage.left);
-                    eprintln!("  the next run: {}", stage.next);
-                }
-            }
-            code.into()
+        Err(err) => failed(&err, is_check, json_output, json_logs),
+    }
+}
+
+/// Say why the run failed, once: the JSON document's `error`, a JSON log line, or plain
+/// stderr lines (message, causes, the setting, what a stop left and what the next run does).
+fn failed(
+    err: &anyhow::Error,
+    is_check: bool,
+    json_output: bool,
+    json_logs: bool,
+) -> std::process::ExitCode {
+    let mut code = exit::ExitCode::of(err);
+    if is_check {
+        code = code.for_check();
+    }
+    let stage = matches!(
+        code,
+        exit::ExitCode::Interrupted | exit::ExitCode::Terminated | exit::ExitCode::Locked
+    )
+    .then(interrupt::current_stage)
+    .flatten();
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    let setting = exit::ExitCode::setting_of(err);
+    if json_output {
+        output::finish_json(Some(serde_json::json!({
+            "code": code.name(),
+            "exit": code.status(),
+            "message": err.to_string(),
+            "causes": causes,
+            "hint": code.hint(),
+            "setting": setting,
+            "state": stage.as_ref().map(|s| &s.left),
+            "next_run": stage.as_ref().map(|s| &s.next),
+        })));
+    }
+    if json_logs {
+        tracing::error!(
+            code = code.name(),
+            exit = code.status(),
+            causes = %causes.join("; "),
+            setting = setting.as_deref().unwrap_or(""),
+            state = stage.as_ref().map_or("", |s| s.left.as_str()),
+            next_run = stage.as_ref().map_or("", |s| s.next.as_str()),
+            "{err}"
+        );
+    } else {
+        eprintln!("cmm-agent: error: {err}");
+        for cause in &causes {
+            eprintln!("  caused by: {cause}");
+        }
+        if let Some(s) = &setting {
+            eprintln!("  the setting: {s}");
+        }
+        if let Some(stage) = stage {
+            eprintln!("  state of the cluster: {}", stage.left);
+            eprintln!("  the next run: {}", stage.next);
         }
     }
+    code.into()
 }

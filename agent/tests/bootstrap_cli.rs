@@ -5,6 +5,12 @@
 //! helm is the real one where rendering matters (dry run); where the apply path is exercised a
 //! recording shim stands in for helm (there is no cluster for a real `helm upgrade` here) and
 //! the test asserts which helm commands the agent ran, in which order.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

@@ -1,6 +1,12 @@
 //! `cmm-agent register | deregister | central token` end to end: the real binary against the
 //! fake Grafana (held to Grafana's spec and contract) and, where a healthy datasource is needed,
 //! a real Prometheus + node_exporter. Asserts exit codes and that no secret reaches any output.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

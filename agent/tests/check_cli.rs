@@ -1,6 +1,12 @@
 //! `cmm-agent check` end to end: the real binary against the fake Kubernetes API and the fake
 //! Grafana (both held to their upstream behaviour where a decision depends on it) and a real
 //! Prometheus scraping a real node_exporter. Settings come from an agent.toml, as under systemd.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

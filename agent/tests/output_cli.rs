@@ -1,6 +1,12 @@
 //! What scripts read: with `--output json` stdout is exactly one JSON document, errors
 //! included; with `--log-format json` every stderr line is a JSON object, progress included;
 //! a closed stdout ends the output quietly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

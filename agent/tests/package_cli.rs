@@ -6,6 +6,12 @@
 //!
 //! Packages are looked for in target/debian/ and target/generate-rpm/; without them these
 //! tests skip, unless CMM_REQUIRE_PACKAGES is set (scripts/dev test builds them first).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

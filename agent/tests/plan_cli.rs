@@ -1,4 +1,10 @@
 //! `cmm-agent plan` as a user runs it: the real binary, the real helm, the real chart.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

@@ -2,6 +2,12 @@
 //! fake Grafana through a forwarding proxy on 127.0.0.1 ([`ForwardProxy`]), under names only
 //! the proxy resolves, so a request that bypassed it could not have succeeded; and `NO_PROXY`
 //! sends a host around it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

@@ -2,6 +2,12 @@
 //! cannot work, push and thanos registrations into the fake Grafana (and, thanos, the fake
 //! central API server's endpoints ConfigMap), and the central bootstrap making what each
 //! topology needs. Processes are real where health matters (a real receiver Prometheus).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 mod support;
 

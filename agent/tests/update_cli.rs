@@ -3,6 +3,12 @@
 //! tampered, unsigned, foreign-key and older archives. Asserts what an admin would see: the
 //! binary replaced or byte-for-byte untouched, the previous one kept and put back, no stray
 //! files, the refusals' words and exit codes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    reason = "test and bench helpers fail by panicking, and a test walks a person's whole path in order"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -75,7 +75,15 @@ pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
         }
         return sorted(out);
     };
-    let target = i.prometheus.target(&ep);
+    out.extend(prometheus_findings(i, &ep).await);
+    out.extend(grafana_findings(i, &ep).await);
+    sorted(out)
+}
+
+/// Stages 3 and 4: the cluster's Prometheus from here (readiness, then its series).
+async fn prometheus_findings(i: &Inputs<'_>, ep: &cmm_central::endpoint::Endpoint) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let target = i.prometheus.target(ep);
     match PrometheusProbe::new(
         target.clone(),
         RetryPolicy {
@@ -129,6 +137,14 @@ pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
             Finding::failed(Stage::Endpoint, "endpoint.reachable", &ep.url).with(e.to_string()),
         ),
     }
+    out
+}
+
+/// Stage 5: the central Grafana (the cluster's own datasource and rules in pull, the shared
+/// stage in push and thanos).
+async fn grafana_findings(i: &Inputs<'_>, ep: &cmm_central::endpoint::Endpoint) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let target = i.prometheus.target(ep);
     match i.registration {
         Some(reg) if !i.s.plan.wiring.central_reads_cluster() => {
             let facts = shared::gather(
@@ -137,7 +153,7 @@ pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
                 &i.s.plan.wiring,
                 &i.s.central,
                 i.central,
-                &ep,
+                ep,
             )
             .await;
             out.extend(
@@ -170,7 +186,7 @@ pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
             ),
         },
     }
-    sorted(out)
+    out
 }
 
 /// Gather the cluster's Secret (and the names it must carry), then judge (`tls::judge`).
