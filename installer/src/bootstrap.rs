@@ -19,7 +19,7 @@ use crate::preflight::{rbac_checks, rbac_fix, Check};
 use crate::release::{next_step, plan_digest, revisions, Next, PLAN_LABEL};
 use crate::topology::Role;
 use crate::topology::Wiring;
-use crate::values::{materialize, Materialized, Overlay, EACH_CLUSTER};
+use crate::values::{materialize, Materialized, Overlay};
 use crate::{Error, Result};
 
 /// A change to the values because of the environment.
@@ -123,8 +123,8 @@ pub fn fixes(env: &Environment, choices: Choices) -> Vec<Fix> {
     out
 }
 
-/// The values files of a release, in helm's order: the base file (embedded unless the user
-/// gave their own), the topology's files, then each fix's overlay.
+/// The values files of a release, in helm's order (the base file, the topology's files, then
+/// each fix's overlay): [`crate::stack::stack`] with the fixes' overlays.
 pub fn values_for(
     role: Role,
     user_values: Option<Vec<(String, String)>>,
@@ -132,46 +132,8 @@ pub fn values_for(
     wiring: &Wiring,
     fixes: &[Fix],
 ) -> Vec<(String, String)> {
-    let own_files = user_values.is_some();
-    let mut out = match (user_values, role) {
-        (Some(files), _) => files,
-        (None, Role::Cluster) => vec![(EACH_CLUSTER.name.to_owned(), EACH_CLUSTER.text.to_owned())],
-        // The content file follows verbatim (never through envsubst); a user's own central
-        // files replace both.
-        (None, Role::Central) => vec![
-            (
-                crate::values::CENTRAL_MONITOR.name.to_owned(),
-                central_values.unwrap_or_else(|| crate::values::CENTRAL_MONITOR.text.to_owned()),
-            ),
-            (
-                crate::values::CENTRAL_CONTENT.name.to_owned(),
-                crate::values::CENTRAL_CONTENT.text.to_owned(),
-            ),
-        ],
-    };
-    match role {
-        Role::Cluster => out.extend(
-            wiring
-                .cluster_files()
-                .into_iter()
-                .map(|(n, t)| (n.to_owned(), t)),
-        ),
-        // Before the content file, as the overlays' headers show the plain-helm command.
-        Role::Central => {
-            if let Some(f) = wiring.central_file() {
-                // A user's own central files: on top of them, as fixes go on a cluster's.
-                let at = if own_files { out.len() } else { 1 };
-                out.insert(at, (f.name.to_owned(), f.text.to_owned()));
-            }
-        }
-    }
-    if role == Role::Cluster {
-        for f in fixes {
-            let file = f.which.file();
-            out.push((file.name.to_owned(), file.text.to_owned()));
-        }
-    }
-    out
+    let overlays: Vec<Overlay> = fixes.iter().map(|f| f.which).collect();
+    crate::stack::stack(role, user_values, central_values, wiring, &overlays)
 }
 
 /// One thing bootstrap will do (or did), in order.

@@ -9,8 +9,9 @@ use cmm_core::ClusterName;
 use serde::Deserialize;
 
 use crate::envsubst::envsubst;
+use crate::stack::stack;
 use crate::topology::{Choice, Names, Role, Topology, Wiring};
-use crate::values::{Overlay, CENTRAL_CONTENT, CENTRAL_MONITOR, DATASOURCES_VAR, EACH_CLUSTER};
+use crate::values::{Overlay, CENTRAL_MONITOR, DATASOURCES_VAR};
 use crate::{Error, Result};
 
 /// The fleet `cmm-agent plan` uses when given none.
@@ -76,7 +77,7 @@ pub struct Member {
     pub role: Role,
     pub release: String,
     pub namespace: String,
-    pub values: Vec<(&'static str, String)>,
+    pub values: Vec<(String, String)>,
     pub sets: Vec<String>,
 }
 
@@ -196,33 +197,29 @@ impl Fleet {
         envsubst(CENTRAL_MONITOR.text, &vars)
     }
 
-    /// Every release of the fleet: central first, then clusters in file order.
+    /// Every release of the fleet: central first, then clusters in file order. The stacks come
+    /// from [`crate::stack::stack`], as bootstrap's do.
     pub fn members(&self) -> Vec<Member> {
-        // Content last and verbatim: envsubst would blank its Grafana `$` references.
-        let mut central = vec![(CENTRAL_MONITOR.name, self.central_values())];
-        if let Some(f) = self.central_wiring().central_file() {
-            central.push((f.name, f.text.to_owned()));
-        }
-        central.push((CENTRAL_CONTENT.name, CENTRAL_CONTENT.text.to_owned()));
         let mut out = vec![Member {
             role: Role::Central,
             release: self.central.release.clone(),
             namespace: self.central.namespace.clone(),
-            values: central,
+            values: stack(
+                Role::Central,
+                None,
+                Some(self.central_values()),
+                &self.central_wiring(),
+                &[],
+            ),
             sets: Vec::new(),
         }];
         for (i, c) in self.clusters.iter().enumerate() {
-            let mut values = vec![(EACH_CLUSTER.name, EACH_CLUSTER.text.to_owned())];
-            values.extend(self.wiring(i).expect("validated in parse").cluster_files());
-            for o in &c.overlays {
-                let f = o.file();
-                values.push((f.name, f.text.to_owned()));
-            }
+            let wiring = self.wiring(i).expect("validated in parse");
             out.push(Member {
                 role: Role::Cluster,
                 release: c.name.clone(),
                 namespace: c.namespace.clone(),
-                values,
+                values: stack(Role::Cluster, None, None, &wiring, &c.overlays),
                 sets: c.set.clone(),
             });
         }
@@ -269,7 +266,87 @@ mod tests {
     }
 
     fn names(m: &Member) -> Vec<&str> {
-        m.values.iter().map(|(n, _)| *n).collect()
+        m.values.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// `plan` renders a fleet file; bootstrap installs one cluster with the fixes it detects.
+    /// For the same choices both must install the same files in the same order.
+    #[test]
+    fn plan_and_bootstrap_build_the_same_values_stack() {
+        use crate::bootstrap::{plan_of, Options};
+        use crate::detect::{EnvKind, Environment};
+        let fleets = [
+            include_str!("../../examples/fleet.toml"),
+            include_str!("../../examples/fleet-push.toml"),
+            include_str!("../../examples/fleet-thanos.toml"),
+        ];
+        for text in fleets {
+            let fleet = Fleet::parse(text, "test").unwrap();
+            for (m, member) in fleet.members().iter().enumerate() {
+                let (role, wiring, env, kube_metrics, insecure) = match member.role {
+                    Role::Central => (
+                        Role::Central,
+                        fleet.central_wiring(),
+                        Environment::default(),
+                        false,
+                        false,
+                    ),
+                    Role::Cluster => {
+                        let c = &fleet.clusters[m - 1];
+                        // The environment that makes bootstrap pick the fleet's overlays.
+                        let managed = c.overlays.contains(&Overlay::ManagedControlPlane);
+                        let env = Environment {
+                            kinds: if managed {
+                                vec![EnvKind::Eks]
+                            } else {
+                                Vec::new()
+                            },
+                            evidence: Vec::new(),
+                        };
+                        (
+                            Role::Cluster,
+                            fleet.wiring(m - 1).unwrap(),
+                            env,
+                            c.overlays.contains(&Overlay::KubeMetrics),
+                            c.overlays.contains(&Overlay::InsecurePlainHttp),
+                        )
+                    }
+                };
+                let opts = Options {
+                    cluster: ClusterName::parse(&member.release).unwrap(),
+                    role,
+                    namespace: member.namespace.clone(),
+                    chart: crate::chart::ChartSource::upstream(),
+                    helm_version: String::new(),
+                    user_values: None,
+                    central_values: (role == Role::Central).then(|| fleet.central_values()),
+                    sets: member.sets.clone(),
+                    kube_metrics,
+                    insecure_plain_http: insecure,
+                    wiring,
+                    timeout_secs: 0,
+                    pending_grace_secs: 0,
+                    host_proc_version: None,
+                    dry_run: true,
+                    now_unix: 0,
+                };
+                let (_, bootstrap_values, _) = plan_of(&opts, &env);
+                assert_eq!(
+                    names(member),
+                    bootstrap_values
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>(),
+                    "{} in {text}",
+                    member.release
+                );
+                assert_eq!(
+                    member.values, bootstrap_values,
+                    "{}: the files' text",
+                    member.release
+                );
+            }
+        }
     }
 
     #[test]

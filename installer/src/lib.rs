@@ -3,7 +3,7 @@
 //!
 //! - **The install plan** (pure, offline): [`topology`] (how the fleet is wired, the role a
 //!   release plays, the values files each role installs), [`values`] and [`envsubst`] (the
-//!   embedded files), [`set`] (helm `--set` checks), [`fleet`] (a whole fleet's plan),
+//!   embedded files), [`set`] (helm `--set` checks), [`stack`] (the values files of a release, in order), [`fleet`] (a whole fleet's plan),
 //!   [`detect`] (environment quirks from what the API showed), [`bootstrap`] (the fixes, the
 //!   plan and its digest), [`access`] (the one table of reads and writes) and [`preflight`]
 //!   (that table asked of the API server), [`release`] (helm's release records), [`health`],
@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod release;
 pub mod render;
 pub mod set;
+pub mod stack;
 pub mod stop;
 pub mod storage;
 pub mod tls;

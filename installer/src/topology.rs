@@ -6,9 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use cmm_core::content;
-
-use crate::values::ValuesFile;
+use crate::values::{
+    ValuesFile, AGENT_MODE, CENTRAL_RECEIVER, PUSH, THANOS_OBJECT_STORAGE, THANOS_QUERY,
+    THANOS_SIDECAR,
+};
 use crate::{Error, Result};
 
 /// What a release is in the fleet: the central Grafana, or a monitored cluster. Each role
@@ -315,41 +316,6 @@ impl Wiring {
 /// The generated values file carrying the receiver URL (shown under this name in plans).
 pub const RECEIVER_FILE: &str = "cmm-receiver-url.yaml";
 
-pub const PUSH: ValuesFile = ValuesFile {
-    name: "overlays/push.yaml",
-    text: content::OVERLAY_PUSH_YAML,
-};
-pub const AGENT_MODE: ValuesFile = ValuesFile {
-    name: "overlays/agent-mode.yaml",
-    text: content::OVERLAY_AGENT_MODE_YAML,
-};
-pub const CENTRAL_RECEIVER: ValuesFile = ValuesFile {
-    name: "overlays/central-receiver.yaml",
-    text: content::OVERLAY_CENTRAL_RECEIVER_YAML,
-};
-pub const THANOS_SIDECAR: ValuesFile = ValuesFile {
-    name: "overlays/thanos-sidecar.yaml",
-    text: content::OVERLAY_THANOS_SIDECAR_YAML,
-};
-pub const THANOS_OBJECT_STORAGE: ValuesFile = ValuesFile {
-    name: "overlays/thanos-object-storage.yaml",
-    text: content::OVERLAY_THANOS_OBJECT_STORAGE_YAML,
-};
-pub const THANOS_QUERY: ValuesFile = ValuesFile {
-    name: "overlays/thanos-query.yaml",
-    text: content::OVERLAY_THANOS_QUERY_YAML,
-};
-
-/// Every file a topology composes, as shipped (packages put them under values/overlays/).
-pub const FILES: [ValuesFile; 6] = [
-    PUSH,
-    AGENT_MODE,
-    CENTRAL_RECEIVER,
-    THANOS_SIDECAR,
-    THANOS_OBJECT_STORAGE,
-    THANOS_QUERY,
-];
-
 /// A receiver URL push.yaml can carry: https (the receiver admits only mutual TLS), a host, a
 /// path (Prometheus' receiver is POST /api/v1/write), nothing helm's tpl or YAML would read.
 pub fn check_receiver_url(url: &str) -> std::result::Result<(), String> {
@@ -518,11 +484,7 @@ mod tests {
     #[test]
     fn every_overlay_in_the_repository_is_embedded_and_packaged_as_it_is() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../values/overlays");
-        let shipped: Vec<ValuesFile> = crate::values::Overlay::ALL
-            .map(|o| o.file())
-            .into_iter()
-            .chain(FILES)
-            .collect();
+        let shipped = crate::values::OVERLAYS;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = format!("overlays/{}", path.file_name().unwrap().to_str().unwrap());

@@ -65,29 +65,75 @@ impl Overlay {
 
     pub fn file(self) -> ValuesFile {
         match self {
-            Overlay::Wsl => ValuesFile {
-                name: "overlays/wsl.yaml",
-                text: content::OVERLAY_WSL_YAML,
-            },
-            Overlay::KubeMetrics => ValuesFile {
-                name: "overlays/kube-metrics.yaml",
-                text: content::OVERLAY_KUBE_METRICS_YAML,
-            },
-            Overlay::ManagedControlPlane => ValuesFile {
-                name: "overlays/managed-control-plane.yaml",
-                text: content::OVERLAY_MANAGED_CONTROL_PLANE_YAML,
-            },
-            Overlay::NodeExporterFull => ValuesFile {
-                name: "overlays/node-exporter-full.yaml",
-                text: content::OVERLAY_NODE_EXPORTER_FULL_YAML,
-            },
-            Overlay::InsecurePlainHttp => ValuesFile {
-                name: "overlays/insecure-plain-http.yaml",
-                text: content::OVERLAY_INSECURE_PLAIN_HTTP_YAML,
-            },
+            Overlay::Wsl => WSL,
+            Overlay::KubeMetrics => KUBE_METRICS,
+            Overlay::ManagedControlPlane => MANAGED_CONTROL_PLANE,
+            Overlay::NodeExporterFull => NODE_EXPORTER_FULL,
+            Overlay::InsecurePlainHttp => INSECURE_PLAIN_HTTP,
         }
     }
 }
+
+pub const WSL: ValuesFile = ValuesFile {
+    name: "overlays/wsl.yaml",
+    text: content::OVERLAY_WSL_YAML,
+};
+pub const KUBE_METRICS: ValuesFile = ValuesFile {
+    name: "overlays/kube-metrics.yaml",
+    text: content::OVERLAY_KUBE_METRICS_YAML,
+};
+pub const MANAGED_CONTROL_PLANE: ValuesFile = ValuesFile {
+    name: "overlays/managed-control-plane.yaml",
+    text: content::OVERLAY_MANAGED_CONTROL_PLANE_YAML,
+};
+pub const NODE_EXPORTER_FULL: ValuesFile = ValuesFile {
+    name: "overlays/node-exporter-full.yaml",
+    text: content::OVERLAY_NODE_EXPORTER_FULL_YAML,
+};
+pub const INSECURE_PLAIN_HTTP: ValuesFile = ValuesFile {
+    name: "overlays/insecure-plain-http.yaml",
+    text: content::OVERLAY_INSECURE_PLAIN_HTTP_YAML,
+};
+pub const PUSH: ValuesFile = ValuesFile {
+    name: "overlays/push.yaml",
+    text: content::OVERLAY_PUSH_YAML,
+};
+pub const AGENT_MODE: ValuesFile = ValuesFile {
+    name: "overlays/agent-mode.yaml",
+    text: content::OVERLAY_AGENT_MODE_YAML,
+};
+pub const CENTRAL_RECEIVER: ValuesFile = ValuesFile {
+    name: "overlays/central-receiver.yaml",
+    text: content::OVERLAY_CENTRAL_RECEIVER_YAML,
+};
+pub const THANOS_SIDECAR: ValuesFile = ValuesFile {
+    name: "overlays/thanos-sidecar.yaml",
+    text: content::OVERLAY_THANOS_SIDECAR_YAML,
+};
+pub const THANOS_OBJECT_STORAGE: ValuesFile = ValuesFile {
+    name: "overlays/thanos-object-storage.yaml",
+    text: content::OVERLAY_THANOS_OBJECT_STORAGE_YAML,
+};
+pub const THANOS_QUERY: ValuesFile = ValuesFile {
+    name: "overlays/thanos-query.yaml",
+    text: content::OVERLAY_THANOS_QUERY_YAML,
+};
+
+/// Every overlay, as shipped (packages put them under values/overlays/): the one list of
+/// their names. The operator's and the environment's ([`Overlay`]), then the topologies'.
+pub const OVERLAYS: [ValuesFile; 11] = [
+    WSL,
+    KUBE_METRICS,
+    MANAGED_CONTROL_PLANE,
+    NODE_EXPORTER_FULL,
+    INSECURE_PLAIN_HTTP,
+    PUSH,
+    AGENT_MODE,
+    CENTRAL_RECEIVER,
+    THANOS_SIDECAR,
+    THANOS_OBJECT_STORAGE,
+    THANOS_QUERY,
+];
 
 /// Values written to a private temporary directory for helm's `--values`; removed on drop.
 /// Files, not `--set`, so nothing from them shows on a command line. The directory is 0700 and

@@ -36,8 +36,7 @@ pub fn run(args: AssetsArgs) -> anyhow::Result<()> {
         cmm_installer::values::CENTRAL_CONTENT,
     ]
     .into_iter()
-    .chain(cmm_installer::values::Overlay::ALL.map(|o| o.file()))
-    .chain(cmm_installer::topology::FILES);
+    .chain(cmm_installer::values::OVERLAYS);
     for f in files {
         let path = values.join(f.name);
         if let Some(dir) = path.parent() {

@@ -66,7 +66,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<()> {
             &settings.chart,
             &m.release,
             &m.namespace,
-            m.values.iter().map(|(n, t)| (*n, t.clone())),
+            m.values.iter().map(|(n, t)| (n.as_str(), t.clone())),
             &m.sets,
         )
         .await
@@ -75,7 +75,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> anyhow::Result<()> {
             role: m.role,
             release: m.release.clone(),
             namespace: m.namespace.clone(),
-            values: m.values.iter().map(|(n, _)| (*n).to_owned()).collect(),
+            values: m.values.iter().map(|(n, _)| n.clone()).collect(),
             sets: m.sets.clone(),
             objects: rendered.objects.len(),
             kinds: rendered.kinds(),
