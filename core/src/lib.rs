@@ -1,8 +1,11 @@
 //! CMM's shared vocabulary.
 //!
-//! Every name that more than one part of CMM has to agree on — the label that tells clusters
-//! apart, the object names the values files pin, the Grafana datasource naming — is defined
-//! here once, so the agent, the values files' tests and the Grafana side cannot drift apart.
+//! Names that more than one crate has to agree on (the label that tells clusters apart, the
+//! object and Secret names the values files pin, the Grafana datasource naming), the one
+//! `Finding` type, the duration grammar and the embedded content live here, so the agent, the
+//! installer and the Grafana side cannot drift apart. A name only one crate uses stays in that
+//! crate beside its code (e.g. the topology's objects in `cmm_installer::topology`); the
+//! values files' tests read these names from the files themselves.
 
 pub mod content;
 pub mod datasource;

@@ -1,14 +1,15 @@
 //! Everything `cmm-agent` does to a cluster, below the command line, in two halves. The modules
 //! import each other without a circle (`python3 scripts/shape.py` lists any):
 //!
-//! - **The install plan** (pure, offline): [`topology`] (how the fleet is wired, the role a
+//! - **The install plan**: decisions as pure functions over typed values (`fixes`, `plan_of`,
+//!   `judge*`, `decide_*`), the reads they need made elsewhere. [`topology`] (how the fleet is wired, the role a
 //!   release plays, the values files each role installs), [`values`] and [`envsubst`] (the
 //!   embedded files), [`set`] (helm `--set` checks), [`stack`] (the values files of a release, in order), [`fleet`] (a whole fleet's plan),
 //!   [`detect`] (environment quirks from what the API showed), [`bootstrap`] (the fixes, the
 //!   plan and its digest), [`access`] (the one table of reads and writes) and [`preflight`]
 //!   (that table asked of the API server), [`release`] (helm's release records), [`health`],
 //!   [`workloads`] and [`storage`] (judgements over a snapshot), [`chart`], [`helm`] and
-//!   [`render`] (running helm).
+//!   [`render`] (running helm; [`preflight`] and `bootstrap::prepare` also ask the API server).
 //! - **Cluster access**: [`kube`] (the one Kubernetes client), [`lock`] (the run lock, a
 //!   Lease), [`tls`] (the CMM CA and the certificates issued from it), [`proxy`] and [`stop`].
 //!

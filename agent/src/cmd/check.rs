@@ -72,12 +72,12 @@ pub async fn run(
     };
     report
         .findings
-        .extend(checkup::judge(&inputs, conn.as_ref()).await);
+        .extend(checkup::findings(&inputs, conn.as_ref()).await);
     if let (true, Some(conn)) = (s.repair, &conn) {
         report.repaired = checkup::repair(&inputs, conn, &report.findings).await;
         if !report.repaired.is_empty() {
             // What is true now, not what was found before the repair.
-            report.findings = checkup::judge(&inputs, Some(conn)).await;
+            report.findings = checkup::findings(&inputs, Some(conn)).await;
         }
     }
     report.verdict = Verdict::of(&report.findings);

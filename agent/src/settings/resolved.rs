@@ -611,3 +611,305 @@ impl FixStorageSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::FromArgMatches;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::exit::ExitCode;
+
+    /// The command line as `settings::start` reads it without a settings file: the built-in
+    /// defaults applied, the given settings noted.
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["cmm-agent"];
+        argv.extend_from_slice(args);
+        let matches = layers::defaults_only()
+            .try_get_matches_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut cli = Cli::from_arg_matches(&matches).unwrap();
+        cli.note_given(&matches);
+        cli
+    }
+
+    fn bootstrap(args: &[&str]) -> anyhow::Result<BootstrapSettings> {
+        let mut argv = vec!["bootstrap"];
+        argv.extend_from_slice(args);
+        match cli(&argv).command {
+            Command::Bootstrap(b) => BootstrapSettings::resolve(&b),
+            _ => unreachable!(),
+        }
+    }
+
+    fn check(args: &[&str]) -> anyhow::Result<Option<CheckSettings>> {
+        let mut argv = vec!["check"];
+        argv.extend_from_slice(args);
+        match cli(&argv).command {
+            Command::Check(c) => CheckSettings::resolve(&c),
+            _ => unreachable!(),
+        }
+    }
+
+    const PLAIN: &[&str] = &["--cluster", "kr-mum", "--insecure-plain-http"];
+
+    #[test]
+    fn every_bad_bootstrap_value_is_exit_2_naming_its_setting() {
+        let err = bootstrap(&["--insecure-plain-http"]).err().unwrap();
+        assert_eq!(ExitCode::of(&err), ExitCode::Usage);
+        assert!(
+            err.to_string()
+                .contains("--cluster / CMM_CLUSTER is not set"),
+            "{err}"
+        );
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--cluster", "Kr_Mum", "--insecure-plain-http"],
+                "--cluster / CMM_CLUSTER",
+            ),
+            (&["--namespace", "Mon"], "--namespace"),
+            (&["--timeout", "3h"], "--timeout / CMM_TIMEOUT"),
+            (&["--pending-grace", "2d"], "--pending-grace"),
+            (&["--cert-renew-before", "1h"], "--cert-renew-before"),
+            (&["--first-scrape-wait", "2h"], "--first-scrape-wait"),
+            (&["--grafana-timeout", "10 minutes"], "--grafana-timeout"),
+            (&["--grafana-retries", "0"], "--grafana-retries"),
+            (&["--grafana-retries", "21"], "--grafana-retries"),
+            (&["--set", "kubeStateMetrics.enabled"], "has no '='"),
+            (&["--values", "/nonexistent/values.yaml"], "--values"),
+            (&["--chart", "oci://x"], "chart"),
+            (&["--prometheus-url", "ftp://x"], "prometheus"),
+        ];
+        for (extra, says) in cases {
+            let mut argv = if extra.contains(&"--cluster") {
+                Vec::new()
+            } else {
+                PLAIN.to_vec()
+            };
+            argv.extend_from_slice(extra);
+            let err = bootstrap(&argv)
+                .err()
+                .unwrap_or_else(|| panic!("{argv:?} was taken"));
+            assert_eq!(ExitCode::of(&err), ExitCode::Usage, "{argv:?}: {err:#}");
+            assert!(format!("{err:#}").contains(says), "{argv:?}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn combinations_the_wiring_and_the_roles_refuse() {
+        let url = "https://10.0.0.5:30090/api/v1/write";
+        let cases: &[(&[&str], &str)] = &[
+            // Mutual TLS is the default: its certificate needs the central cluster.
+            (&["--cluster", "kr-mum"], "--central-context"),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--topology",
+                    "push",
+                    "--central-context",
+                    "c",
+                ],
+                "--receiver-url",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--topology",
+                    "push",
+                    "--receiver-url",
+                    url,
+                    "--insecure-plain-http",
+                ],
+                "needs mutual TLS",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--agent-mode",
+                    "--insecure-plain-http",
+                ],
+                "--agent-mode",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--thanos-object-storage",
+                    "--insecure-plain-http",
+                ],
+                "--thanos-object-storage",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--receiver-url",
+                    url,
+                    "--insecure-plain-http",
+                ],
+                "--receiver-url",
+            ),
+            // Flags of the other role are refused, not ignored.
+            (
+                &[
+                    "--cluster",
+                    "monitor",
+                    "--role",
+                    "central",
+                    "--first-scrape-wait",
+                    "1m",
+                ],
+                "--first-scrape-wait",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "kr-mum",
+                    "--insecure-plain-http",
+                    "--grafana-wait",
+                    "1m",
+                ],
+                "--grafana-wait",
+            ),
+            (
+                &[
+                    "--cluster",
+                    "monitor",
+                    "--role",
+                    "central",
+                    "--registration-token-out",
+                    "/nonexistent-dir/token",
+                ],
+                "its directory does not exist",
+            ),
+        ];
+        for (argv, says) in cases {
+            let err = bootstrap(argv)
+                .err()
+                .unwrap_or_else(|| panic!("{argv:?} was taken"));
+            assert_eq!(ExitCode::of(&err), ExitCode::Usage, "{argv:?}");
+            assert!(format!("{err:#}").contains(says), "{argv:?}: {err:#}");
+        }
+        // What the wiring allows: push with its URL and the central context; a dry run
+        // needs no certificate.
+        assert!(bootstrap(&[
+            "--cluster",
+            "kr-mum",
+            "--topology",
+            "push",
+            "--receiver-url",
+            url,
+            "--central-context",
+            "c"
+        ])
+        .is_ok());
+        assert!(bootstrap(&["--cluster", "kr-mum", "--dry-run"]).is_ok());
+        // The central role receives: no receiver URL of its own.
+        assert!(bootstrap(&[
+            "--cluster",
+            "monitor",
+            "--role",
+            "central",
+            "--topology",
+            "push"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn bootstrap_settings_carry_typed_values_and_the_built_in_defaults() {
+        let s = bootstrap(PLAIN).unwrap();
+        assert_eq!(s.cluster.as_str(), "kr-mum");
+        assert_eq!(s.namespace, cmm_core::naming::DEFAULT_NAMESPACE);
+        assert_eq!(s.helm_run.timeout, Duration::from_secs(600));
+        assert_eq!(s.helm_run.pending_grace, Duration::from_secs(900));
+        assert_eq!(s.prometheus.first_scrape_wait, Duration::from_secs(120));
+        assert_eq!(s.central.renew_before, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.grafana.retry.attempts, 5);
+        assert_eq!(
+            s.plan.wiring.topology,
+            cmm_installer::topology::Topology::Pull
+        );
+        assert!(!s.mutual_tls() && !s.registers());
+        assert!(s.central_role.is_none());
+        let s = bootstrap(&[
+            "--cluster",
+            "kr-mum",
+            "--central-context",
+            "hub",
+            "--timeout",
+            "90s",
+            "--rules",
+            "skip",
+        ])
+        .unwrap();
+        assert!(s.mutual_tls());
+        assert_eq!(s.helm_run.timeout, Duration::from_secs(90));
+        assert_eq!(s.prometheus.rules, RulesMode::Skip);
+        assert_eq!(s.central.context.as_deref(), Some("hub"));
+        let s = bootstrap(&["--cluster", "monitor", "--role", "central"]).unwrap();
+        assert!(!s.mutual_tls(), "the central role serves no Prometheus");
+        assert_eq!(
+            s.central_role.unwrap().grafana_wait,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn check_without_a_cluster_is_unconfigured_and_reinstalls_with_its_own_settings() {
+        assert!(check(&[]).unwrap().is_none());
+        let err = check(&["--cluster", "kr-mum", "--storage-warn", "0"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--storage-warn"), "{err}");
+        let c = check(&[
+            "--cluster",
+            "kr-mum",
+            "--insecure-plain-http",
+            "--kube-metrics",
+            "--timeout",
+            "5m",
+            "--set",
+            "a=b",
+        ])
+        .unwrap()
+        .unwrap();
+        let b = c.reinstall_settings();
+        assert_eq!(b.cluster, c.cluster);
+        assert_eq!(b.role, Role::Cluster);
+        assert!(!b.dry_run && !b.skip_grafana_check);
+        assert_eq!(b.helm_run.timeout, Duration::from_secs(300));
+        assert!(b.plan.kube_metrics && !b.plan.wiring.mutual_tls());
+        assert_eq!(b.plan.sets, ["a=b"]);
+        assert!(b.central_role.is_none());
+    }
+
+    #[test]
+    fn leaving_needs_no_receiver_url_but_registering_does() {
+        let dereg = |args: &[&str]| {
+            let mut argv = vec!["deregister"];
+            argv.extend_from_slice(args);
+            match cli(&argv).command {
+                Command::Deregister(d) => DeregisterSettings::resolve(&d),
+                _ => unreachable!(),
+            }
+        };
+        let reg = |args: &[&str]| {
+            let mut argv = vec!["register"];
+            argv.extend_from_slice(args);
+            match cli(&argv).command {
+                Command::Register(r) => RegisterSettings::resolve(&r),
+                _ => unreachable!(),
+            }
+        };
+        assert!(dereg(&["--cluster", "kr-mum", "--topology", "push"]).is_ok());
+        let err = reg(&["--cluster", "kr-mum", "--topology", "push"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("--receiver-url"), "{err}");
+        assert!(dereg(&[]).err().unwrap().to_string().contains("--cluster"));
+    }
+}

@@ -39,7 +39,8 @@ pub fn source(file: Option<&Path>) -> TokenSource {
     })
 }
 
-/// The order itself, over what was seen: pure, so each case is a unit test.
+/// The order itself, over what was seen (a credential counts only when its file is not
+/// empty, so that one is looked at): each case is a unit test.
 pub fn decide(seen: &Seen<'_>) -> TokenSource {
     if let Some(path) = seen.file {
         return TokenSource::File(path.to_owned());

@@ -1,6 +1,7 @@
-//! `check`'s stages over one snapshot: gather (the reads of `access::check`), judge in pure
-//! functions (`cmm_installer::health`, `cmm_installer::tls::judge`, `cmm_central::health`,
-//! [`shared::judge`]), and the repairs ([`repair`]). The command renders the findings.
+//! `check`'s stages over one snapshot. [`findings`] gathers each stage (the reads of
+//! `access::check`) and hands what it read to that stage's judge, a pure function
+//! (`cmm_installer::health::judge`, `cmm_installer::tls::judge`, `cmm_central::health::judge_*`,
+//! [`shared::judge`]); [`repair`] carries out the safe repairs. The command renders the findings.
 
 mod repair;
 pub mod shared;
@@ -28,8 +29,8 @@ pub struct Inputs<'a> {
     pub central: Option<&'a cmm_installer::tls::CentralPki>,
 }
 
-/// One snapshot, every stage judged.
-pub async fn judge(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
+/// One snapshot, every stage gathered and judged.
+pub async fn findings(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
     let mut out = Vec::new();
     let ns = &i.s.namespace;
     let mut endpoint = None;
