@@ -107,12 +107,11 @@ impl ExitCode {
         }
     }
 
-    /// How the setting an error is about was given (`--chart`, `CMM_CHART`, `chart (FILE line
-    /// N)`), or every way to give it when it was not: the origin the libraries cannot know.
-    pub fn setting_of(err: &anyhow::Error) -> Option<String> {
+    /// The setting (its key) an error is about; `main` names it the way it was given
+    /// (`settings::layers::named`): the origin the libraries cannot know.
+    pub fn setting_of(err: &anyhow::Error) -> Option<&str> {
         err.chain()
             .find_map(|e| e.downcast_ref::<Classified>().and_then(Classified::setting))
-            .map(crate::settings::layers::named)
     }
 
     /// The code attached to an error chain, or `Internal` when none was attached.

@@ -31,7 +31,6 @@ fn main() -> std::process::ExitCode {
             json,
         }) => return cmd::config::refuse_to_start(&config, &problems, json),
     };
-    cli.config = config;
     cli.note_given(&matches);
     let json_output = cli.global.output == cli::Output::Json;
     let json_logs = cli.global.log_format == logging::LogFormat::Json;
@@ -66,7 +65,7 @@ fn main() -> std::process::ExitCode {
         let hard_stop = interrupt::install(grace)
             .map_err(|e| anyhow::anyhow!("cannot install the SIGINT/SIGTERM handlers: {e}"))?;
         tokio::select! {
-            r = cmd::run(cli) => r,
+            r = cmd::run(cli, &config) => r,
             signal = hard_stop => {
                 use exit::Classify;
                 Err(cmm_installer::Error::Interrupted {
@@ -114,7 +113,7 @@ fn failed(
     .then(interrupt::current_stage)
     .flatten();
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-    let setting = exit::ExitCode::setting_of(err);
+    let setting = exit::ExitCode::setting_of(err).map(settings::layers::named);
     if json_output {
         output::finish_json(Some(serde_json::json!({
             "code": code.name(),

@@ -28,9 +28,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-    /// Where the settings file was looked for (filled by `settings::start`).
-    #[arg(skip = crate::settings::ConfigLocation { path: crate::settings::layers::DEFAULT_CONFIG.into(), explicit: false })]
-    pub config: crate::settings::ConfigLocation,
 }
 
 #[derive(Debug, Args)]

@@ -14,8 +14,9 @@ pub(crate) mod schedule;
 pub(crate) mod update;
 
 use crate::cli::{Cli, Command};
+use crate::settings::ConfigLocation;
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, config: &ConfigLocation) -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args).await,
         Command::Bootstrap(args) => bootstrap::run(&cli.global, args).await,
@@ -24,9 +25,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deregister(args) => deregister::run(&cli.global, args).await,
         Command::Central(args) => central::run(&cli.global, args).await,
         Command::Rbac(args) => rbac::run(&cli.global, args),
-        Command::Check(args) => check::run(&cli.global, args, &cli.config).await,
-        Command::Schedule(args) => schedule::run(&cli.global, args, &cli.config),
-        Command::Config(args) => config::run(&cli.global, args, &cli.config),
+        Command::Check(args) => check::run(&cli.global, args, config).await,
+        Command::Schedule(args) => schedule::run(&cli.global, args, config),
+        Command::Config(args) => config::run(&cli.global, args, config),
         Command::SelfUpdate(args) => update::run(&cli.global, args).await,
         Command::GenerateAssets(args) => assets::run(args),
     }
