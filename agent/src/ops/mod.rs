@@ -9,3 +9,4 @@ pub mod endpoint;
 pub mod install;
 pub mod registration;
 pub mod storage;
+pub mod update;

@@ -9,6 +9,7 @@ mod registration;
 pub use check::CheckReport;
 pub use registration::Left;
 mod storage;
+mod update;
 
 use crate::cli::Output;
 

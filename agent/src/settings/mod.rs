@@ -7,9 +7,11 @@ pub mod file;
 pub mod layers;
 pub mod resolved;
 pub mod token;
+pub mod update;
 
 pub use durations::DurationSetting;
 pub use resolved::*;
+pub use update::SelfUpdateSettings;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
