@@ -24,7 +24,7 @@ use axum::Router;
 use zipsign_api::SigningKey;
 
 /// The seed of the test release key. Public on purpose: debug builds of cmm-agent trust its
-/// verifying key (`agent/src/cmd/update.rs`, `TEST_KEY`), release builds never do.
+/// verifying key (`agent/src/ops/update.rs`, `TEST_KEY`), release builds never do.
 pub const TEST_SEED: [u8; 32] = *b"cmm-agent test key, not secret!!";
 
 pub fn test_key() -> SigningKey {
