@@ -55,7 +55,7 @@ fn main() -> std::process::ExitCode {
     let grace = match cli.command {
         cli::Command::Bootstrap(_) => interrupt::HARD_STOP,
         // check --repair may be holding the run lock around a helm rollback.
-        cli::Command::Check(ref c) if c.repair => interrupt::HARD_STOP,
+        cli::Command::Check(ref c) if c.repair.repair => interrupt::HARD_STOP,
         // self-update between copying the binary aside and putting the new one in place.
         cli::Command::SelfUpdate(_) => interrupt::HARD_STOP,
         _ => std::time::Duration::ZERO,

@@ -15,9 +15,8 @@ pub struct BootstrapArgs {
     pub kube: KubeTargetArgs,
     #[command(flatten)]
     pub cluster: ClusterArg,
-    /// What this cluster is in CMM.
-    #[arg(help_heading = "Release", long, env = "CMM_ROLE", value_enum)]
-    pub role: RoleArg,
+    #[command(flatten)]
+    pub role: RoleChoice,
     #[command(flatten)]
     pub namespace: NamespaceArg,
     #[command(flatten)]
@@ -99,11 +98,8 @@ pub struct CheckArgs {
     pub grafana: GrafanaArgs,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
-    /// Carry out the safe, idempotent repairs: re-register a missing or drifted datasource or
-    /// rule group, roll back a pending release under the run lock, the safe part of
-    /// fix-storage. Never installs or upgrades the chart.
-    #[arg(help_heading = "Repair", long, env = "CMM_REPAIR")]
-    pub repair: bool,
+    #[command(flatten)]
+    pub repair: RepairArg,
     /// With --repair: also reinstall (`bootstrap`) when the release is missing, failed or
     /// drifted from its plan.
     #[arg(
@@ -175,9 +171,8 @@ pub struct TokenArgs {
 
 #[derive(Debug, Args)]
 pub struct RbacArgs {
-    /// What the cluster is in CMM.
-    #[arg(long, env = "CMM_ROLE", value_enum)]
-    pub role: RoleArg,
+    #[command(flatten)]
+    pub role: RoleChoice,
     #[command(flatten)]
     pub namespace: NamespaceArg,
     #[command(flatten)]
@@ -227,8 +222,8 @@ pub struct ScheduleArgs {
     #[arg(long, env = "CMM_EVERY")]
     pub every: String,
     /// The scheduled check also repairs (check --repair).
-    #[arg(long, env = "CMM_REPAIR")]
-    pub repair: bool,
+    #[command(flatten)]
+    pub repair: RepairArg,
     /// Show the transient timer's state instead of making one.
     #[arg(long, env = "CMM_SCHEDULE_STATUS", conflicts_with = "remove")]
     pub status: bool,

@@ -295,3 +295,21 @@ pub struct ClaimWaitArg {
     #[arg(help_heading = "Repair", long, env = "CMM_CLAIM_WAIT")]
     pub claim_wait: String,
 }
+
+/// `--role`: bootstrap installs it, rbac grants what it needs.
+#[derive(Debug, Args, Clone)]
+pub struct RoleChoice {
+    /// What this cluster is in CMM.
+    #[arg(help_heading = "Release", long, env = "CMM_ROLE", value_enum)]
+    pub role: RoleArg,
+}
+
+/// `--repair`: check repairs; schedule's check does.
+#[derive(Debug, Args, Clone)]
+pub struct RepairArg {
+    /// Carry out the safe, idempotent repairs: re-register a missing or drifted datasource or
+    /// rule group, roll back a pending release under the run lock, the safe part of
+    /// fix-storage. Never installs or upgrades the chart.
+    #[arg(help_heading = "Repair", long, env = "CMM_REPAIR")]
+    pub repair: bool,
+}

@@ -21,7 +21,7 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
             ))
         })
         .classify(ExitCode::Usage)?;
-    let role = match args.role {
+    let role = match args.role.role {
         RoleArg::Cluster => Role::Cluster,
         RoleArg::Central => Role::Central,
     };

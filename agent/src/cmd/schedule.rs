@@ -90,7 +90,7 @@ pub fn run(
         "--log-format".to_owned(),
         "json".to_owned(),
     ]);
-    if args.repair {
+    if args.repair.repair {
         cmd.push("--repair".into());
     }
     let run = Command::new("systemd-run")
@@ -113,7 +113,7 @@ pub fn run(
         "scheduled: {unit}.timer runs `cmm-agent check{}` every {} (settings {}).\n\
          This transient timer does NOT survive a reboot: for a lasting one, \
          `systemctl enable --now cmm-agent-check.timer`. Remove it with `cmm-agent schedule --remove`.",
-        if args.repair { " --repair" } else { "" },
+        if args.repair.repair { " --repair" } else { "" },
         cmm_core::duration::show(every),
         config.path.display()
     );

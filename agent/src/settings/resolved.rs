@@ -417,7 +417,7 @@ impl BootstrapSettings {
     pub fn resolve(args: &cli::BootstrapArgs) -> anyhow::Result<Self> {
         let cluster = cluster(&args.cluster)?;
         let namespace = namespace(&args.namespace)?;
-        let role = match args.role {
+        let role = match args.role.role {
             cli::RoleArg::Cluster => Role::Cluster,
             cli::RoleArg::Central => Role::Central,
         };
@@ -520,7 +520,7 @@ impl CheckSettings {
             grafana: GrafanaSettings::resolve(&args.grafana)?,
             prometheus: PrometheusSettings::resolve(&args.endpoint)?,
             central: CentralSide::resolve(&args.endpoint.tls, args.kube.kubeconfig.as_ref())?,
-            repair: args.repair,
+            repair: args.repair.repair,
             reinstall: args.reinstall,
             storage_warn: args.storage_warn,
             helm_run,
