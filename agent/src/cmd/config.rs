@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{ConfigArgs, ConfigCommand, GlobalArgs, Output};
+use crate::cli::{ConfigArgs, ConfigCommand, GlobalArgs};
 use crate::exit::ExitCode;
-use crate::output::outln;
+use crate::render::{self, Document};
 use crate::settings::file::{self, Problem};
 use crate::settings::layers::{self, Origin, Resolved};
 use crate::settings::ConfigLocation;
@@ -32,25 +32,18 @@ fn validate(global: &GlobalArgs, path: &std::path::Path, explicit: bool) -> anyh
     match file::load(path, explicit, &cli) {
         Ok(f) => {
             let n = f.map_or(0, |f| f.entries.len());
-            match global.output {
-                Output::Json => crate::output::json(&serde_json::json!({
-                    "file": path.display().to_string(), "valid": true, "settings": n, "problems": [],
-                }))?,
-                Output::Human => outln!("{}: valid ({n} settings)", path.display()),
-            }
-            Ok(())
+            let json = serde_json::json!({
+                "file": path.display().to_string(), "valid": true, "settings": n, "problems": [],
+            });
+            let line = format!("{}: valid ({n} settings)", path.display());
+            render::emit(global.output, &Document::lines(json, &[line]))
         }
         Err(problems) => {
-            match global.output {
-                Output::Json => crate::output::json(&serde_json::json!({
-                    "file": path.display().to_string(), "valid": false, "problems": problems,
-                }))?,
-                Output::Human => {
-                    for p in &problems {
-                        outln!("{p}");
-                    }
-                }
-            }
+            let json = serde_json::json!({
+                "file": path.display().to_string(), "valid": false, "problems": problems,
+            });
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            render::emit(global.output, &Document::lines(json, &lines))?;
             Err(Invalid(format!(
                 "{} has {} problem(s); nothing was run",
                 path.display(),
@@ -152,26 +145,30 @@ fn show(global: &GlobalArgs, config: &ConfigLocation, command: &[String]) -> any
         (Some(_), _) => format!("{} (read)", config.path.display()),
         (None, _) => format!("{} (absent: built-in defaults)", config.path.display()),
     };
-    match global.output {
-        Output::Json => crate::output::json(&serde_json::json!({
-            "command": path.join(" "), "file": file_state, "settings": resolved,
-            "grafana_token": token,
-        }))?,
-        Output::Human => {
-            outln!(
-                "Settings of `cmm-agent {}`; file: {file_state}",
-                path.join(" ")
-            );
-            let width = resolved.iter().map(|r| r.key.len()).max().unwrap_or(0);
-            for r in &resolved {
-                outln!("  {:width$}  {:24}  {}", r.key, shown_value(r), r.origin);
-            }
-            if let Some(t) = token {
-                outln!("  {:width$}  {:24}  {t}", "grafana token", "(secret)");
-            }
-        }
+    let mut lines = vec![format!(
+        "Settings of `cmm-agent {}`; file: {file_state}",
+        path.join(" ")
+    )];
+    let width = resolved.iter().map(|r| r.key.len()).max().unwrap_or(0);
+    for r in &resolved {
+        lines.push(format!(
+            "  {:width$}  {:24}  {}",
+            r.key,
+            shown_value(r),
+            r.origin
+        ));
     }
-    Ok(())
+    if let Some(t) = &token {
+        lines.push(format!(
+            "  {:width$}  {:24}  {t}",
+            "grafana token", "(secret)"
+        ));
+    }
+    let json = serde_json::json!({
+        "command": path.join(" "), "file": file_state, "settings": resolved,
+        "grafana_token": token,
+    });
+    render::emit(global.output, &Document::lines(json, &lines))
 }
 
 fn shown_value(r: &Resolved) -> String {

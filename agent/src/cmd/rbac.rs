@@ -5,8 +5,9 @@
 use cmm_installer::access::{rbac_manifests, Subject};
 use cmm_installer::topology::Role;
 
-use crate::cli::{GlobalArgs, Output, RbacArgs, RoleArg};
+use crate::cli::{GlobalArgs, RbacArgs, RoleArg};
 use crate::exit::{Classify, ExitCode};
+use crate::render::{self, Document};
 use crate::settings::BadInput;
 
 pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
@@ -53,28 +54,22 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
             &namespace, topology, r,
         ));
     }
+    // The human form: YAML documents for `kubectl apply -f -`, under a header saying what.
     let mut text = String::new();
-    match global.output {
-        Output::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            return crate::output::json(&list);
-        }
-        Output::Human => {
-            text.push_str(&format!(
-                "# cmm-agent rbac --role {} --namespace {}{}: exactly what cmm-agent does on \
-                 this cluster.\n# Apply as a cluster admin: cmm-agent rbac ... | kubectl apply -f -\n",
-                match role {
-                    Role::Cluster => "cluster",
-                    Role::Central => "central",
-                },
-                namespace,
-                if kube_metrics { " --kube-metrics" } else { "" }
-            ));
-            for o in &objects {
-                text.push_str("---\n");
-                text.push_str(&serde_yaml::to_string(o)?);
-            }
-        }
+    text.push_str(&format!(
+        "# cmm-agent rbac --role {} --namespace {}{}: exactly what cmm-agent does on \
+         this cluster.\n# Apply as a cluster admin: cmm-agent rbac ... | kubectl apply -f -\n",
+        match role {
+            Role::Cluster => "cluster",
+            Role::Central => "central",
+        },
+        namespace,
+        if kube_metrics { " --kube-metrics" } else { "" }
+    ));
+    for o in &objects {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(o)?);
     }
-    crate::output::print(&text)
+    let json = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    render::emit(global.output, &Document { json, text })
 }

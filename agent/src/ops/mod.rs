@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod checkup;
 pub mod endpoint;
 pub mod install;
+pub mod plan;
 pub mod registration;
 pub mod storage;
 pub mod update;

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod check;
+mod plan;
 mod registration;
 
 pub use check::CheckReport;
@@ -38,5 +39,34 @@ fn mark(ok: bool) -> &'static str {
         "ok"
     } else {
         "!!"
+    }
+}
+
+/// A report whose two forms the command composes itself (`config`, `rbac`): the JSON document,
+/// and the human text exactly as it is printed.
+pub struct Document {
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Document {
+    /// The human form as lines (each printed with a newline).
+    pub fn lines(json: serde_json::Value, lines: &[String]) -> Self {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        Self { json, text }
+    }
+}
+
+impl Render for Document {
+    fn json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self.json.clone())
+    }
+
+    fn human(&self) {
+        let _ = crate::output::print(&self.text);
     }
 }
