@@ -14,7 +14,7 @@ pub async fn run(global: &GlobalArgs, args: BootstrapArgs) -> anyhow::Result<()>
         // Bootstrap's JSON report owns stdout: a second document there would break parsers.
         Shown::Registered(done) if output == Output::Human => render::emit(output, done),
         Shown::Registered(done) => {
-            tracing::info!(registered = %done.summary(), "registered");
+            done.log();
             Ok(())
         }
     };

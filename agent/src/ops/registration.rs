@@ -345,7 +345,28 @@ impl Registered {
         Err(cmm_central::Error::Prometheus { url, problem }).classify(ExitCode::PrometheusCheck)
     }
 
-    /// One line for a log or check's repair list.
+    /// The registration as one log event (when its report is not printed).
+    pub fn log(&self) {
+        match self {
+            Registered::PerCluster { report: r, .. } => tracing::info!(
+                cluster = %r.cluster,
+                datasource = %r.datasource_uid,
+                action = ?r.datasource,
+                healthy = r.health.ok,
+                health = %r.health.message,
+                "registered"
+            ),
+            Registered::Shared(s) => tracing::info!(
+                cluster = %s.report.cluster,
+                datasource = %s.report.datasource_uid,
+                clusters = ?s.report.clusters,
+                healthy = s.report.health.ok,
+                "registered (shared topology)"
+            ),
+        }
+    }
+
+    /// One line for check's repair list.
     pub fn summary(&self) -> String {
         match self {
             Registered::PerCluster { report: r, .. } => format!(
