@@ -550,20 +550,15 @@ impl GrafanaClient {
     /// caller may see (RuleResponse in the spec; `pkg/services/ngalert/api/prometheus/
     /// api_prometheus.go`). Filtered to one folder here, not by query parameter: the filter
     /// parameters differ between Grafana versions, an unknown one is ignored by Grafana.
-    pub async fn rule_statuses(&self, folder_uid: &str) -> Result<Vec<Value>> {
+    /// See [`groups_of_folder`] for how a group is told to be the folder's.
+    pub async fn rule_statuses(&self, folder_uid: &str, folder_title: &str) -> Result<Vec<Value>> {
         let seg = ["prometheus", "grafana", "api", "v1", "rules"];
         let a = self.send(Method::GET, &seg, None, &[]).await?;
         if a.status != StatusCode::OK {
             return Err(self.unexpected(&Method::GET, &seg, &a));
         }
         let v: Value = self.decode(&Method::GET, &seg, &a)?;
-        Ok(v["data"]["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|g| g["folderUid"] == folder_uid)
-            .cloned()
-            .collect())
+        Ok(groups_of_folder(&v, folder_uid, folder_title))
     }
 
     /// `GET /api/v1/provisioning/contact-points` (ContactPoints in the spec).
@@ -647,6 +642,24 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// The rule-state groups of one folder. Grafana 11.3 (the chart's) names a group's folder only
+/// by `file`, the folder's full path, which for CMM's top-level folders is its title: its
+/// `RuleGroup` has `name`, `file`, `rules`, `interval` and no `folderUid`
+/// (grafana-openapi-client-go `models/rule_group.go` at 9d96c20, generated from 11.3's spec).
+/// Grafanas from 2025 on add `folderUid`; where a group has one, it decides.
+pub fn groups_of_folder(response: &Value, folder_uid: &str, folder_title: &str) -> Vec<Value> {
+    response["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| match g["folderUid"].as_str() {
+            Some(uid) => uid == folder_uid,
+            None => g["file"] == folder_title,
+        })
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,5 +695,24 @@ mod tests {
             .to_string();
             assert!(e.starts_with("grafana-url"), "{e}");
         }
+    }
+
+    #[test]
+    fn rule_state_groups_are_the_folders_by_file_on_11_3_and_by_uid_where_given() {
+        // 11.3's shape: `file` is the folder's title, no folderUid.
+        let v = serde_json::json!({"status": "success", "data": {"groups": [
+            {"name": "cmm-health", "file": "CMM kr-mum", "interval": 60, "rules": []},
+            {"name": "cmm-health", "file": "CMM wai-eks", "interval": 60, "rules": []},
+            // A later Grafana: the uid decides, even where the title matches.
+            {"name": "cmm-health", "file": "CMM kr-mum", "folderUid": "other", "rules": []},
+            {"name": "cmm-health", "file": "renamed", "folderUid": "cmm-kr-mum", "rules": []},
+        ]}});
+        let mine = groups_of_folder(&v, "cmm-kr-mum", "CMM kr-mum");
+        let got: Vec<&str> = mine
+            .iter()
+            .map(|g| g["file"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(got, ["CMM kr-mum", "renamed"]);
+        assert!(groups_of_folder(&serde_json::json!({}), "u", "t").is_empty());
     }
 }

@@ -31,10 +31,11 @@ pub struct GrafanaFacts {
 pub async fn grafana_facts(g: &GrafanaClient, cluster: &ClusterName) -> GrafanaFacts {
     let uid = cluster.datasource_uid();
     let folder = rules::folder_uid(cluster);
+    let title = rules::folder_title(cluster);
     let (datasource, group, rule_states, contact_points) = tokio::join!(
         g.datasource_by_uid(&uid),
         g.rule_group(&folder, rules::GROUP),
-        g.rule_statuses(&folder),
+        g.rule_statuses(&folder, &title),
         g.contact_points()
     );
     let datasource = datasource.map_err(|e| e.to_string());

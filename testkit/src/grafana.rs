@@ -1351,6 +1351,10 @@ fn get_rule(g: &Inner, uid: &str) -> (u16, Value) {
 /// The rule-state API (`RuleResponse` in the spec; pkg/services/ngalert/api/prometheus/
 /// api_prometheus.go): every group with its rules; a rule the scheduler has not reported on
 /// has health "ok" and state "inactive" (RuleStatusMutatorGenerator says so on purpose).
+/// In Grafana 11.3's shape: a group names its folder only by `file` (the folder's title for a
+/// top-level folder) and neither a group nor a rule carries `folderUid` or a uid
+/// (grafana-openapi-client-go `models/rule_group.go` and `models/alerting_rule.go` at 9d96c20,
+/// generated from the spec four days before 11.3.0; `folderUid` first appears in April 2025).
 fn rule_statuses(g: &Inner) -> (u16, Value) {
     let groups: Vec<Value> = g
         .groups
@@ -1363,13 +1367,13 @@ fn rule_statuses(g: &Inner) -> (u16, Value) {
                 .and_then(|f| f["title"].as_str())
                 .unwrap_or(folder);
             json!({
-                "name": name, "file": title, "folderUid": folder, "interval": grp.interval,
+                "name": name, "file": title, "interval": grp.interval,
                 "rules": grp.rules.iter().map(|r| {
                     let uid = r.rule["uid"].as_str().unwrap_or("");
                     let (health, error) = g.rule_health.get(uid).cloned()
                         .unwrap_or_else(|| ("ok".into(), String::new()));
                     let mut v = json!({
-                        "uid": uid, "name": r.rule["title"], "folderUid": folder,
+                        "name": r.rule["title"],
                         "query": "", "health": health, "type": "alerting", "state": "inactive",
                         "annotations": r.rule["annotations"].clone(),
                         "labels": r.rule["labels"].clone(),
