@@ -10,49 +10,70 @@ use super::Inputs;
 use crate::ops::endpoint;
 use crate::ops::registration::{self, Registered, Target};
 
-/// Carry out the repairs the findings name, each kind once; returns what was changed.
-pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> Vec<String> {
-    let (timeout, claim_wait) = (i.s.helm_run.timeout, i.s.claim_wait);
+/// Which repairs to carry out, in order, for these findings: each kind a finding that is not
+/// ok names, once. A reinstall (only with `--reinstall`) is bootstrap, which recovers a pending
+/// release and registers by itself, so it replaces the rest. Without `--reinstall`, a finding
+/// asking for one does not stop the safe repairs: a pending release is still rolled back.
+pub fn plan(findings: &[Finding], reinstall: bool) -> Vec<RepairKind> {
     let wanted = |kind: RepairKind| {
         findings.iter().any(|f| {
             f.severity != Severity::Ok && f.repair.as_ref().is_some_and(|r| r.kind == kind)
         })
     };
+    if reinstall && wanted(RepairKind::Reinstall) {
+        return vec![RepairKind::Reinstall];
+    }
+    [
+        RepairKind::RecoverRelease,
+        RepairKind::FixStorage,
+        RepairKind::RenewCertificates,
+        RepairKind::Register,
+    ]
+    .into_iter()
+    .filter(|k| wanted(*k))
+    .collect()
+}
+
+/// Carry out the repairs the findings name ([`plan`]); returns what was changed.
+pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> Vec<String> {
+    let (timeout, claim_wait) = (i.s.helm_run.timeout, i.s.claim_wait);
+    let wants_reinstall = findings.iter().any(|f| {
+        f.severity != Severity::Ok
+            && f.repair
+                .as_ref()
+                .is_some_and(|r| r.kind == RepairKind::Reinstall)
+    });
+    if wants_reinstall && !i.s.reinstall {
+        tracing::warn!("a finding needs a reinstall; pass --reinstall (with --repair) to let check run bootstrap");
+    }
     let mut done = Vec::new();
     let ns = &i.s.namespace;
-    if wanted(RepairKind::Reinstall) {
-        if i.s.reinstall {
-            // Bootstrap with check's own settings; its reports are not shown: check reports.
-            let quiet = &mut |_: crate::ops::install::Shown<'_>| Ok(());
-            let settings = i.s.reinstall_settings();
-            done.push(match crate::ops::install::run(&settings, quiet).await {
-                Ok(()) => "reinstalled with `bootstrap` (helm upgrade --install)".to_owned(),
-                Err(e) => format!("reinstall failed: {e:#}"),
-            });
-            // bootstrap ends by registering, and it recovers pending releases itself.
-            return done;
-        }
-        tracing::warn!("a finding needs a reinstall; pass --reinstall (with --repair) to let check run bootstrap");
-    } else if wanted(RepairKind::RecoverRelease) {
-        done.push(recover_release(i, conn, timeout).await);
-    }
-    if wanted(RepairKind::FixStorage) {
-        match conn.stuck_storage(ns).await {
-            Ok(plan) => {
-                let safe = cmm_installer::storage::StoragePlan {
-                    actions: health::safe_storage_actions(&plan),
-                    skipped: Vec::new(),
-                };
-                done.extend(crate::ops::storage::apply(conn, ns, &safe, claim_wait).await);
+    for kind in plan(findings, i.s.reinstall) {
+        match kind {
+            RepairKind::Reinstall => {
+                // Bootstrap with check's own settings; its reports are not shown: check reports.
+                let quiet = &mut |_: crate::ops::install::Shown<'_>| Ok(());
+                let settings = i.s.reinstall_settings();
+                done.push(match crate::ops::install::run(&settings, quiet).await {
+                    Ok(()) => "reinstalled with `bootstrap` (helm upgrade --install)".to_owned(),
+                    Err(e) => format!("reinstall failed: {e:#}"),
+                });
             }
-            Err(e) => done.push(format!("storage repair: cannot read the plan: {e}")),
+            RepairKind::RecoverRelease => done.push(recover_release(i, conn, timeout).await),
+            RepairKind::FixStorage => match conn.stuck_storage(ns).await {
+                Ok(plan) => {
+                    let safe = cmm_installer::storage::StoragePlan {
+                        actions: health::safe_storage_actions(&plan),
+                        skipped: Vec::new(),
+                    };
+                    done.extend(crate::ops::storage::apply(conn, ns, &safe, claim_wait).await);
+                }
+                Err(e) => done.push(format!("storage repair: cannot read the plan: {e}")),
+            },
+            RepairKind::RenewCertificates => done.push(renew_certificates(i, conn).await),
+            RepairKind::Register => done.extend(reregister(i, conn).await),
+            RepairKind::Manual => {}
         }
-    }
-    if wanted(RepairKind::RenewCertificates) {
-        done.push(renew_certificates(i, conn).await);
-    }
-    if wanted(RepairKind::Register) {
-        done.extend(reregister(i, conn).await);
     }
     for d in &done {
         tracing::info!("repair: {d}");
@@ -180,4 +201,53 @@ async fn reregister(i: &Inputs<'_>, conn: &Connected) -> Option<String> {
             Err(e) => format!("re-registration failed: {e:#}"),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use cmm_core::finding::Stage;
+
+    use super::*;
+
+    fn asks(kind: RepairKind) -> Finding {
+        Finding::failed(Stage::Release, "x", "y").repair(kind, "do it")
+    }
+
+    #[test]
+    fn each_kind_once_in_order_and_a_pending_release_is_rolled_back_without_reinstall() {
+        use RepairKind::*;
+        let ok = Finding::ok(Stage::Release, "ok", "y").repair(Register, "never");
+        let cases: &[(&[RepairKind], bool, &[RepairKind])] = &[
+            (&[], false, &[]),
+            (
+                &[Register, Register, FixStorage],
+                false,
+                &[FixStorage, Register],
+            ),
+            (&[Manual], false, &[]),
+            // The packaged timer runs without --reinstall: the rollback still happens.
+            (&[Reinstall, RecoverRelease], false, &[RecoverRelease]),
+            (
+                &[Reinstall, RecoverRelease, Register],
+                false,
+                &[RecoverRelease, Register],
+            ),
+            // Bootstrap recovers and registers by itself.
+            (&[Reinstall, RecoverRelease, Register], true, &[Reinstall]),
+            (
+                &[RenewCertificates, RecoverRelease],
+                true,
+                &[RecoverRelease, RenewCertificates],
+            ),
+        ];
+        for (kinds, reinstall, want) in cases {
+            let mut findings: Vec<Finding> = kinds.iter().map(|k| asks(*k)).collect();
+            findings.push(ok.clone());
+            assert_eq!(
+                plan(&findings, *reinstall),
+                *want,
+                "{kinds:?} reinstall={reinstall}"
+            );
+        }
+    }
 }
