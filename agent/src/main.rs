@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
         config,
     } = match settings::start(&argv) {
         Ok(s) => s,
-        Err(settings::StartError::Clap(e)) => e.exit(),
+        Err(settings::StartError::Clap { error, json }) => return bad_command_line(error, json),
         Err(settings::StartError::File {
             config,
             problems,
@@ -149,5 +149,41 @@ fn failed(
             eprintln!("  the next run: {}", stage.next);
         }
     }
+    code.into()
+}
+
+/// The command line itself is wrong (or asks for --help/--version). clap says why on stderr;
+/// with `--output json` stdout also carries the one JSON document every other error path
+/// prints, so a script reading stdout is never left with nothing.
+fn bad_command_line(error: clap::Error, json: bool) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        error.exit()
+    }
+    let _ = error.print();
+    let code = exit::ExitCode::Usage;
+    let message = error
+        .to_string()
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ")
+        .to_owned();
+    output::finish_json(Some(serde_json::json!({
+        "code": code.name(),
+        "exit": code.status(),
+        "message": message,
+        "causes": [],
+        "hint": "fix the command line (see --help); nothing was changed",
+        "setting": null,
+        "state": null,
+        "next_run": null,
+    })));
     code.into()
 }

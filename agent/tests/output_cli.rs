@@ -58,6 +58,34 @@ async fn errors_are_one_json_document_on_stdout() {
     );
     assert!(!e["hint"].as_str().unwrap().is_empty());
 
+    // The command line itself is wrong: still one document, from the flag or CMM_OUTPUT.
+    for (r2, args) in [
+        (
+            Agent::new(),
+            &["--output", "json", "bootstrap", "--no-such-flag"][..],
+        ),
+        (
+            Agent::new().env("CMM_OUTPUT", "json"),
+            &["check", "--repair=maybe"][..],
+        ),
+    ] {
+        let (_r2, o) = run(r2, args).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let doc: Value = serde_json::from_str(&out(&o))
+            .unwrap_or_else(|_| panic!("{args:?}: stdout is not one JSON document: {:?}", out(&o)));
+        assert_eq!(doc["error"]["code"], "usage", "{doc}");
+        let shown = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            shown.contains("--no-such-flag") || shown.contains("maybe"),
+            "{doc}"
+        );
+        assert!(err(&o).contains("Usage"), "clap still explains on stderr");
+    }
+    // Help stays help.
+    let (_r2, o) = run(Agent::new(), &["--output", "json", "bootstrap", "--help"]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out(&o).contains("Usage"));
+
     // A failure after a report: the report and the error in the same single document.
     let fake = FakeKube::start().await;
     fake.deny(

@@ -37,7 +37,8 @@ pub struct Startup {
 /// Why the agent cannot start: clap's own error (usage, --help, --version), or a settings
 /// file with problems (all of them).
 pub enum StartError {
-    Clap(clap::Error),
+    /// `json`: `--output json` was asked for, so the error is a JSON document on stdout too.
+    Clap { error: clap::Error, json: bool },
     File {
         config: ConfigLocation,
         problems: Vec<file::Problem>,
@@ -70,7 +71,7 @@ pub fn start(argv: &[OsString]) -> Result<Startup, StartError> {
     let probe = layers::defaults_only()
         .ignore_errors(true)
         .try_get_matches_from(argv)
-        .map_err(StartError::Clap)?;
+        .map_err(|error| StartError::Clap { error, json: false })?;
     let config = locate(&probe);
     let json = probe
         .get_one::<crate::cli::Output>("output")
@@ -86,11 +87,9 @@ pub fn start(argv: &[OsString]) -> Result<Startup, StartError> {
         })?
     };
     let cmd = layers::layered(base, file.as_ref());
-    let matches = cmd
-        .clone()
-        .try_get_matches_from(argv)
-        .map_err(StartError::Clap)?;
-    let cli = crate::cli::Cli::from_arg_matches(&matches).map_err(StartError::Clap)?;
+    let clap_error = |error| StartError::Clap { error, json };
+    let matches = cmd.clone().try_get_matches_from(argv).map_err(clap_error)?;
+    let cli = crate::cli::Cli::from_arg_matches(&matches).map_err(clap_error)?;
     layers::remember(layers::resolve(&cmd, &matches, file.as_ref()));
     Ok(Startup {
         cli,
