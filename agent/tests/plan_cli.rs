@@ -302,3 +302,37 @@ fn an_unreachable_chart_repository_points_at_an_offline_archive() {
         "{e}"
     );
 }
+
+/// A switch's CMM_* variable takes what people write for yes and no, as its help implies.
+#[test]
+fn boolean_variables_take_one_zero_yes_no_on_off() {
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let agent = Agent::new().env("CMM_KUBE_METRICS", value);
+        let o = agent.run(&["rbac", "--role", "cluster", "--subject", "Group:x"]);
+        assert_eq!(o.status.code(), Some(0), "{value}: {}", support::stderr(&o));
+        let header = stdout(&o).lines().next().unwrap_or("").to_owned();
+        assert_eq!(header.contains("--kube-metrics"), on, "{value}: {header}");
+    }
+    let o = Agent::new().env("CMM_KUBE_METRICS", "maybe").run(&[
+        "rbac",
+        "--role",
+        "cluster",
+        "--subject",
+        "Group:x",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a value that is neither is refused"
+    );
+    assert!(support::stderr(&o).contains("maybe"));
+}

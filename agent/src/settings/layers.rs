@@ -123,11 +123,21 @@ pub fn layered(cmd: Command, file: Option<&ConfigFile>) -> Command {
 }
 
 fn layer(mut cmd: Command, path: &[String], file: Option<&ConfigFile>) -> Command {
-    let args: Vec<(String, String)> = cmd
+    let args: Vec<(String, String, bool)> = cmd
         .get_arguments()
-        .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_owned())))
+        .filter_map(|a| {
+            let switch = matches!(a.get_action(), clap::ArgAction::SetTrue);
+            Some((a.get_id().to_string(), a.get_long()?.to_owned(), switch))
+        })
         .collect();
-    for (id, long) in args {
+    for (id, long, switch) in args {
+        if switch {
+            // A switch's CMM_* variable (and its file value) takes what people write for a
+            // yes or no: 1/0, yes/no, on/off, true/false (clap's Boolish), not only true/false.
+            cmd = cmd.mut_arg(&id, |a| {
+                a.value_parser(clap::builder::BoolishValueParser::new())
+            });
+        }
         let values: Option<Vec<String>> = match file_entry(file, path, &long) {
             Some(e) => Some(e.values.clone()),
             None => builtin(&long).map(|v| v.iter().map(|s| (*s).to_owned()).collect()),
