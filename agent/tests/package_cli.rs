@@ -529,3 +529,34 @@ rpm --root $r -q cmm-agent || echo "erased"
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }
 }
+
+/// The shipped timer has one recurring schedule: two (OnCalendar beside OnUnitActiveSec, as
+/// before) run the check twice as often, the runs racing for the same cluster.
+#[test]
+fn the_timer_has_one_schedule_and_catches_up() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/cmm-agent-check.timer"),
+    )
+    .unwrap();
+    let keys: Vec<&str> = unit
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    let schedules: Vec<&&str> = keys
+        .iter()
+        .filter(|k| {
+            matches!(
+                **k,
+                "OnCalendar"
+                    | "OnUnitActiveSec"
+                    | "OnUnitInactiveSec"
+                    | "OnBootSec"
+                    | "OnStartupSec"
+                    | "OnActiveSec"
+            )
+        })
+        .collect();
+    assert_eq!(schedules, [&"OnCalendar"], "{unit}");
+    assert!(unit.contains("Persistent=true"), "{unit}");
+}
