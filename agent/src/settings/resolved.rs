@@ -103,6 +103,15 @@ pub fn wiring(
     .classify(ExitCode::Usage)
 }
 
+/// Every YAML document of `text` parses (a values file may hold several, or none).
+fn yaml_documents(text: &str) -> Result<(), serde_yaml::Error> {
+    use serde::Deserialize;
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        serde_yaml::Value::deserialize(doc)?;
+    }
+    Ok(())
+}
+
 /// What decides a release's plan besides the chart (bootstrap installs it, check compares).
 #[derive(Clone)]
 pub struct PlanSettings {
@@ -133,6 +142,14 @@ impl PlanSettings {
                         ))
                     })
                     .classify(ExitCode::Usage)?;
+                // helm would refuse it only after the namespace was made: parse it now.
+                if let Err(e) = yaml_documents(&text) {
+                    return usage(format!(
+                        "{} file {} is not YAML ({e}): fix it, or give another values file",
+                        layers::named("values"),
+                        p.display()
+                    ));
+                }
                 files.push((p.display().to_string(), text));
             }
             Some(files)
@@ -652,6 +669,8 @@ mod tests {
     }
 
     const PLAIN: &[&str] = &["--cluster", "kr-mum", "--insecure-plain-http"];
+    /// A values file helm cannot read (tabs and a broken mapping), shipped with the test.
+    const BAD_YAML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/not-yaml.yaml");
 
     #[test]
     fn every_bad_bootstrap_value_is_exit_2_naming_its_setting() {
@@ -677,6 +696,7 @@ mod tests {
             (&["--grafana-retries", "21"], "--grafana-retries"),
             (&["--set", "kubeStateMetrics.enabled"], "has no '='"),
             (&["--values", "/nonexistent/values.yaml"], "--values"),
+            (&["--values", BAD_YAML], "is not YAML"),
             (&["--chart", "oci://x"], "chart"),
             (&["--prometheus-url", "ftp://x"], "prometheus"),
         ];
