@@ -65,12 +65,58 @@ const REFUSED: &[(&str, &str)] = &[
     ("version", "not a setting"),
 ];
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+/// An agent.toml is a few kilobytes; a file much larger than this was named by mistake (a
+/// log, `/dev/zero`), and is refused without reading the rest of it.
+const MAX_BYTES: u64 = 256 * 1024;
+/// Past this many problems the file is most likely not an agent.toml: the rest are counted.
+const MAX_PROBLEMS: usize = 20;
+
+/// Line numbers by byte offset, found in O(log n) (a problem per line of a long file must not
+/// cost a scan of the text each).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Lines(starts)
+    }
+
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|s| *s <= offset)
+    }
+}
+
+/// `s` with control characters escaped (`\u{1b}`): a key or a value is shown on a terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The file's text: at most [`MAX_BYTES`], UTF-8.
+fn read_bounded(path: &Path) -> std::io::Result<Result<String, String>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Ok(Err(format!(
+            "is larger than {} KiB: an agent.toml is a few kilobytes; give the settings file \
+             with --config / CMM_CONFIG",
+            MAX_BYTES / 1024
+        )));
+    }
+    Ok(String::from_utf8(bytes).map_err(|_| {
+        "is not UTF-8 text: give the settings file (TOML) with --config / CMM_CONFIG".to_owned()
+    }))
 }
 
 /// Read and check `path` against `cli`. `Ok(None)` when the file does not exist and was not
@@ -81,8 +127,16 @@ pub fn load(
     cli: &Command,
 ) -> Result<Option<ConfigFile>, Vec<Problem>> {
     let shown = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match read_bounded(path) {
+        Ok(Ok(t)) => t,
+        Ok(Err(problem)) => {
+            return Err(vec![Problem {
+                file: shown,
+                line: 0,
+                key: String::new(),
+                problem,
+            }])
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
         Err(e) => {
             return Err(vec![Problem {
@@ -104,14 +158,15 @@ pub fn parse(path: &Path, text: &str, cli: &Command) -> Result<ConfigFile, Vec<P
     let problem = |line: usize, key: &str, problem: String| Problem {
         file: file.clone(),
         line,
-        key: key.to_owned(),
-        problem,
+        key: printable(key),
+        problem: printable(&problem),
     };
+    let lines = Lines::new(text);
     let (table, errors) = DeTable::parse_recoverable(text);
     let mut problems: Vec<Problem> = errors
         .iter()
         .map(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let line = e.span().map_or(0, |s| lines.of(s.start));
             problem(line, "", format!("not valid TOML: {}", e.message().trim()))
         })
         .collect();
@@ -120,7 +175,7 @@ pub fn parse(path: &Path, text: &str, cli: &Command) -> Result<ConfigFile, Vec<P
         cli,
         &[],
         table.get_ref(),
-        text,
+        &lines,
         &mut entries,
         &mut problems,
         &problem,
@@ -133,6 +188,15 @@ pub fn parse(path: &Path, text: &str, cli: &Command) -> Result<ConfigFile, Vec<P
         })
     } else {
         problems.sort_by_key(|p| p.line);
+        if problems.len() > MAX_PROBLEMS {
+            let more = problems.len() - MAX_PROBLEMS;
+            problems.truncate(MAX_PROBLEMS);
+            problems.push(problem(
+                0,
+                "",
+                format!("and {more} more problem(s): is this file an agent.toml?"),
+            ));
+        }
         Err(problems)
     }
 }
@@ -142,7 +206,7 @@ fn walk(
     cli: &Command,
     section: &[String],
     table: &DeTable<'_>,
-    text: &str,
+    lines: &Lines,
     entries: &mut Vec<Entry>,
     problems: &mut Vec<Problem>,
     problem: &dyn Fn(usize, &str, String) -> Problem,
@@ -150,13 +214,13 @@ fn walk(
     let here = command_at(cli, section);
     for (k, v) in table.iter() {
         let key = k.get_ref().as_ref();
-        let line = line_of(text, k.span().start);
+        let line = lines.of(k.span().start);
         let qualified = qualify(section, key);
         if let DeValue::Table(inner) = v.get_ref() {
             let mut path = section.to_vec();
             path.push(key.to_owned());
             if here.is_some_and(|c| c.find_subcommand(key).is_some()) {
-                walk(cli, &path, inner, text, entries, problems, problem);
+                walk(cli, &path, inner, lines, entries, problems, problem);
             } else {
                 let names = here.map(subcommand_names).unwrap_or_default();
                 problems.push(problem(
@@ -379,6 +443,39 @@ mod tests {
             text,
             &crate::settings::layers::defaults_only(),
         )
+    }
+
+    #[test]
+    fn a_file_that_is_no_agent_toml_is_refused_briefly() {
+        let cli = crate::settings::layers::defaults_only();
+        let dir = tempfile::tempdir().unwrap();
+        // Larger than any agent.toml (as /dev/zero would be): one problem, the rest unread.
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; (MAX_BYTES + 1) as usize]).unwrap();
+        let p = load(&big, true, &cli).unwrap_err();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].problem.contains("larger than"), "{}", p[0]);
+        // A log file: a bounded list, not one problem per line.
+        let log: String = (0..5000)
+            .map(|i| format!("2026-12-07T03:00:{i:02} INFO something happened {i}\n"))
+            .collect();
+        let p = check(&log).unwrap_err();
+        assert_eq!(p.len(), MAX_PROBLEMS + 1, "{}", p.len());
+        assert!(p[MAX_PROBLEMS].problem.contains("more problem(s)"));
+        // A control character in a key is shown escaped, never sent to the terminal.
+        let p = check("\"ti\\u001bmeout\" = \"10m\"\n").unwrap_err();
+        let shown = p.iter().map(ToString::to_string).collect::<String>();
+        assert!(!shown.contains('\u{1b}'), "{shown:?}");
+        assert!(shown.contains("\\u{1b}"), "{shown:?}");
+    }
+
+    #[test]
+    fn lines_are_numbered_from_one_by_offset() {
+        let l = Lines::new("a\nbb\n\nc");
+        assert_eq!(
+            [0, 1, 2, 4, 5, 6, 7].map(|o| l.of(o)),
+            [1, 1, 2, 2, 3, 4, 4]
+        );
     }
 
     #[test]
