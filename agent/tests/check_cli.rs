@@ -353,6 +353,80 @@ async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
     assert_eq!(finding(&report, "prometheus")["severity"], "skipped");
 }
 
+/// SIGTERM (systemd stopping the unit) during the repair's rollback: helm gets the signal,
+/// the lock is released, and the exit is the signal's, not the verdict's.
+#[tokio::test]
+async fn sigterm_during_the_repairs_rollback_stops_helm_releases_the_lock_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = installed_cluster(30090).await;
+    kube.insert(release(1, "deployed", "p1"));
+    kube.insert(release(2, "pending-upgrade", "p2"));
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let log = dir.path().join("helm.log");
+    let helm = dir.path().join("helm");
+    // A rollback that takes long, and says when it is told to stop.
+    support::write_executable(
+        &helm,
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{0}'\ntrap 'echo got TERM >> {0}; exit 143' TERM\nsleep 60 &\nwait\n",
+            log.display()
+        ),
+    );
+    let child = std::process::Command::new(BIN)
+        .args([
+            "check",
+            "--repair",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--helm",
+            helm.to_str().unwrap(),
+            "--prometheus-url",
+            &cmm_testkit::dead_url(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until helm rollback runs, then stop the agent as systemd would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.starts_with("rollback")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helm rollback never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(143), "{e}");
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("got TERM"),
+        "helm was not told to stop"
+    );
+    assert!(e.contains("interrupted by SIGTERM"), "{e}");
+    assert!(e.contains("`helm rollback` of kr-mum"), "{e}");
+    let lease = kube
+        .get(
+            "/apis/coordination.k8s.io/v1/namespaces/monitor/leases",
+            "cmm-agent-kr-mum",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null() || lease["spec"]["holderIdentity"] == "",
+        "the run lock stayed held: {lease}"
+    );
+}
+
 #[tokio::test]
 async fn bad_settings_fail_with_status_2_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -83,6 +83,7 @@ pub async fn run(
     report.verdict = Verdict::of(&report.findings);
     render::emit(global.output, &report)?;
     log_findings(&report.findings);
+    stopped(&report)?;
     verdict(&report)
 }
 
@@ -125,6 +126,27 @@ async fn identities(
         }
     }
     central
+}
+
+/// A stop during `--repair` ends the run as the signal says (130, 143), not as the verdict:
+/// the repairs listed are what was done before it.
+fn stopped(report: &CheckReport) -> anyhow::Result<()> {
+    let stop = crate::interrupt::stop();
+    if !stop.is_stopped() {
+        return Ok(());
+    }
+    Err(cmm_installer::Error::Interrupted {
+        signal: stop.reason(),
+        detail: format!(
+            "check --repair wound down; repaired before the stop: {}",
+            if report.repaired.is_empty() {
+                "nothing".to_owned()
+            } else {
+                report.repaired.join("; ")
+            }
+        ),
+    })
+    .classify_by(installer_class)
 }
 
 fn log_findings(findings: &[Finding]) {

@@ -79,7 +79,9 @@ impl ChartSettings {
         };
         Ok(Self {
             chart,
-            helm: Helm::new(args.helm.clone()),
+            // Every helm child, in every command, ends the same way on SIGINT/SIGTERM:
+            // forwarded, given its grace, then killed (`cmm_installer::helm`).
+            helm: Helm::new(args.helm.clone()).with_stop(crate::interrupt::stop()),
         })
     }
 }

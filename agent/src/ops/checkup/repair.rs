@@ -48,7 +48,12 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
     }
     let mut done = Vec::new();
     let ns = &i.s.namespace;
+    let stop = crate::interrupt::stop();
     for kind in plan(findings, i.s.reinstall) {
+        // Stopped (SIGINT/SIGTERM): what was begun wound down; nothing more is started.
+        if stop.is_stopped() {
+            break;
+        }
         match kind {
             RepairKind::Reinstall => {
                 // Bootstrap with check's own settings; its reports are not shown: check reports.
@@ -115,6 +120,14 @@ pub async fn recover_release(
             good.version,
             &conn.helm,
             timeout.as_secs(),
+        );
+        crate::interrupt::stage(
+            format!(
+                "`helm rollback` of {release} to revision {} was stopped: revision {} may stay \
+                 pending",
+                good.version, latest.version
+            ),
+            "finds no live lock and rolls the pending release back again (check --repair)",
         );
         i.s.chart.helm.run(&args).await?;
         Ok::<_, cmm_installer::Error>(format!(
