@@ -560,3 +560,31 @@ fn the_timer_has_one_schedule_and_catches_up() {
     assert_eq!(schedules, [&"OnCalendar"], "{unit}");
     assert!(unit.contains("Persistent=true"), "{unit}");
 }
+
+/// docs/operations.md states the glibc the packaged binary needs; hold it to the binary.
+#[test]
+fn the_documented_glibc_floor_is_the_binarys() {
+    if packages("the_documented_glibc_floor_is_the_binarys").is_none() {
+        return;
+    }
+    let bin = support::workspace_root().join("target/release/cmm-agent");
+    let symbols = run("objdump", &["-T", bin.to_str().unwrap()]);
+    let needed = symbols
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("the binary links glibc");
+    let docs =
+        std::fs::read_to_string(support::workspace_root().join("docs/operations.md")).unwrap();
+    let stated = format!("**glibc {}.{}**", needed.0, needed.1);
+    assert!(
+        docs.contains(&stated),
+        "docs/operations.md must say {stated}: the binary needs GLIBC_{}.{}",
+        needed.0,
+        needed.1
+    );
+}
