@@ -160,3 +160,32 @@ async fn json_logs_make_every_stderr_line_json_progress_and_errors_included() {
         }
     }
 }
+
+/// A host without trusted CA certificates (no ca-certificates package) cannot build an HTTP
+/// client at all, plain http included: the message says what is missing and how to fix it,
+/// not only reqwest's "builder error".
+#[test]
+fn a_host_without_ca_certificates_is_told_what_is_missing() {
+    let r = Agent::new()
+        .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+        .env("SSL_CERT_DIR", "/nonexistent/certs");
+    let token = r.home.path().join("token");
+    std::fs::write(&token, "glsa_x").unwrap();
+    let o = r.run(&[
+        "register",
+        "--cluster",
+        "kr-mum",
+        "--grafana-url",
+        "http://127.0.0.1:9/",
+        "--grafana-token-file",
+        token.to_str().unwrap(),
+        "--prometheus-url",
+        "http://127.0.0.1:9/",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("no trusted CA certificates") && e.contains("ca-certificates"),
+        "{e}"
+    );
+}

@@ -137,9 +137,9 @@ impl GrafanaClient {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| {
-            Error::invalid("grafana-url", format!("cannot build an HTTP client: {e}"))
-        })?;
+        let http = builder
+            .build()
+            .map_err(|e| client_error("grafana-url", "grafana-ca-file", &e))?;
         Ok(Self {
             http,
             base,
@@ -640,6 +640,41 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// Why an HTTP client could not be built, with its causes (reqwest alone says "builder
+/// error"). The common cause is a host without trusted CA certificates: rustls' platform
+/// verifier reads the system store (the ca-certificates package, or SSL_CERT_FILE /
+/// SSL_CERT_DIR) when the client is built, even for plain http, and says "No CA certificates
+/// were loaded from the system" (rustls-platform-verifier, verification/others.rs).
+pub fn client_error(setting: &'static str, ca_setting: &str, e: &reqwest::Error) -> Error {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    let detail = if causes.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}: {}", causes.join(": "))
+    };
+    let no_roots = causes
+        .iter()
+        .any(|c| c.to_ascii_lowercase().contains("no ca certificates"));
+    let hint = if no_roots {
+        format!(
+            " — this host has no trusted CA certificates (the system store is empty: install \
+             the ca-certificates package, or point SSL_CERT_FILE / SSL_CERT_DIR at a bundle), \
+             or give the CA that signs the server with the `{ca_setting}` setting"
+        )
+    } else {
+        String::new()
+    };
+    Error::invalid(
+        setting,
+        format!("cannot build an HTTP client ({detail}){hint}"),
+    )
 }
 
 /// The rule-state groups of one folder. Grafana 11.3 (the chart's) names a group's folder only

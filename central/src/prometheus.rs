@@ -112,9 +112,9 @@ impl PrometheusProbe {
             })?;
             builder = builder.identity(identity);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::invalid("prometheus-url", format!("cannot build a client: {e}")))?;
+        let http = builder.build().map_err(|e| {
+            crate::grafana::client_error("prometheus-url", "prometheus-ca-file", &e)
+        })?;
         Ok(Self {
             http,
             target,
