@@ -405,12 +405,32 @@ async fn the_deb_installs_runs_its_timer_upgrades_keeping_the_edit_and_removes_a
         assert!(sd
             .sh("cat /etc/cmm/agent.toml")
             .contains("# edited by the admin"));
+        // Reinstall after the removal: dpkg calls postinst with the last configured version,
+        // as for an upgrade; the timer the removal disabled is enabled and running again.
+        let (code, out) = sd.sh_status(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+             -o Dpkg::Options::=--force-confold /root/pkgs/cmm-agent_0.1.1-1_amd64.deb",
+        );
+        assert_eq!(code, Some(0), "reinstall: {out}");
+        assert_eq!(
+            sd.sh("systemctl is-enabled cmm-agent-check.timer").trim(),
+            "enabled"
+        );
+        assert_eq!(
+            sd.sh("systemctl is-active cmm-agent-check.timer").trim(),
+            "active"
+        );
+        let (code, out) =
+            sd.sh_status("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q cmm-agent");
+        assert_eq!(code, Some(0), "remove again: {out}");
         // Purge: config, credentials and state gone.
         let (code, out) =
             sd.sh_status("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q cmm-agent");
         assert_eq!(code, Some(0), "purge: {out}");
-        let left =
-            sd.sh("ls -d /etc/cmm /var/lib/private/cmm-agent /var/lib/cmm-agent 2>/dev/null");
+        let left = sd.sh(
+            "ls -d /etc/cmm /var/lib/private/cmm-agent /var/lib/cmm-agent \
+             /var/lib/cmm-agent-package 2>/dev/null",
+        );
         assert!(left.trim().is_empty(), "purge left: {left}");
         drop(sd);
     })
