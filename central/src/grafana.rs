@@ -222,37 +222,50 @@ impl GrafanaClient {
                 }
             };
             let status = resp.status();
-            let bytes = match crate::sanitize::read_capped(resp, crate::sanitize::MAX_BODY).await {
-                Ok(b) => self.without_own_secrets(b),
-                Err(e) => {
-                    return Err(Error::GrafanaProtocol {
-                        method: method.to_string(),
-                        path,
-                        detail: e,
-                    })
-                }
-            };
-            let answer = Answer {
-                status,
-                body: bytes,
-            };
+            // The status decides before the body does: a body that cannot be read (too large,
+            // trickling past the timeout) still tells a failing Grafana (5xx), a refusal (401,
+            // 403) and an answer that never arrived (2xx cut off) apart.
+            let (answer, unreadable) =
+                match crate::sanitize::read_capped(resp, crate::sanitize::MAX_BODY).await {
+                    Ok(b) => (
+                        Answer {
+                            status,
+                            body: self.without_own_secrets(b),
+                        },
+                        None,
+                    ),
+                    Err(e) => (
+                        Answer {
+                            status,
+                            body: Vec::new(),
+                        },
+                        Some(format!("its body could not be read: {e}")),
+                    ),
+                };
+            let message = || unreadable.clone().unwrap_or_else(|| answer.message());
             if status.is_server_error() {
-                last = format!("{} {}", status.as_u16(), answer.message());
-                failing = Some((status.as_u16(), answer.message()));
+                last = format!("{} {}", status.as_u16(), message());
+                failing = Some((status.as_u16(), message()));
+                continue;
+            }
+            if let (Some(why), true) = (&unreadable, status.is_success()) {
+                // The answer never arrived whole: as a timeout, retried, then unreachable.
+                last = format!("{} but {why}", status.as_u16());
+                failing = None;
                 continue;
             }
             return match status {
                 StatusCode::UNAUTHORIZED => Err(Error::GrafanaUnauthorized {
                     method: method.to_string(),
                     path,
-                    message: answer.message(),
+                    message: message(),
                     login: match &self.credentials {
                         Credentials::Basic { user, .. } => Some(user.clone()),
                         Credentials::Token(_) => None,
                     },
                 }),
                 StatusCode::FORBIDDEN => {
-                    let message = answer.message();
+                    let message = message();
                     Err(Error::GrafanaForbidden {
                         method: method.to_string(),
                         permissions: permissions_needed(&message),
@@ -260,7 +273,14 @@ impl GrafanaClient {
                         message,
                     })
                 }
-                _ => Ok(answer),
+                _ => match unreadable {
+                    None => Ok(answer),
+                    Some(detail) => Err(Error::GrafanaProtocol {
+                        method: method.to_string(),
+                        path,
+                        detail,
+                    }),
+                },
             };
         }
         if let Some((status, message)) = failing {

@@ -708,3 +708,67 @@ async fn a_shared_topology_registers_clusters_into_one_rule_set_and_no_datasourc
         .is_empty());
     assert!(fake.rules("cmm_fleet", "shared-health").is_empty());
 }
+
+/// A server that answers every request with `head` and then `body`, and (with `hang`) keeps the
+/// connection open without finishing the body: what a broken proxy or a huge error page does.
+async fn raw_server(head: String, body: Vec<u8>, hang: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (head, body) = (head.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+/// The status decides before an unreadable body does: a failing Grafana with a huge error
+/// page is "rejected" (13), a refusal with one is "auth" (9), and an answer that never
+/// arrives whole is "unreachable" (8) — never "a bug in cmm-agent" (1).
+#[tokio::test]
+async fn an_unreadable_body_is_classified_by_its_status() {
+    let huge = 6 << 20; // over sanitize::MAX_BODY
+    let cases = [
+        (500, huge, false, ErrorClass::GrafanaRejected),
+        (401, huge, false, ErrorClass::GrafanaAuth),
+        (403, huge, false, ErrorClass::GrafanaAuth),
+        // 200, a body announced but never sent whole: the read times out.
+        (200, 100, true, ErrorClass::GrafanaUnreachable),
+    ];
+    for (status, length, hang, want) in cases {
+        let sent = if hang { vec![b'{'] } else { vec![b' '; length] };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        );
+        let url = raw_server(head, sent, hang).await;
+        let retry = RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+            timeout: Duration::from_millis(300),
+        };
+        let g = GrafanaClient::new(&url, Credentials::Token(Secret::new("t")), retry).unwrap();
+        let err = g.health().await.unwrap_err();
+        assert_eq!(err.class(), want, "{status}: {err}");
+        assert!(
+            err.to_string().contains("could not be read"),
+            "{status}: {err}"
+        );
+    }
+}
