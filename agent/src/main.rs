@@ -115,16 +115,14 @@ fn failed(
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
     let setting = exit::ExitCode::setting_of(err).map(settings::layers::named);
     if json_output {
-        output::finish_json(Some(serde_json::json!({
-            "code": code.name(),
-            "exit": code.status(),
-            "message": err.to_string(),
-            "causes": causes,
-            "hint": code.hint(),
-            "setting": setting,
-            "state": stage.as_ref().map(|s| &s.left),
-            "next_run": stage.as_ref().map(|s| &s.next),
-        })));
+        output::finish_json(Some(error_object(
+            code,
+            &err.to_string(),
+            &causes,
+            code.hint(),
+            setting.as_deref(),
+            stage.as_ref(),
+        )));
     }
     if json_logs {
         tracing::error!(
@@ -175,15 +173,35 @@ fn bad_command_line(error: clap::Error, json: bool) -> std::process::ExitCode {
         .unwrap_or("bad command line")
         .trim_start_matches("error: ")
         .to_owned();
-    output::finish_json(Some(serde_json::json!({
+    output::finish_json(Some(error_object(
+        code,
+        &message,
+        &[],
+        "fix the command line (see --help); nothing was changed",
+        None,
+        None,
+    )));
+    code.into()
+}
+
+/// The `error` object of the `--output json` document (docs/exit-codes.md), one shape for
+/// every failure.
+fn error_object(
+    code: exit::ExitCode,
+    message: &str,
+    causes: &[String],
+    hint: &str,
+    setting: Option<&str>,
+    stage: Option<&interrupt::Stage>,
+) -> serde_json::Value {
+    serde_json::json!({
         "code": code.name(),
         "exit": code.status(),
         "message": message,
-        "causes": [],
-        "hint": "fix the command line (see --help); nothing was changed",
-        "setting": null,
-        "state": null,
-        "next_run": null,
-    })));
-    code.into()
+        "causes": causes,
+        "hint": hint,
+        "setting": setting,
+        "state": stage.map(|s| &s.left),
+        "next_run": stage.map(|s| &s.next),
+    })
 }

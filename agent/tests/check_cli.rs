@@ -288,13 +288,23 @@ async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
     );
 }
 
-#[tokio::test]
-async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
+/// An installed cluster whose release has revision 2 pending over a deployed revision 1.
+async fn pending_release() -> (
+    tempfile::TempDir,
+    cmm_testkit::kube::FakeKube,
+    std::path::PathBuf,
+) {
     let dir = tempfile::tempdir().unwrap();
     let kube = installed_cluster(30090).await;
     kube.insert(release(1, "deployed", "p1"));
     kube.insert(release(2, "pending-upgrade", "p2"));
     let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    (dir, kube, kubeconfig)
+}
+
+#[tokio::test]
+async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
+    let (dir, kube, kubeconfig) = pending_release().await;
     let log = dir.path().join("helm.log");
     let helm = dir.path().join("helm");
     support::write_executable(
@@ -357,11 +367,7 @@ async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
 /// the lock is released, and the exit is the signal's, not the verdict's.
 #[tokio::test]
 async fn sigterm_during_the_repairs_rollback_stops_helm_releases_the_lock_and_exits_143() {
-    let dir = tempfile::tempdir().unwrap();
-    let kube = installed_cluster(30090).await;
-    kube.insert(release(1, "deployed", "p1"));
-    kube.insert(release(2, "pending-upgrade", "p2"));
-    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let (dir, kube, kubeconfig) = pending_release().await;
     let log = dir.path().join("helm.log");
     let helm = dir.path().join("helm");
     // A rollback that takes long, and says when it is told to stop.

@@ -235,8 +235,9 @@ async fn under_lock(
     if let Some(prev) = &lock.took_over {
         prepared.report.outcome = format!("took over the expired run lock of {prev}");
     }
-    let helm = run.s.chart.helm.clone().with_stop(stop.clone());
-    let result = locked(run, &helm, prepared, &stop, sink).await;
+    // helm already watches the process-wide stop (settings::ChartSettings), which losing the
+    // lock raises too.
+    let result = locked(run, prepared, &stop, sink).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the run lock");
     }
@@ -247,7 +248,6 @@ async fn under_lock(
 /// report readiness, and the central Grafana step.
 async fn locked(
     run: &Run<'_>,
-    helm: &Helm,
     prepared: &mut Prepared,
     stop: &cmm_installer::stop::Stop,
     sink: &mut Sink<'_>,
@@ -276,7 +276,7 @@ async fn locked(
             super::certificates::ensure(conn, opts, run.s, run.pki.as_ref()),
         )
         .await?;
-    let result = apply(conn, helm, opts, prepared, &run.progress).await;
+    let result = apply(conn, &run.s.chart.helm, opts, prepared, &run.progress).await;
     if let Err(err) = &result {
         if ExitCode::of(err) == ExitCode::Install {
             prepared.report.outcome = format!("install failed: {err}");

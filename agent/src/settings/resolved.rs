@@ -582,7 +582,7 @@ impl RegisterSettings {
     pub fn resolve(args: &cli::RegisterArgs) -> anyhow::Result<Self> {
         Ok(Self {
             cluster: cluster(&args.cluster)?,
-            // Checked as before: only a name the API would take reaches discovery.
+            // Not checked here (as before the move): a wrong one fails discovery, naming it.
             namespace: args.namespace.namespace.clone(),
             kube: kube_target(&args.kube),
             wiring: wiring(&args.topo, false, false)?,
