@@ -43,7 +43,18 @@ async fn register_then_deregister_with_a_real_prometheus() {
         &tf,
         "--prometheus-url",
         &prom.url,
+        "--insecure-plain-http",
     ];
+    // Plain HTTP only when asked for: without the flag, refused before Grafana is contacted.
+    let o = agent(&args[..args.len() - 1], &[]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("is plain HTTP") && err.contains("--insecure-plain-http"),
+        "{err}"
+    );
+    assert!(fake.requests().is_empty(), "Grafana was contacted");
+
     let o = agent(&args, &[]).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
@@ -51,6 +62,7 @@ async fn register_then_deregister_with_a_real_prometheus() {
         out.contains("datasource   cmm-kr-mum: created") && out.contains("health       OK"),
         "{out}"
     );
+    assert!(out.contains("INSECURE     plain HTTP"), "{out}");
     assert!(
         !out.contains(ADMIN_TOKEN) && !err.contains(ADMIN_TOKEN),
         "token leaked"
@@ -63,6 +75,7 @@ async fn register_then_deregister_with_a_real_prometheus() {
     assert_eq!(v["datasource"]["action"], "unchanged");
     assert_eq!(v["health"]["ok"], true);
     assert_eq!(v["endpoint"]["via"], "flag");
+    assert_eq!(v["insecure"], true);
     assert_eq!(fake.count("POST", "/api/datasources"), 1);
 
     let o = agent(
@@ -96,6 +109,7 @@ async fn exit_codes_tell_failures_apart_and_secrets_stay_out_of_output() {
             url,
             "--prometheus-url",
             &cmm_testkit::dead_url(),
+            "--insecure-plain-http",
             "--skip-prometheus-check",
         ]
         .iter()
@@ -185,6 +199,7 @@ async fn a_prometheus_of_another_cluster_exits_11_and_writes_nothing() {
             &fake.url,
             "--prometheus-url",
             &prom.url,
+            "--insecure-plain-http",
         ],
         &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)],
     )
@@ -233,6 +248,7 @@ async fn central_token_prints_once_or_writes_an_owner_only_file() {
             &fake.url,
             "--prometheus-url",
             &cmm_testkit::dead_url(),
+            "--insecure-plain-http",
             "--skip-prometheus-check",
             "--rules",
             "skip",
@@ -312,18 +328,25 @@ async fn without_a_url_the_endpoint_is_discovered_from_the_clusters_nodeport() {
         .write_kubeconfig(dir.path(), "kr-mum")
         .display()
         .to_string();
+    let args = [
+        "register",
+        "--cluster",
+        "kr-mum",
+        "--grafana-url",
+        &fake.url,
+        "--kubeconfig",
+        &kc,
+        "--output",
+        "json",
+    ];
+    // The Service serves plain HTTP: found, named, and not registered unless asked for.
+    let o = agent(&args, &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(out.contains("is plain HTTP"), "{out}");
+    assert_eq!(fake.count("POST", "/api/datasources"), 0);
     let o = agent(
-        &[
-            "register",
-            "--cluster",
-            "kr-mum",
-            "--grafana-url",
-            &fake.url,
-            "--kubeconfig",
-            &kc,
-            "--output",
-            "json",
-        ],
+        &[&args[..], &["--insecure-plain-http"]].concat(),
         &[("CMM_GRAFANA_TOKEN", ADMIN_TOKEN)],
     )
     .await;
@@ -656,6 +679,7 @@ async fn register_waits_a_bounded_time_for_the_first_scrape() {
             tf.clone(),
             "--prometheus-url".into(),
             prom.url.clone(),
+            "--insecure-plain-http".into(),
             "--first-scrape-wait".into(),
             wait.into(),
         ]
@@ -708,6 +732,7 @@ async fn credentials_in_the_url_and_multi_line_tokens_are_input_errors() {
             &tf,
             "--prometheus-url",
             "http://127.0.0.1:9",
+            "--insecure-plain-http",
         ],
         &[],
     )
@@ -741,6 +766,7 @@ async fn credentials_in_the_url_and_multi_line_tokens_are_input_errors() {
                 &fake.url,
                 "--prometheus-url",
                 "http://127.0.0.1:9",
+                "--insecure-plain-http",
             ][..],
             &source[..],
         ]
@@ -866,6 +892,7 @@ async fn a_register_waiting_on_a_slow_grafana_ends_at_the_first_sigint() {
             &tf,
             "--prometheus-url",
             "http://127.0.0.1:9",
+            "--insecure-plain-http",
             "--skip-prometheus-check",
             "--grafana-timeout",
             "1m",

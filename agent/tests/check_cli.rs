@@ -152,6 +152,30 @@ async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
             .starts_with("INSECURE"),
         "{report:#}"
     );
+    assert!(
+        finding(&report, "grafana.datasource")["evidence"]
+            .to_string()
+            .contains("INSECURE: plain HTTP"),
+        "{report:#}"
+    );
+    // The same plain endpoint, with plain HTTP not asked for (a host whose agent.toml lost the
+    // line): named as a failure, and --repair would not register it.
+    let o = agent(
+        &["check", "--output", "json"],
+        &[env[0], ("CMM_INSECURE_PLAIN_HTTP", "0")],
+    )
+    .await;
+    let unasked: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let plain = finding(&unasked, "endpoint.plain");
+    assert_eq!(plain["severity"], "failed", "{unasked:#}");
+    assert!(
+        plain["evidence"]
+            .to_string()
+            .contains("insecure-plain-http"),
+        "{plain}"
+    );
+    assert_ne!(o.status.code(), Some(0));
     let writes_after = (
         kube.writes().len(),
         grafana
@@ -165,6 +189,53 @@ async fn check_proves_each_stage_names_what_breaks_and_repairs_the_safe_part() {
         "check without --repair wrote something"
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains(ADMIN_TOKEN));
+    // An e-mail contact point is configuration, not proof: said so, and how to prove it.
+    let cp = finding(&report, "grafana.contact-points")["evidence"].to_string();
+    assert!(
+        cp.contains("ops-mail (email): unverified") && cp.contains("--test-contact-points"),
+        "{cp}"
+    );
+    assert!(grafana.notifications_sent().is_empty());
+
+    // Asked to prove it, on a Grafana whose SMTP is off (its default): not deliverable.
+    let o = agent(
+        &["check", "--test-contact-points", "--output", "json"],
+        &env,
+    )
+    .await;
+    let tested: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let cp = finding(&tested, "grafana.contact-points");
+    assert_eq!(cp["severity"], "failed", "{cp}");
+    assert!(
+        cp["evidence"]
+            .to_string()
+            .contains("not deliverable: SMTP not configured"),
+        "{cp}"
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // With SMTP on, the test notification goes out: deliverable, healthy again.
+    grafana.set_smtp(true);
+    let o = agent(
+        &["check", "--test-contact-points", "--output", "json"],
+        &env,
+    )
+    .await;
+    let tested: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let cp = finding(&tested, "grafana.contact-points");
+    assert_eq!(cp["severity"], "ok", "{cp}");
+    assert!(
+        cp["evidence"]
+            .to_string()
+            .contains("ops-mail (email): deliverable"),
+        "{cp}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        grafana.notifications_sent(),
+        vec![("ops-mail".to_owned(), "email".to_owned())]
+    );
 
     // Human output: one line per finding, grouped by stage, with marks.
     let o = agent(&["check"], &env).await;
@@ -321,6 +392,7 @@ async fn a_pending_release_is_rolled_back_under_the_lock_by_repair() {
         helm.to_str().unwrap(),
         "--prometheus-url",
         &cmm_testkit::dead_url(),
+        "--insecure-plain-http",
         "--output",
         "json",
     ];
@@ -390,6 +462,7 @@ async fn sigterm_during_the_repairs_rollback_stops_helm_releases_the_lock_and_ex
             helm.to_str().unwrap(),
             "--prometheus-url",
             &cmm_testkit::dead_url(),
+            "--insecure-plain-http",
         ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -976,4 +1049,55 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
     );
     let text = report.to_string();
     assert!(!text.contains("PRIVATE KEY") && !text.contains(ADMIN_TOKEN));
+}
+
+/// An API server that does not answer is one cause: one failed finding naming it, and the
+/// reads that would have followed skipped with the reason, not a row of failures.
+#[tokio::test]
+async fn an_unreachable_api_server_is_one_failed_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n",
+            cmm_testkit::dead_url()
+        ),
+    )
+    .unwrap();
+    let o = agent(
+        &[
+            "check",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--helm",
+            "/bin/false",
+            "--insecure-plain-http",
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let failed: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "failed")
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["kubernetes.access"], "{report:#}");
+    for id in ["kubernetes.read", "tls.certificates", "endpoint.discovery"] {
+        let f = finding(&report, id);
+        assert_eq!(f["severity"], "skipped", "{f}");
+        assert!(
+            f["evidence"].to_string().contains("kubernetes.access"),
+            "{f}"
+        );
+    }
+    assert_eq!(o.status.code(), Some(2));
 }

@@ -181,6 +181,7 @@ fn a_host_without_ca_certificates_is_told_what_is_missing() {
         token.to_str().unwrap(),
         "--prometheus-url",
         "http://127.0.0.1:9/",
+        "--insecure-plain-http",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let e = err(&o);

@@ -88,7 +88,21 @@ async fn run_as(exe: &Path, args: &[&str], nobody: bool) -> Output {
         )
         .env("CMM_UPDATE_REPO", format!("{OWNER}/{REPO}"))
         .env("CMM_UPDATE_TIMEOUT", "30s");
-    cmd.output().await.unwrap()
+    output(&mut cmd).await
+}
+
+/// Run `cmd`, retrying while its freshly written binary is still open for writing in a child
+/// another test thread forked meanwhile (ETXTBSY lasts until that child execs).
+async fn output(cmd: &mut tokio::process::Command) -> Output {
+    for _ in 0..50 {
+        match cmd.output().await {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?} stayed busy (ETXTBSY) for a second")
 }
 
 fn text(o: &Output) -> String {
@@ -325,17 +339,17 @@ async fn a_binary_the_rpm_database_owns_is_refused() {
         stubs.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = tokio::process::Command::new(&install.exe)
-        .args(["self-update", "--update-feed", &cmm_testkit::dead_url()])
-        .env_clear()
-        .env("PATH", path)
-        .env(
-            "CMM_CONFIG",
-            install.bin_dir.parent().unwrap().join("agent.toml"),
-        )
-        .output()
-        .await
-        .unwrap();
+    let out = output(
+        tokio::process::Command::new(&install.exe)
+            .args(["self-update", "--update-feed", &cmm_testkit::dead_url()])
+            .env_clear()
+            .env("PATH", path)
+            .env(
+                "CMM_CONFIG",
+                install.bin_dir.parent().unwrap().join("agent.toml"),
+            ),
+    )
+    .await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(6), "{t}");
     assert!(t.contains("belongs to the rpm package cmm-agent"), "{t}");

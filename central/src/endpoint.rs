@@ -37,6 +37,13 @@ pub struct DiscoveryInput<'a> {
     pub advertise_address: Option<&'a str>,
 }
 
+/// Whether Grafana would read this endpoint in the clear (`http://`, in any case).
+pub fn is_plain_http(url: &str) -> bool {
+    url.trim_start()
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+}
+
 /// Pick the endpoint; the error lists what was looked at and how to fix it.
 pub fn discover(input: &DiscoveryInput<'_>) -> Result<Endpoint> {
     let svc_name = input.service.metadata.name.as_deref().unwrap_or("");

@@ -133,9 +133,8 @@ impl GrafanaClient {
             .timeout(retry.timeout)
             .connect_timeout(retry.timeout.min(Duration::from_secs(5)));
         if let Some(pem) = ca_pem {
-            for cert in crate::prometheus::pem_certificates(pem, "grafana-ca-file")? {
-                builder = builder.add_root_certificate(cert);
-            }
+            // The file's certificates as extra roots, and a self-signed one as itself.
+            builder = builder.tls_backend_preconfigured(crate::trust::grafana_tls(pem)?);
         }
         let http = builder
             .build()
@@ -217,6 +216,18 @@ impl GrafanaClient {
                 Ok(r) => r,
                 Err(e) => {
                     last = describe_transport(&e);
+                    if crate::trust::is_certificate_refusal(&last) {
+                        // Not a Grafana to wait for: a setting to fix (exit 2), said as such.
+                        return Err(Error::invalid(
+                            "grafana-ca-file",
+                            format!(
+                                "Grafana at {} presents a certificate this host does not trust \
+                                 ({last}): give the CA that signs it as grafana-ca-file, or, \
+                                 if it is self-signed, Grafana's own certificate",
+                                self.base
+                            ),
+                        ));
+                    }
                     failing = None;
                     continue;
                 }

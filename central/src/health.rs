@@ -6,6 +6,7 @@ use cmm_core::naming::CLUSTER_LABEL;
 use cmm_core::ClusterName;
 use serde_json::Value;
 
+use crate::contact::{self, Delivery};
 use crate::grafana::{DataSource, DatasourceHealth, GrafanaClient};
 use crate::prometheus::PrometheusFacts;
 use crate::register::RulesMode;
@@ -16,6 +17,9 @@ type Read<T> = std::result::Result<T, String>;
 /// The reads of the Grafana stage.
 #[derive(Debug, Clone)]
 pub struct GrafanaFacts {
+    /// Every read failed for one reason that is Grafana's as a whole (unreachable, failing,
+    /// the token refused, its certificate untrusted): that reason, judged once.
+    pub down: Option<String>,
     pub datasource: Read<Option<DataSource>>,
     /// Grafana's own query through the datasource (only asked when it exists).
     pub health: Option<Read<DatasourceHealth>>,
@@ -24,11 +28,30 @@ pub struct GrafanaFacts {
     /// The rule groups of the cluster's folder in the rule-state API.
     pub rule_states: Read<Vec<Value>>,
     pub contact_points: Read<Vec<Value>>,
+    /// With `--test-contact-points`: what each real contact point did with a test notification.
+    pub deliveries: Option<Read<Vec<Delivery>>>,
+}
+
+/// A failure that every read of Grafana would share.
+fn grafana_wide(e: &crate::Error) -> bool {
+    matches!(
+        e,
+        crate::Error::GrafanaUnreachable { .. }
+            | crate::Error::GrafanaFailing { .. }
+            | crate::Error::GrafanaUnauthorized { .. }
+            | crate::Error::Invalid { .. }
+    )
 }
 
 /// Read what the Grafana stage judges. Each read fails on its own, so one refused permission
-/// still leaves the others judged.
-pub async fn grafana_facts(g: &GrafanaClient, cluster: &ClusterName) -> GrafanaFacts {
+/// still leaves the others judged; when all fail for one Grafana-wide reason, that is one
+/// cause (`down`). `test_contact_points`: also send a test notification through each real
+/// contact point (opt-in: people receive it).
+pub async fn grafana_facts(
+    g: &GrafanaClient,
+    cluster: &ClusterName,
+    test_contact_points: bool,
+) -> GrafanaFacts {
     let uid = cluster.datasource_uid();
     let folder = rules::folder_uid(cluster);
     let title = rules::folder_title(cluster);
@@ -38,6 +61,12 @@ pub async fn grafana_facts(g: &GrafanaClient, cluster: &ClusterName) -> GrafanaF
         g.rule_statuses(&folder, &title),
         g.contact_points()
     );
+    let down = match (&datasource, &group, &rule_states, &contact_points) {
+        (Err(a), Err(b), Err(c), Err(d)) if [a, b, c, d].into_iter().all(grafana_wide) => {
+            Some(a.to_string())
+        }
+        _ => None,
+    };
     let datasource = datasource.map_err(|e| e.to_string());
     let health = match &datasource {
         Ok(Some(_)) => Some(g.datasource_health(&uid).await.map_err(|e| e.to_string())),
@@ -48,13 +77,23 @@ pub async fn grafana_facts(g: &GrafanaClient, cluster: &ClusterName) -> GrafanaF
         Ok(Some(v)) => g.group_editable(v).await.ok().flatten(),
         _ => None,
     };
+    let deliveries = match (&contact_points, test_contact_points) {
+        (Ok(points), true) if !contact::real(points).is_empty() => Some(
+            g.test_contact_points(&contact::real(points), cluster.as_str())
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
     GrafanaFacts {
+        down,
         datasource,
         health,
         group,
         group_editable,
         rule_states: rule_states.map_err(|e| e.to_string()),
         contact_points: contact_points.map_err(|e| e.to_string()),
+        deliveries,
     }
 }
 
@@ -184,6 +223,9 @@ pub fn judge_grafana(
     let register = |what: &str| {
         format!("re-register: {what} (`cmm-agent check --repair` or `cmm-agent register`)")
     };
+    if let Some(cause) = &facts.down {
+        return grafana_down(cause);
+    }
     let mut out = Vec::new();
     match &facts.datasource {
         Err(e) => out.push(Finding::failed(st, "grafana.datasource", ds_subject).with(e.clone())),
@@ -212,7 +254,11 @@ pub fn judge_grafana(
                         .repair(RepairKind::Register, register("restore CMM's settings"))
                 }
             } else {
-                Finding::ok(st, "grafana.datasource", &ds_subject).with(format!("points at {want_url}"))
+                Finding::ok(st, "grafana.datasource", &ds_subject).with(if crate::endpoint::is_plain_http(want_url) {
+                    format!("points at {want_url}; INSECURE: plain HTTP (insecure-plain-http), anyone on the path reads this cluster's metrics")
+                } else {
+                    format!("points at {want_url}")
+                })
             });
             out.push(match &facts.health {
                 Some(Ok(h)) if h.ok => Finding::ok(st, "grafana.datasource-health", "Grafana's health check of the datasource")
@@ -252,7 +298,29 @@ pub fn judge_grafana(
         });
         out.push(judge_rule_states(&folder, &facts.rule_states));
     }
-    out.push(judge_contact_points(&facts.contact_points));
+    out.push(judge_contact_points(
+        &facts.contact_points,
+        facts.deliveries.as_ref(),
+    ));
+    out
+}
+
+/// One Grafana-wide cause: one failed finding, and the rest of the stage skipped with the
+/// reason (not four failures saying the same thing).
+fn grafana_down(cause: &str) -> Vec<Finding> {
+    let st = Stage::Grafana;
+    let mut out = vec![Finding::failed(st, "grafana.api", "the central Grafana's API").with(cause)];
+    for id in [
+        "grafana.datasource",
+        "grafana.rules",
+        "grafana.rule-state",
+        "grafana.contact-points",
+    ] {
+        out.push(
+            Finding::skipped(st, id, "not judged")
+                .with("the central Grafana's API failed every read (grafana.api)"),
+        );
+    }
     out
 }
 
@@ -319,52 +387,78 @@ pub fn judge_rule_states(folder: &str, groups: &Read<Vec<Value>>) -> Finding {
     f
 }
 
-/// Grafana's default contact point mails this placeholder address (its default alerting
-/// configuration, `alertmanagerDefaultConfiguration` in `pkg/setting/setting_unified_alerting.go`):
-/// alerts go nowhere.
-const PLACEHOLDER: &str = "<example@email.com>";
-
-pub fn judge_contact_points(points: &Read<Vec<Value>>) -> Finding {
+/// Whether an alert reaches someone. Without a test notification only the configuration is
+/// seen: a real contact point is "unverified" (not a fault: exit 0), and the finding says how
+/// to prove it. With one, each is deliverable or not, as Grafana's attempt says.
+pub fn judge_contact_points(
+    points: &Read<Vec<Value>>,
+    tested: Option<&Read<Vec<Delivery>>>,
+) -> Finding {
     let st = Stage::Grafana;
+    let id = "grafana.contact-points";
     let subject = "contact points";
+    let configure =
+        "configure SMTP (grafana.ini [smtp]) or MS Teams in central_monitor.yaml (docs/central.md)";
     let points = match points {
-        Err(e) => return Finding::failed(st, "grafana.contact-points", subject).with(e.clone()),
+        Err(e) => return Finding::failed(st, id, subject).with(e.clone()),
         Ok(p) => p,
     };
-    let real: Vec<String> = points
-        .iter()
-        .filter(|p| {
-            !p["settings"]["addresses"]
-                .as_str()
-                .is_some_and(|a| a.contains(PLACEHOLDER))
-        })
-        .map(|p| {
-            format!(
-                "{} ({})",
-                p["name"].as_str().unwrap_or("?"),
-                p["type"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
+    let real = contact::real(points);
+    let named = |p: &&Value| {
+        format!(
+            "{} ({})",
+            p["name"].as_str().unwrap_or("?"),
+            p["type"].as_str().unwrap_or("?")
+        )
+    };
     if points.is_empty() {
-        Finding::failed(st, "grafana.contact-points", subject)
+        return Finding::failed(st, id, subject)
             .with("none: an alert reaches nobody")
-            .repair(
-                RepairKind::Manual,
-                "configure SMTP or MS Teams in central_monitor.yaml (docs/central.md)",
-            )
-    } else if real.is_empty() {
-        Finding::warn(st, "grafana.contact-points", subject)
-            .with(format!(
-                "only Grafana's default, mailing {PLACEHOLDER}: an alert reaches nobody"
-            ))
-            .repair(
-                RepairKind::Manual,
-                "configure SMTP or MS Teams in central_monitor.yaml (docs/central.md)",
-            )
-    } else {
-        Finding::ok(st, "grafana.contact-points", subject).with(real.join(", "))
+            .repair(RepairKind::Manual, configure);
     }
+    if real.is_empty() {
+        return Finding::warn(st, id, subject)
+            .with(format!(
+                "only Grafana's default, mailing {}: an alert reaches nobody",
+                contact::PLACEHOLDER
+            ))
+            .repair(RepairKind::Manual, configure);
+    }
+    let deliveries = match tested {
+        None => {
+            return Finding::ok(st, id, subject).with(format!(
+                "{}: unverified (whether Grafana can send through them, e.g. its SMTP is on, \
+                 is not visible without sending); prove it with `cmm-agent check \
+                 --test-contact-points`, which sends one test notification through each",
+                real.iter().map(named).collect::<Vec<_>>().join(", ")
+            ))
+        }
+        Some(Err(e)) => {
+            return Finding::warn(st, id, subject).with(format!(
+                "unverified: the test notification could not be sent: {e}"
+            ))
+        }
+        Some(Ok(d)) => d,
+    };
+    let line = |d: &Delivery| match &d.error {
+        None => format!(
+            "{} ({}): deliverable, a test notification was sent",
+            d.name, d.kind
+        ),
+        Some(e) => format!("{} ({}): not deliverable: {e}", d.name, d.kind),
+    };
+    let evidence: Vec<String> = deliveries.iter().map(line).collect();
+    let sent = deliveries.iter().filter(|d| d.delivered).count();
+    let f = if sent == deliveries.len() {
+        Finding::ok(st, id, subject)
+    } else if sent > 0 {
+        Finding::warn(st, id, subject).repair(RepairKind::Manual, configure)
+    } else {
+        Finding::failed(st, id, subject).repair(RepairKind::Manual, configure)
+    };
+    let mut f = f;
+    f.evidence.extend(evidence);
+    f
 }
 
 #[cfg(test)]
@@ -373,6 +467,101 @@ mod tests {
     use crate::prometheus::{ClientIdentity, PrometheusTarget};
     use cmm_core::finding::Severity;
     use cmm_core::ClusterName;
+
+    fn delivery(name: &str, kind: &str, error: Option<&str>) -> Delivery {
+        Delivery {
+            name: name.into(),
+            kind: kind.into(),
+            delivered: error.is_none(),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn contact_points_say_only_what_is_known() {
+        let mail = serde_json::json!({"uid": "m", "name": "ops-mail", "type": "email",
+            "settings": {"addresses": "ops@example.org"}});
+        let default = serde_json::json!({"uid": "d", "name": "grafana-default-email",
+            "type": "email", "settings": {"addresses": "<example@email.com>"}});
+        let smtp_off = "SMTP not configured, check your grafana.ini config file's [smtp] section";
+        type Case = (Vec<Value>, Option<Read<Vec<Delivery>>>, Severity, &'static str);
+        let cases: Vec<Case> = vec![
+            (vec![], None, Severity::Failed, "none"),
+            (
+                vec![default.clone()],
+                None,
+                Severity::Warning,
+                "only Grafana's default",
+            ),
+            (
+                vec![default, mail.clone()],
+                None,
+                Severity::Ok,
+                "ops-mail (email): unverified",
+            ),
+            (
+                vec![mail.clone()],
+                Some(Ok(vec![delivery("ops-mail", "email", Some(smtp_off))])),
+                Severity::Failed,
+                "ops-mail (email): not deliverable: SMTP not configured",
+            ),
+            (
+                vec![mail.clone()],
+                Some(Ok(vec![
+                    delivery("ops-mail", "email", Some(smtp_off)),
+                    delivery("chat", "teams", None),
+                ])),
+                Severity::Warning,
+                "chat (teams): deliverable",
+            ),
+            (
+                vec![mail.clone()],
+                Some(Ok(vec![delivery("ops-mail", "email", None)])),
+                Severity::Ok,
+                "ops-mail (email): deliverable",
+            ),
+            (
+                vec![mail],
+                Some(Err("403".into())),
+                Severity::Warning,
+                "unverified: the test notification could not be sent",
+            ),
+        ];
+        for (points, tested, severity, says) in cases {
+            let f = judge_contact_points(&Ok(points), tested.as_ref());
+            assert_eq!(f.severity, severity, "{f:?}");
+            assert!(f.evidence.iter().any(|e| e.contains(says)), "{says}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn one_grafana_wide_cause_is_one_failed_finding() {
+        let facts = GrafanaFacts {
+            down: Some(
+                "Grafana at http://g/ answered 500 to GET /api/datasources/uid/cmm-kr-mum".into(),
+            ),
+            datasource: Err("500".into()),
+            health: None,
+            group: Err("500".into()),
+            group_editable: None,
+            rule_states: Err("500".into()),
+            contact_points: Err("500".into()),
+            deliveries: None,
+        };
+        let c = ClusterName::parse("kr-mum").unwrap();
+        let out = judge_grafana(&c, &Value::Null, RulesMode::Provisioned, &facts);
+        let failed: Vec<_> = out
+            .iter()
+            .filter(|f| f.severity == Severity::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "{out:?}");
+        assert_eq!(failed[0].id, "grafana.api");
+        assert!(out
+            .iter()
+            .filter(|f| f.id != "grafana.api")
+            .all(|f| f.severity == Severity::Skipped
+                && f.evidence.iter().any(|e| e.contains("(grafana.api)"))));
+    }
 
     const CA: &str =
         "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUBw==\n-----END CERTIFICATE-----\n";
@@ -413,6 +602,8 @@ mod tests {
 
     fn datasource_finding(desired: &Value, ds: DataSource) -> Finding {
         let facts = GrafanaFacts {
+            down: None,
+            deliveries: None,
             datasource: Ok(Some(ds)),
             health: None,
             group: Ok(None),

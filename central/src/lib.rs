@@ -5,6 +5,7 @@
 //! Decisions (what to send, whether an existing object is ours) are pure functions over typed
 //! values; the async functions only fetch, decide and send.
 
+pub mod contact;
 pub mod endpoint;
 pub mod error;
 pub mod grafana;
@@ -16,6 +17,7 @@ pub mod rules;
 pub mod sanitize;
 pub mod secret;
 pub mod token;
+pub mod trust;
 
 pub use error::{Error, ErrorClass, Result};
 pub use grafana::GrafanaClient;

@@ -772,3 +772,38 @@ async fn an_unreadable_body_is_classified_by_its_status() {
         );
     }
 }
+
+/// `check`'s Grafana reads: a Grafana failing every request is one cause (`down`), judged as
+/// one failed finding; a permission refused on one read is that read's own finding.
+#[tokio::test]
+async fn a_grafana_failing_every_read_is_one_cause_and_a_refused_read_is_its_own() {
+    use cmm_central::health::{grafana_facts, judge_grafana};
+    use cmm_core::finding::Severity;
+    let fake = cmm_testkit::fake_grafana!();
+    let c = ClusterName::parse("kr-mum").unwrap();
+    let admin = client(&fake, ADMIN_TOKEN);
+    // Every attempt of every read answers 500.
+    fake.fail_next(100, Fault::Status(500));
+    let facts = grafana_facts(&admin, &c, false).await;
+    assert!(facts.down.is_some(), "{facts:?}");
+    let out = judge_grafana(&c, &json!({}), RulesMode::Provisioned, &facts);
+    let failed: Vec<_> = out
+        .iter()
+        .filter(|f| f.severity == Severity::Failed)
+        .map(|f| f.id.clone())
+        .collect();
+    assert_eq!(failed, ["grafana.api"], "{out:?}");
+
+    // A Viewer may read but not test contact points: only that read is refused.
+    let fake = cmm_testkit::fake_grafana!();
+    fake.add_token("glsa_viewer", Role::Viewer);
+    fake.set_contact_points(vec![
+        json!({"uid": "m", "name": "ops-mail", "type": "email",
+        "settings": {"addresses": "ops@example.org"}}),
+    ]);
+    let viewer = client(&fake, "glsa_viewer");
+    let facts = grafana_facts(&viewer, &c, true).await;
+    assert!(facts.down.is_none(), "{facts:?}");
+    assert!(matches!(facts.deliveries, Some(Err(_))), "{facts:?}");
+    assert!(fake.notifications_sent().is_empty());
+}

@@ -253,7 +253,9 @@ impl Role {
             | "folders:read"
             | "alert.provisioning:read"
             | "alert.rules:read" => true,
-            "folders:create" | "folders:delete" => self >= Role::Editor,
+            "folders:create" | "folders:delete" | "alert.notifications:write" => {
+                self >= Role::Editor
+            }
             _ => self == Role::Admin,
         }
     }
@@ -330,6 +332,12 @@ struct Inner {
     rule_health: BTreeMap<String, (String, String)>,
     /// `None`: Grafana's default contact point only (Grafana gives it a generated uid).
     contact_points: Option<Vec<Value>>,
+    /// Grafana's `[smtp] enabled` (off by default, conf/defaults.ini).
+    smtp: bool,
+    /// Integrations whose test notification fails, by uid, with Grafana's error.
+    failing_integrations: BTreeMap<String, String>,
+    /// Test notifications sent: (contact point, integration type).
+    sent: Vec<(String, String)>,
     faults: Vec<Fault>,
     requests: Vec<Recorded>,
     violations: Vec<String>,
@@ -503,6 +511,23 @@ impl FakeGrafana {
         self.lock()
             .rule_health
             .insert(uid.to_owned(), (health.to_owned(), last_error.to_owned()));
+    }
+
+    /// Turn Grafana's `[smtp]` on or off (off, as in a fresh Grafana).
+    pub fn set_smtp(&self, enabled: bool) {
+        self.lock().smtp = enabled;
+    }
+
+    /// Make the integration `uid` fail its test notification with `error`.
+    pub fn fail_integration(&self, uid: &str, error: &str) {
+        self.lock()
+            .failing_integrations
+            .insert(uid.to_owned(), error.to_owned());
+    }
+
+    /// The test notifications sent so far: (contact point, integration type).
+    pub fn notifications_sent(&self) -> Vec<(String, String)> {
+        self.lock().sent.clone()
     }
 
     /// Replace the contact points (e.g. with an SMTP one the central values configure).
@@ -800,77 +825,81 @@ async fn route(
         }
     }
     let body = body.clone().unwrap_or(Value::Null);
-    let ans =
-        match (method.as_str(), segs) {
-            ("GET", ["datasources"]) => need(role, "datasources:read").unwrap_or_else(|| {
-                reply(
-                    200,
-                    Value::Array(g.datasources.iter().map(|d| list_item(&d.dto)).collect()),
-                )
-            }),
-            ("GET", ["datasources", "uid", uid]) => {
-                need(role, "datasources:read").unwrap_or_else(|| get_ds(&g, |d| d["uid"] == *uid))
-            }
-            ("GET", ["datasources", "name", name]) => {
-                need(role, "datasources:read").unwrap_or_else(|| get_ds(&g, |d| d["name"] == *name))
-            }
-            ("POST", ["datasources"]) => {
-                need(role, "datasources:create").unwrap_or_else(|| add_ds(&mut g, &body))
-            }
-            ("PUT", ["datasources", "uid", uid]) => {
-                need(role, "datasources:write").unwrap_or_else(|| update_ds(&mut g, uid, &body))
-            }
-            ("DELETE", ["datasources", "uid", uid]) => {
-                need(role, "datasources:delete").unwrap_or_else(|| delete_ds(&mut g, uid))
-            }
-            ("GET", ["folders", uid]) => {
-                need(role, "folders:read").unwrap_or_else(|| match g.folders.get(*uid) {
-                    Some(f) => reply(200, f.clone()),
-                    None => reply(
-                        404,
-                        json!({"message": "folder not found", "status": "not-found"}),
-                    ),
-                })
-            }
-            ("POST", ["folders"]) => {
-                need(role, "folders:create").unwrap_or_else(|| create_folder(&mut g, &body))
-            }
-            ("DELETE", ["folders", uid]) => {
-                need(role, "folders:delete").unwrap_or_else(|| delete_folder(&mut g, uid, query))
-            }
-            ("GET", ["v1", "provisioning", "alert-rules", uid]) => {
-                need(role, "alert.provisioning:read").unwrap_or_else(|| get_rule(&g, uid))
-            }
-            ("GET", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
-                need(role, "alert.provisioning:read").unwrap_or_else(|| get_group(&g, f, grp))
-            }
-            ("PUT", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
-                let prov = provenance(headers);
-                need(role, "alert.provisioning:write")
-                    .unwrap_or_else(|| put_group(&mut g, f, grp, &body, prov))
-            }
-            ("DELETE", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
-                let prov = provenance(headers);
-                need(role, "alert.provisioning:write")
-                    .unwrap_or_else(|| delete_group(&mut g, f, grp, prov))
-            }
-            ("GET", ["prometheus", "grafana", "api", "v1", "rules"]) => {
-                need(role, "alert.rules:read").unwrap_or_else(|| rule_statuses(&g))
-            }
-            ("GET", ["v1", "provisioning", "contact-points"]) => {
-                need(role, "alert.provisioning:read").unwrap_or_else(|| contact_points(&g))
-            }
-            // §4.2: no RBAC middleware, sign-in only.
-            ("GET", ["search"]) => search(&g, query),
-            ("GET", ["serviceaccounts", "search"]) => {
-                need(role, "serviceaccounts:read").unwrap_or_else(|| search_sa(&g, query))
-            }
-            ("POST", ["serviceaccounts"]) => need(role, "serviceaccounts:create")
-                .unwrap_or_else(|| create_sa(&mut g, role, &body)),
-            ("POST", ["serviceaccounts", id, "tokens"]) => need(role, "serviceaccounts:write")
-                .unwrap_or_else(|| create_token(&mut g, id, &body)),
-            _ => (EMPTY, Value::Null),
-        };
+    let ans = match (method.as_str(), segs) {
+        ("GET", ["datasources"]) => need(role, "datasources:read").unwrap_or_else(|| {
+            reply(
+                200,
+                Value::Array(g.datasources.iter().map(|d| list_item(&d.dto)).collect()),
+            )
+        }),
+        ("GET", ["datasources", "uid", uid]) => {
+            need(role, "datasources:read").unwrap_or_else(|| get_ds(&g, |d| d["uid"] == *uid))
+        }
+        ("GET", ["datasources", "name", name]) => {
+            need(role, "datasources:read").unwrap_or_else(|| get_ds(&g, |d| d["name"] == *name))
+        }
+        ("POST", ["datasources"]) => {
+            need(role, "datasources:create").unwrap_or_else(|| add_ds(&mut g, &body))
+        }
+        ("PUT", ["datasources", "uid", uid]) => {
+            need(role, "datasources:write").unwrap_or_else(|| update_ds(&mut g, uid, &body))
+        }
+        ("DELETE", ["datasources", "uid", uid]) => {
+            need(role, "datasources:delete").unwrap_or_else(|| delete_ds(&mut g, uid))
+        }
+        ("GET", ["folders", uid]) => {
+            need(role, "folders:read").unwrap_or_else(|| match g.folders.get(*uid) {
+                Some(f) => reply(200, f.clone()),
+                None => reply(
+                    404,
+                    json!({"message": "folder not found", "status": "not-found"}),
+                ),
+            })
+        }
+        ("POST", ["folders"]) => {
+            need(role, "folders:create").unwrap_or_else(|| create_folder(&mut g, &body))
+        }
+        ("DELETE", ["folders", uid]) => {
+            need(role, "folders:delete").unwrap_or_else(|| delete_folder(&mut g, uid, query))
+        }
+        ("GET", ["v1", "provisioning", "alert-rules", uid]) => {
+            need(role, "alert.provisioning:read").unwrap_or_else(|| get_rule(&g, uid))
+        }
+        ("GET", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
+            need(role, "alert.provisioning:read").unwrap_or_else(|| get_group(&g, f, grp))
+        }
+        ("PUT", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
+            let prov = provenance(headers);
+            need(role, "alert.provisioning:write")
+                .unwrap_or_else(|| put_group(&mut g, f, grp, &body, prov))
+        }
+        ("DELETE", ["v1", "provisioning", "folder", f, "rule-groups", grp]) => {
+            let prov = provenance(headers);
+            need(role, "alert.provisioning:write")
+                .unwrap_or_else(|| delete_group(&mut g, f, grp, prov))
+        }
+        ("GET", ["prometheus", "grafana", "api", "v1", "rules"]) => {
+            need(role, "alert.rules:read").unwrap_or_else(|| rule_statuses(&g))
+        }
+        ("GET", ["v1", "provisioning", "contact-points"]) => {
+            need(role, "alert.provisioning:read").unwrap_or_else(|| contact_points(&g))
+        }
+        ("POST", ["alertmanager", "grafana", "config", "api", "v1", "receivers", "test"]) => {
+            need(role, "alert.notifications:write").unwrap_or_else(|| test_receivers(&mut g, &body))
+        }
+        // §4.2: no RBAC middleware, sign-in only.
+        ("GET", ["search"]) => search(&g, query),
+        ("GET", ["serviceaccounts", "search"]) => {
+            need(role, "serviceaccounts:read").unwrap_or_else(|| search_sa(&g, query))
+        }
+        ("POST", ["serviceaccounts"]) => {
+            need(role, "serviceaccounts:create").unwrap_or_else(|| create_sa(&mut g, role, &body))
+        }
+        ("POST", ["serviceaccounts", id, "tokens"]) => {
+            need(role, "serviceaccounts:write").unwrap_or_else(|| create_token(&mut g, id, &body))
+        }
+        _ => (EMPTY, Value::Null),
+    };
     if ans.0 == EMPTY {
         return (EMPTY, None, false);
     }
@@ -1404,6 +1433,66 @@ fn contact_points(g: &Inner) -> (u16, Value) {
         ]
     });
     reply(200, Value::Array(points))
+}
+
+/// `POST /api/alertmanager/grafana/config/api/v1/receivers/test` as Grafana 11.3 answers it:
+/// each integration's `uid` must be a stored one, whose secrets Grafana loads (`LoadSecureSettings`,
+/// 400 "unknown receiver" otherwise); an e-mail integration fails with `ErrSmtpNotEnabled`
+/// unless `[smtp]` is on (pkg/services/notifications/models.go); the answer is a
+/// `TestReceiversResult` (pkg/services/ngalert/api/tooling/definitions/alertmanager.go), 200
+/// when every integration sent and 207 when some did not (`statusForTestReceivers`,
+/// pkg/services/ngalert/api/api_alertmanager.go: an SMTP or network error is neither invalid
+/// configuration nor a timeout).
+fn test_receivers(g: &mut Inner, body: &Value) -> (u16, Value) {
+    let stored = match contact_points(g) {
+        (_, Value::Array(p)) => p,
+        _ => Vec::new(),
+    };
+    let mut receivers = Vec::new();
+    let mut failed = 0;
+    for r in body["receivers"].as_array().into_iter().flatten() {
+        let mut configs = Vec::new();
+        for c in r["grafana_managed_receiver_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let uid = c["uid"].as_str().unwrap_or_default();
+            let Some(point) = stored.iter().find(|p| p["uid"] == uid) else {
+                return reply(
+                    400,
+                    json!({"message": format!("unknown receiver: {uid}"), "error": "unknown receiver"}),
+                );
+            };
+            let kind = point["type"].as_str().unwrap_or_default().to_owned();
+            let error = match g.failing_integrations.get(uid) {
+                Some(e) => Some(e.clone()),
+                None if kind == "email" && !g.smtp => Some(
+                    "SMTP not configured, check your grafana.ini config file's [smtp] section"
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let name = r["name"].as_str().unwrap_or_default().to_owned();
+            if error.is_none() {
+                g.sent.push((name.clone(), kind));
+            } else {
+                failed += 1;
+            }
+            let mut result = json!({"name": name, "uid": uid,
+                "status": if error.is_none() { "ok" } else { "failed" }});
+            if let Some(e) = error {
+                result["error"] = Value::String(e);
+            }
+            configs.push(result);
+        }
+        receivers.push(json!({"name": r["name"], "grafana_managed_receiver_configs": configs}));
+    }
+    reply(
+        if failed == 0 { 200 } else { 207 },
+        json!({"alert": body["alert"], "receivers": receivers,
+               "notified_at": "2026-12-07T00:00:00Z"}),
+    )
 }
 
 fn get_group(g: &Inner, folder: &str, group: &str) -> (u16, Value) {

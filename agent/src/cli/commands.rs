@@ -109,6 +109,11 @@ pub struct CheckArgs {
         requires = "repair"
     )]
     pub reinstall: bool,
+    /// Send one test notification through each contact point of the central Grafana (its
+    /// receiver test, as the UI's Test button): proves an alert reaches someone, and people
+    /// receive it. Without it, contact points are reported "unverified".
+    #[arg(help_heading = "Grafana", long, env = "CMM_TEST_CONTACT_POINTS")]
+    pub test_contact_points: bool,
     /// Warn when the TSDB uses this percentage of its retention size or more (1-100).
     #[arg(help_heading = "Prometheus", long, env = "CMM_STORAGE_WARN")]
     pub storage_warn: u8,

@@ -43,11 +43,6 @@ pub struct PlanInputs {
     pub sets: Vec<String>,
     #[command(flatten)]
     pub kube_metrics: KubeMetricsArg,
-    /// INSECURE: serve Prometheus as plain HTTP on the NodePort, without the mutual-TLS proxy
-    /// (overlays/insecure-plain-http.yaml). Anyone who reaches a node reads every metric; the
-    /// report and `check` mark the cluster. See docs/security.md.
-    #[arg(help_heading = "Chart", long, env = "CMM_INSECURE_PLAIN_HTTP")]
-    pub insecure_plain_http: bool,
     #[command(flatten)]
     pub topo: TopologyArgs,
 }
@@ -128,7 +123,8 @@ pub struct GrafanaArgs {
     #[arg(long, env = "CMM_GRAFANA_TIMEOUT")]
     pub grafana_timeout: String,
     /// PEM file of a private CA that signs the central Grafana's certificate (trusted on top
-    /// of the system's roots).
+    /// of the system's roots), or of Grafana's own self-signed certificate (trusted as exactly
+    /// itself).
     #[arg(long, env = "CMM_GRAFANA_CA_FILE")]
     pub grafana_ca_file: Option<PathBuf>,
 }
@@ -189,6 +185,12 @@ pub struct EndpointArgs {
     /// Replace a datasource with the cluster's name that CMM did not make.
     #[arg(long, env = "CMM_FORCE")]
     pub force: bool,
+    /// INSECURE: this cluster's Prometheus is plain HTTP. bootstrap serves it so on the NodePort,
+    /// without the mutual-TLS proxy (overlays/insecure-plain-http.yaml); register, bootstrap and
+    /// check accept an `http://` endpoint only with it. Anyone who reaches a node reads every
+    /// metric; every report and `check` mark the cluster. See docs/security.md.
+    #[arg(long, env = "CMM_INSECURE_PLAIN_HTTP")]
+    pub insecure_plain_http: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::exit::{central_class, installer_class, Classify, ExitCode};
-use crate::settings::PrometheusSettings;
+use crate::settings::{BadInput, PrometheusSettings};
 
 /// The endpoint given by setting, else discovered from the cluster.
 pub async fn find(
@@ -25,6 +25,24 @@ pub async fn find(
         Some(url) => Ok(flag_endpoint(url)),
         None => discover(kube, namespace, args).await,
     }
+}
+
+/// An `http://` endpoint becomes a datasource only when plain HTTP was asked for (a given URL
+/// was already checked with the settings; this catches a discovered one): refused before
+/// Grafana is written to.
+pub fn refuse_unasked_plain(found: &Endpoint, insecure_plain_http: bool) -> anyhow::Result<()> {
+    if insecure_plain_http || !cmm_central::endpoint::is_plain_http(&found.url) {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "the endpoint found for this cluster, {} ({}), is plain HTTP: anyone on the path \
+         between Grafana and the cluster reads its metrics. If it was installed that way on \
+         purpose, say so here too (--insecure-plain-http, CMM_INSECURE_PLAIN_HTTP=true or \
+         insecure-plain-http = true in agent.toml); otherwise bootstrap it with mutual TLS \
+         (docs/security.md)",
+        found.url, found.detail,
+    )))
+    .classify(ExitCode::Usage)
 }
 
 /// The names this cluster's server certificate must carry: every node address (the NodePort
@@ -139,4 +157,28 @@ pub fn endpoint_host(endpoint: &Endpoint) -> Option<String> {
     .ok()?
     .host_str()
     .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.into(),
+            via: Via::NodePort,
+            detail: "NodePort 30090 on node a".into(),
+        }
+    }
+
+    #[test]
+    fn a_discovered_plain_endpoint_is_refused_unless_plain_http_was_asked_for() {
+        let err = refuse_unasked_plain(&found("http://10.0.0.5:30090"), false).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("http://10.0.0.5:30090 (NodePort 30090 on node a), is plain HTTP"));
+        assert!(msg.contains("insecure-plain-http"), "{msg}");
+        assert!(refuse_unasked_plain(&found("HTTP://10.0.0.5:30090"), false).is_err());
+        assert!(refuse_unasked_plain(&found("http://10.0.0.5:30090"), true).is_ok());
+        assert!(refuse_unasked_plain(&found("https://10.0.0.5:30090"), false).is_ok());
+    }
 }

@@ -178,6 +178,7 @@ pub async fn register(
     match target.wiring.registration() {
         How::DatasourcePerCluster => {
             let endpoint = find().await?;
+            ep::refuse_unasked_plain(&endpoint, reg.prometheus.settings.insecure_plain_http)?;
             per_cluster(reg, cluster, endpoint).await
         }
         How::SharedRules { datasource_uid } => {

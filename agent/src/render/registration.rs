@@ -1,5 +1,6 @@
 //! `register`, `deregister` and bootstrap's registration step.
 
+use cmm_central::endpoint::is_plain_http;
 use cmm_central::register::{DatasourceAction, FleetReport};
 
 use super::Render;
@@ -12,6 +13,7 @@ impl Render for Registered {
             Registered::PerCluster { endpoint, report } => {
                 let mut v = serde_json::to_value(report)?;
                 v["endpoint"] = serde_json::to_value(endpoint)?;
+                v["insecure"] = serde_json::json!(is_plain_http(&report.prometheus_url));
                 v
             }
             Registered::Shared(s) => {
@@ -45,6 +47,9 @@ fn per_cluster(endpoint: &cmm_central::endpoint::Endpoint, r: &cmm_central::Regi
         r.prometheus_url,
         endpoint.detail
     );
+    if is_plain_http(&r.prometheus_url) {
+        outln!("  INSECURE     plain HTTP, asked for with --insecure-plain-http: anyone on the path between Grafana and the cluster reads its metrics");
+    }
     let action = match &r.datasource {
         DatasourceAction::Create => "created".to_owned(),
         DatasourceAction::Update { .. } => "updated".to_owned(),

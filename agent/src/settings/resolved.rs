@@ -126,7 +126,11 @@ pub struct PlanSettings {
 }
 
 impl PlanSettings {
-    pub fn resolve(args: &cli::PlanInputs, central: bool) -> anyhow::Result<Self> {
+    pub fn resolve(
+        args: &cli::PlanInputs,
+        central: bool,
+        insecure_plain_http: bool,
+    ) -> anyhow::Result<Self> {
         for s in &args.sets {
             cmm_installer::set::check_set(s).classify(ExitCode::Usage)?;
         }
@@ -160,7 +164,7 @@ impl PlanSettings {
             user_values,
             sets: args.sets.clone(),
             kube_metrics: args.kube_metrics.kube_metrics,
-            wiring: wiring(&args.topo, central, args.insecure_plain_http)?,
+            wiring: wiring(&args.topo, central, insecure_plain_http)?,
         })
     }
 }
@@ -252,6 +256,8 @@ pub struct PrometheusSettings {
     pub first_scrape_wait: Duration,
     pub rules: RulesMode,
     pub force: bool,
+    /// Given knowingly (--insecure-plain-http): an `http://` endpoint may be registered.
+    pub insecure_plain_http: bool,
 }
 
 impl PrometheusSettings {
@@ -280,6 +286,15 @@ impl PrometheusSettings {
             }
             .parsed_url()
             .classify_by(central_class)?;
+            if !args.insecure_plain_http && cmm_central::endpoint::is_plain_http(url) {
+                return usage(format!(
+                    "{} {url} is plain HTTP: anyone on the path between Grafana and the cluster \
+                     reads its metrics. Give an https:// endpoint, or pass {} to register it \
+                     knowingly (docs/security.md)",
+                    layers::named("prometheus-url"),
+                    layers::named("insecure-plain-http"),
+                ));
+            }
         }
         Ok(Self {
             url: args.prometheus_url.clone(),
@@ -295,6 +310,7 @@ impl PrometheusSettings {
                 cli::RulesArg::Skip => RulesMode::Skip,
             },
             force: args.force,
+            insecure_plain_http: args.insecure_plain_http,
         })
     }
 }
@@ -441,7 +457,11 @@ impl BootstrapSettings {
             cli::RoleArg::Central => Role::Central,
         };
         refuse_other_roles_settings(role, &args.given)?;
-        let plan = PlanSettings::resolve(&args.plan, role == Role::Central)?;
+        let plan = PlanSettings::resolve(
+            &args.plan,
+            role == Role::Central,
+            args.endpoint.insecure_plain_http,
+        )?;
         let helm_run = HelmRun::resolve(&args.helm_run)?;
         let chart = ChartSettings::resolve(&args.chart)?;
         let grafana = GrafanaSettings::resolve(&args.grafana)?;
@@ -506,6 +526,7 @@ pub struct CheckSettings {
     pub central: CentralSide,
     pub repair: bool,
     pub reinstall: bool,
+    pub test_contact_points: bool,
     pub storage_warn: u8,
     pub helm_run: HelmRun,
     pub claim_wait: Duration,
@@ -529,7 +550,7 @@ impl CheckSettings {
         }
         let helm_run = HelmRun::resolve(&args.helm_run)?;
         let claim_wait = DurationSetting::ClaimWait.parse(&args.claim_wait.claim_wait)?;
-        let plan = PlanSettings::resolve(&args.plan, false)?;
+        let plan = PlanSettings::resolve(&args.plan, false, args.endpoint.insecure_plain_http)?;
         Ok(Some(Self {
             cluster,
             namespace,
@@ -541,6 +562,7 @@ impl CheckSettings {
             central: CentralSide::resolve(&args.endpoint.tls, args.kube.kubeconfig.as_ref())?,
             repair: args.repair.repair,
             reinstall: args.reinstall,
+            test_contact_points: args.test_contact_points,
             storage_warn: args.storage_warn,
             helm_run,
             claim_wait,
@@ -585,7 +607,7 @@ impl RegisterSettings {
             // Not checked here (as before the move): a wrong one fails discovery, naming it.
             namespace: args.namespace.namespace.clone(),
             kube: kube_target(&args.kube),
-            wiring: wiring(&args.topo, false, false)?,
+            wiring: wiring(&args.topo, false, args.endpoint.insecure_plain_http)?,
             grafana: GrafanaSettings::resolve(&args.grafana)?,
             prometheus: PrometheusSettings::resolve(&args.endpoint)?,
             central: CentralSide::resolve(&args.endpoint.tls, args.kube.kubeconfig.as_ref())?,

@@ -32,41 +32,10 @@ pub struct Inputs<'a> {
 /// One snapshot, every stage gathered and judged.
 pub async fn findings(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let ns = &i.s.namespace;
-    let mut endpoint = None;
-    if let Some(conn) = conn {
-        out.extend(access_findings(conn, ns).await);
-        match health::gather(conn, ns, i.s.cluster.release()).await {
-            Ok(snap) => {
-                let expected = Expected {
-                    plan_digest: expected_digest(i, conn, &snap).await,
-                    chart_version: i
-                        .s
-                        .chart
-                        .chart
-                        .local_version()
-                        .unwrap_or_else(|| cmm_installer::chart::CHART_VERSION.to_owned()),
-                };
-                out.extend(health::judge(&snap, &expected));
-            }
-            Err(e) => out.push(
-                Finding::failed(Stage::Release, "kubernetes.read", format!("namespace {ns}"))
-                    .with(e.to_string()),
-            ),
-        }
-        out.extend(tls_findings(i, conn).await);
-        match crate::ops::endpoint::find(conn, ns, &i.s.prometheus).await {
-            Ok(ep) => endpoint = Some(ep),
-            Err(e) => out.push(
-                Finding::failed(
-                    Stage::Endpoint,
-                    "endpoint.discovery",
-                    "the Prometheus endpoint",
-                )
-                .with(format!("{e:#}")),
-            ),
-        }
-    }
+    let endpoint = match conn {
+        Some(conn) => cluster_findings(i, conn, &mut out).await,
+        None => None,
+    };
     let Some(ep) = endpoint else {
         for (stage, id) in [
             (Stage::Prometheus, "prometheus"),
@@ -79,6 +48,107 @@ pub async fn findings(i: &Inputs<'_>, conn: Option<&Connected>) -> Vec<Finding> 
     out.extend(prometheus_findings(i, &ep).await);
     out.extend(grafana_findings(i, &ep).await);
     sorted(out)
+}
+
+/// Stages 1 and 2 and the endpoint, from the cluster's API. An API server that does not answer
+/// is one cause: one failed finding, the reads after it skipped with the reason (the endpoint
+/// is still taken from prometheus-url when given).
+async fn cluster_findings(
+    i: &Inputs<'_>,
+    conn: &Connected,
+    out: &mut Vec<Finding>,
+) -> Option<cmm_central::endpoint::Endpoint> {
+    let ns = &i.s.namespace;
+    match access_findings(conn, ns).await {
+        Err(unanswered) => {
+            out.push(unanswered);
+            let why = "not read: the Kubernetes API did not answer (kubernetes.access)";
+            out.push(
+                Finding::skipped(Stage::Release, "kubernetes.read", format!("namespace {ns}"))
+                    .with(why),
+            );
+            out.push(
+                Finding::skipped(
+                    Stage::Endpoint,
+                    "tls.certificates",
+                    "the Prometheus endpoint",
+                )
+                .with(why),
+            );
+            return match &i.s.prometheus.url {
+                Some(url) => Some(crate::ops::endpoint::flag_endpoint(url)),
+                None => {
+                    out.push(
+                        Finding::skipped(
+                            Stage::Endpoint,
+                            "endpoint.discovery",
+                            "the Prometheus endpoint",
+                        )
+                        .with(why),
+                    );
+                    None
+                }
+            };
+        }
+        Ok(found) => out.extend(found),
+    }
+    match health::gather(conn, ns, i.s.cluster.release()).await {
+        Ok(snap) => {
+            let expected = Expected {
+                plan_digest: expected_digest(i, conn, &snap).await,
+                chart_version: i
+                    .s
+                    .chart
+                    .chart
+                    .local_version()
+                    .unwrap_or_else(|| cmm_installer::chart::CHART_VERSION.to_owned()),
+            };
+            out.extend(health::judge(&snap, &expected));
+        }
+        Err(e) => out.push(
+            Finding::failed(Stage::Release, "kubernetes.read", format!("namespace {ns}"))
+                .with(e.to_string()),
+        ),
+    }
+    out.extend(tls_findings(i, conn).await);
+    match crate::ops::endpoint::find(conn, ns, &i.s.prometheus).await {
+        Ok(ep) => {
+            out.extend(plain_finding(i, &ep));
+            Some(ep)
+        }
+        Err(e) => {
+            out.push(
+                Finding::failed(
+                    Stage::Endpoint,
+                    "endpoint.discovery",
+                    "the Prometheus endpoint",
+                )
+                .with(format!("{e:#}")),
+            );
+            None
+        }
+    }
+}
+
+/// Pull registers the endpoint as the datasource: a plain one nobody asked for is named here,
+/// as `--repair` would refuse to register it.
+fn plain_finding(i: &Inputs<'_>, ep: &cmm_central::endpoint::Endpoint) -> Option<Finding> {
+    let pull = matches!(
+        i.s.plan.wiring.registration(),
+        cmm_installer::topology::Registration::DatasourcePerCluster
+    );
+    let plain = crate::ops::endpoint::refuse_unasked_plain(ep, i.s.prometheus.insecure_plain_http);
+    match (pull, plain) {
+        (true, Err(e)) => Some(
+            Finding::failed(Stage::Endpoint, "endpoint.plain", &ep.url)
+                .with(format!("{e:#}"))
+                .repair(
+                    RepairKind::Manual,
+                    "give insecure-plain-http if plain HTTP was chosen, else bootstrap again with mutual TLS",
+                ),
+        ),
+        _ => None,
+    }
 }
 
 /// Stages 3 and 4: the cluster's Prometheus from here (readiness, then its series).
@@ -173,7 +243,12 @@ async fn grafana_findings(i: &Inputs<'_>, ep: &cmm_central::endpoint::Endpoint) 
         ),
         Some(reg) => match cmm_central::register::desired_datasource(&i.s.cluster, &target) {
             Ok(desired) => {
-                let facts = central_health::grafana_facts(&reg.client, &i.s.cluster).await;
+                let facts = central_health::grafana_facts(
+                    &reg.client,
+                    &i.s.cluster,
+                    i.s.test_contact_points,
+                )
+                .await;
                 out.extend(central_health::judge_grafana(
                     &i.s.cluster,
                     &desired,
@@ -239,16 +314,17 @@ fn sorted(mut f: Vec<Finding>) -> Vec<Finding> {
 
 /// The permissions check's reads need, reviewed before they are made: a denied one is one
 /// finding naming it and the fix, not a row of failed reads.
-async fn access_findings(conn: &Connected, ns: &str) -> Vec<Finding> {
+/// `Err`: the API server did not answer the review at all (unreachable, credentials refused).
+async fn access_findings(conn: &Connected, ns: &str) -> Result<Vec<Finding>, Finding> {
     let table = cmm_installer::access::check();
     let perms = cmm_installer::access::permissions(&table, ns);
     let answers = match conn.can_i(&perms).await {
         Ok(a) => a,
         Err(e) => {
-            return vec![
+            return Err(
                 Finding::failed(Stage::Release, "kubernetes.access", "the agent's reads")
                     .with(e.to_string()),
-            ]
+            )
         }
     };
     let denied: Vec<String> = perms
@@ -258,15 +334,15 @@ async fn access_findings(conn: &Connected, ns: &str) -> Vec<Finding> {
         .map(|(p, _)| p.describe())
         .collect();
     if denied.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut f = Finding::failed(Stage::Release, "kubernetes.access", "the agent's reads");
     f.evidence
         .extend(denied.into_iter().map(|d| format!("cannot {d}")));
-    vec![f.repair(
+    Ok(vec![f.repair(
         RepairKind::Manual,
         "grant them: `cmm-agent rbac --role cluster --subject KIND:NAME | kubectl apply -f -`",
-    )]
+    )])
 }
 
 /// The digest bootstrap would store with these settings, in this environment.
