@@ -355,3 +355,33 @@ async fn a_binary_the_rpm_database_owns_is_refused() {
     assert!(t.contains("belongs to the rpm package cmm-agent"), "{t}");
     assert!(t.contains("dnf upgrade cmm-agent"), "{t}");
 }
+
+/// A download that never ends, fast or trickling, is stopped by the size cap or by
+/// update-timeout counted over the whole update; nothing is replaced and nothing is left.
+#[tokio::test]
+async fn an_endless_or_trickling_download_is_cut_off_and_changes_nothing() {
+    use cmm_testkit::releases::Stream;
+    for (stream, says) in [
+        (Stream::Endless, "larger than 128 MiB"),
+        (Stream::Trickle, "within update-timeout (2s in total)"),
+    ] {
+        let install = Install::new();
+        let original = std::fs::read(&install.exe).unwrap();
+        let feed = feed_with("v0.2.0", &script("0.2.0"), Signing::Good).await;
+        feed.stream_assets(stream);
+        let started = std::time::Instant::now();
+        let out = install
+            .run(&["--update-feed", &feed.url, "--update-timeout", "2s"])
+            .await;
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(14), "{stream:?}: {t}");
+        assert!(t.contains(says), "{stream:?}: {t}");
+        assert!(t.contains("nothing was replaced"), "{stream:?}: {t}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{stream:?}: not bounded"
+        );
+        assert_eq!(std::fs::read(&install.exe).unwrap(), original);
+        assert_eq!(install.files(), ["cmm-agent"], "{stream:?}: no stray files");
+    }
+}

@@ -484,7 +484,12 @@ mod tests {
         let default = serde_json::json!({"uid": "d", "name": "grafana-default-email",
             "type": "email", "settings": {"addresses": "<example@email.com>"}});
         let smtp_off = "SMTP not configured, check your grafana.ini config file's [smtp] section";
-        type Case = (Vec<Value>, Option<Read<Vec<Delivery>>>, Severity, &'static str);
+        type Case = (
+            Vec<Value>,
+            Option<Read<Vec<Delivery>>>,
+            Severity,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             (vec![], None, Severity::Failed, "none"),
             (

@@ -94,6 +94,17 @@ struct Inner {
     releases: Vec<FakeRelease>,
     /// "METHOD path accept" of every request, for assertions.
     requests: Vec<String>,
+    /// Serve every asset download this way instead of its bytes.
+    stream: Option<Stream>,
+}
+
+/// A hostile or broken download: what a bound on the transfer must stop.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    /// Bytes as fast as they are read, without end and without a Content-Length.
+    Endless,
+    /// 64 bytes every 100 ms without end: every read answers well within any read timeout.
+    Trickle,
 }
 
 pub struct FakeReleases {
@@ -115,6 +126,7 @@ impl FakeReleases {
             repo: repo.to_owned(),
             releases: Vec::new(),
             requests: Vec::new(),
+            stream: None,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
@@ -135,6 +147,11 @@ impl FakeReleases {
             tag: tag.to_owned(),
             assets,
         });
+    }
+
+    /// Serve every asset download as `stream` from now on.
+    pub fn stream_assets(&self, stream: Stream) {
+        self.inner.lock().unwrap().stream = Some(stream);
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -182,6 +199,27 @@ fn release_json(
         "html_url": format!("{base}/{owner}/{repo}/releases/tag/{}", r.tag),
         "assets": assets,
     })
+}
+
+fn streamed(stream: Stream) -> Response {
+    let (chunk, pause) = match stream {
+        Stream::Endless => (64 * 1024, None),
+        Stream::Trickle => (64, Some(std::time::Duration::from_millis(100))),
+    };
+    let body = futures_util::stream::unfold((), move |()| async move {
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; chunk])),
+            (),
+        ))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
@@ -254,6 +292,11 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request<Body>) -> R
                 for (j, (name, bytes)) in r.assets.iter().enumerate() {
                     if asset_id(i, j) != id {
                         continue;
+                    }
+                    if let (Some(stream), true) =
+                        (inner.stream, accept.contains("application/octet-stream"))
+                    {
+                        return streamed(stream);
                     }
                     if accept.contains("application/octet-stream") {
                         return (

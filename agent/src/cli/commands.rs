@@ -258,7 +258,8 @@ pub struct SelfUpdateArgs {
     /// Put back the binary the last self-update replaced (kept as .cmm-agent.previous).
     #[arg(long, env = "CMM_ROLLBACK", conflicts_with_all = ["to", "allow_downgrade"])]
     pub rollback: bool,
-    /// Timeout of each request to the feed (the download included), e.g. 60s.
+    /// The whole update's time, release listing and download included, e.g. 5m. Each answer
+    /// is also capped at 128 MiB.
     #[arg(long, env = "CMM_UPDATE_TIMEOUT")]
     pub update_timeout: String,
 }

@@ -10,4 +10,5 @@ pub mod install;
 pub mod plan;
 pub mod registration;
 pub mod storage;
+pub mod transfer;
 pub mod update;

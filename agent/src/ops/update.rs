@@ -75,6 +75,7 @@ pub async fn run(s: &SelfUpdateSettings) -> anyhow::Result<Outcome> {
         to: s.to.clone(),
         allow_downgrade: s.allow_downgrade,
         timeout: s.timeout,
+        bounded: None,
         keys,
         exe: exe.clone(),
         previous,
@@ -170,6 +171,9 @@ struct Plan {
     to: Option<String>,
     allow_downgrade: bool,
     timeout: Duration,
+    /// Every request of this update: one deadline (`timeout`, in total) and a size cap. Made
+    /// on the blocking thread that runs the update (its reqwest client owns a runtime).
+    bounded: Option<std::sync::Arc<crate::ops::transfer::Bounded>>,
     keys: Vec<self_update::VerifyingKey>,
     exe: PathBuf,
     previous: PathBuf,
@@ -192,6 +196,9 @@ impl Plan {
         if let Some(t) = tag {
             b.release_tag(t);
         }
+        if let Some(bounded) = &self.bounded {
+            b.http_client(bounded.clone());
+        }
         b.build()
             .map_err(|e| anyhow::anyhow!("cannot set up the update: {e}"))
     }
@@ -200,7 +207,11 @@ impl Plan {
     /// of the current binary and (as TMPDIR) the self_update crate's download and extraction.
     /// Removed when the run ends, whatever the outcome; one a killed run left is removed by the
     /// next (under the same flock). Nothing lands in /tmp.
-    fn apply(self) -> anyhow::Result<Outcome> {
+    fn apply(mut self) -> anyhow::Result<Outcome> {
+        self.bounded = Some(std::sync::Arc::new(crate::ops::transfer::Bounded::new(
+            self.timeout,
+            crate::ops::transfer::MAX_BODY,
+        )?));
         let work = self.previous.with_file_name(".cmm-agent.update");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::DirBuilder::new()

@@ -52,7 +52,7 @@ pub const DEFAULTS: &[(&str, &[&str])] = &[
     // under when one exists: nothing is released there yet).
     ("update-feed", &["https://api.github.com"]),
     ("update-repo", &["cmm-dev/cmm-agent"]),
-    ("update-timeout", &["60s"]),
+    ("update-timeout", &["5m"]),
     ("central-namespace", &[cmm_core::naming::DEFAULT_NAMESPACE]),
     ("topology", &["pull"]),
     ("cert-renew-before", &["30d"]),
