@@ -86,16 +86,25 @@ impl RealProxy {
                     &format!("{}/", root.join("proxy").display()),
                 )
         };
-        let conf = paths(nginx_conf)
-            .replace("127.0.0.1:9090", &format!("127.0.0.1:{upstream_port}"))
-            .replace("listen 9443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"));
+        let conf =
+            paths(nginx_conf).replace("127.0.0.1:9090", &format!("127.0.0.1:{upstream_port}"));
         assert_ne!(
             conf,
             paths(nginx_conf),
-            "the rendered conf has no upstream/listen to point here"
+            "the rendered conf has no upstream to point here"
         );
         std::fs::write(root.join("proxy/nginx.conf"), conf).unwrap();
-        let script = paths(run_sh);
+        // run.sh writes the listen directives; here, the loopback addresses of this machine.
+        let script = paths(run_sh)
+            .replace("listen 9443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace(
+                "listen [::]:9443 ssl;",
+                &format!("listen [::1]:{port} ssl;"),
+            );
+        assert!(
+            script.contains(&format!("127.0.0.1:{port}")),
+            "the rendered run.sh writes no listen directive to point here"
+        );
         std::fs::write(root.join("proxy/run.sh"), &script).unwrap();
         // The Secret volume is mounted before the container starts.
         write_tls(&root.join("tls"), tls);
@@ -144,6 +153,21 @@ impl RealProxy {
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The same port over IPv6 loopback (listened on where this machine has IPv6).
+    pub fn url_v6(&self) -> String {
+        format!("https://[::1]:{}", self.port)
+    }
+
+    /// Put files where nginx would spool bodies (client_body, proxy): any request or answer
+    /// it writes to disk then fails (500), as a full emptyDir would have it evicted.
+    pub fn forbid_spooling(&self) {
+        for sub in ["client_body", "proxy"] {
+            let p = self.dir.path().join("tmp").join(sub);
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::write(&p, b"not a directory").unwrap();
+        }
     }
 }
 
