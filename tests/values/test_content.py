@@ -209,7 +209,11 @@ def test_grafana_com_dashboard_is_pinned_and_mapped(renderer, route):
     spec = yaml.safe_load((SOURCES / "dashboards" / "grafana-com.yaml").read_text())["node-exporter-full"]
     url = f"https://grafana.com/api/dashboards/{spec['gnetId']}/revisions/{spec['revision']}/download"
     assert url in script
-    assert "s/${DS_PROMETHEUS}/${ds_prometheus}/g" in script
+    # Revision 37 has no import placeholder to map (its panels read `${datasource}`, its own
+    # variable): the download is stored as it comes, with no sed that would do nothing.
+    download = script[script.index(url):]
+    download = download[: download.index("node-exporter-full.json")]
+    assert "sed" not in download and "DS_PROMETHEUS" not in script, download
     assert "/var/lib/grafana/dashboards/cmm/node-exporter-full.json" in script
 
 
