@@ -1101,3 +1101,141 @@ async fn an_unreachable_api_server_is_one_failed_finding() {
     }
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The findings of a `check` run with only a kubeconfig (nothing installed): what the API
+/// answered about the agent's credentials.
+async fn credential_findings(kubeconfig: &Path) -> Value {
+    let o = agent(
+        &[
+            "check",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--helm",
+            "/bin/false",
+            "--insecure-plain-http",
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
+}
+
+fn severity_of(report: &Value, id: &str) -> Option<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .map(|f| f["severity"].as_str().unwrap().to_owned())
+}
+
+/// docs/operations.md's recipe for the timer's kubeconfig, run as written where it can be
+/// here (kubectl's answers stand in for a cluster): its rbac line prints a binding for the
+/// ServiceAccount, and its here-document writes a 0600 kubeconfig check connects with. An
+/// exec-plugin kubeconfig is named, with the recipe, whether it works here or not.
+#[tokio::test]
+async fn the_timer_kubeconfig_recipe_works_and_an_exec_plugin_is_named() {
+    let docs =
+        std::fs::read_to_string(support::workspace_root().join("docs/operations.md")).unwrap();
+    let section = &docs[docs.find("### A kubeconfig for the timer").unwrap()..];
+    let block = &section[section.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+
+    let rbac = block
+        .lines()
+        .find(|l| l.starts_with("cmm-agent rbac"))
+        .unwrap();
+    let args: Vec<&str> = rbac
+        .split('|')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let o = agent(&args, &[]).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        out.contains("kind: ServiceAccount") && out.contains("name: cmm-agent"),
+        "{out}"
+    );
+
+    let kube = cmm_testkit::kube::FakeKube::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("kubeconfig");
+    let start = block.find("umask 077").unwrap();
+    let end = block.find("unset TOKEN").unwrap();
+    let script = block[start..end].replace("/etc/cmm/kubeconfig", written.to_str().unwrap());
+    let ca = cmm_pki::Ca::generate(std::time::SystemTime::now()).unwrap();
+    use base64::Engine as _;
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("SERVER", kube.url())
+        .env(
+            "CA",
+            base64::engine::general_purpose::STANDARD.encode(ca.cert_pem()),
+        )
+        .env("TOKEN", "sa-token-not-a-secret")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&written).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let report = credential_findings(&written).await;
+    assert_ne!(
+        severity_of(&report, "kubernetes.access").as_deref(),
+        Some("failed"),
+        "{report:#}"
+    );
+    assert_eq!(
+        severity_of(&report, "kubernetes.credentials"),
+        None,
+        "{report:#}"
+    );
+
+    // An exec plugin that works in this shell: warned, with the recipe.
+    let plugin = dir.path().join("fake-cloud-login");
+    support::write_executable(
+        &plugin,
+        "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"t\"}}'\n",
+    );
+    let exec_config = |command: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {command}\n      interactiveMode: Never\n",
+            kube.url()
+        )
+    };
+    let exec_kc = dir.path().join("exec-kubeconfig");
+    std::fs::write(&exec_kc, exec_config(plugin.to_str().unwrap())).unwrap();
+    let report = credential_findings(&exec_kc).await;
+    let f = finding(&report, "kubernetes.credentials");
+    assert_eq!(f["severity"], "warning", "{report:#}");
+    assert!(
+        f["repair"]["detail"]
+            .to_string()
+            .contains("A kubeconfig for the timer"),
+        "{f}"
+    );
+    // One that cannot run here (as in the unit): the one failed finding says why and the fix.
+    std::fs::write(&exec_kc, exec_config("aws")).unwrap();
+    let report = credential_findings(&exec_kc).await;
+    let f = finding(&report, "kubernetes.unreachable");
+    assert_eq!(f["severity"], "failed", "{report:#}");
+    assert!(
+        f["evidence"].to_string().contains("exec plugin `aws`"),
+        "{f}"
+    );
+    assert!(
+        f["repair"]["detail"]
+            .to_string()
+            .contains("A kubeconfig for the timer"),
+        "{f}"
+    );
+}

@@ -39,6 +39,9 @@ pub struct Connected {
     /// The same cluster for helm: the explicit kubeconfig (else helm reads KUBECONFIG/HOME
     /// exactly as we did) and the resolved context, always explicit.
     pub helm: KubeArgs,
+    /// The command of the context user's exec credential plugin (`aws`, `gke-gcloud-auth-plugin`,
+    /// `kubelogin`), if it authenticates with one.
+    pub exec_plugin: Option<String>,
 }
 
 /// Where the kubeconfig came from, for error messages that name the setting to fix.
@@ -157,6 +160,7 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
         .and_then(|cl| cl.cluster.as_ref())
         .and_then(|cl| cl.proxy_url.clone())
         .filter(|p| !p.is_empty());
+    let exec_plugin = exec_command(&kc, &context);
     let options = KubeConfigOptions {
         context: Some(context.clone()),
         ..Default::default()
@@ -211,7 +215,33 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             kubeconfig: target.kubeconfig.clone(),
             context: Some(context),
         },
+        exec_plugin,
     })
+}
+
+/// The exec credential plugin's command of `context`'s user, if it has one.
+fn exec_command(kc: &Kubeconfig, context: &str) -> Option<String> {
+    kc.contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.as_deref())
+        .and_then(|u| kc.auth_infos.iter().find(|a| a.name == u))
+        .and_then(|a| a.auth_info.as_ref())
+        .and_then(|a| a.exec.as_ref())
+        .and_then(|e| e.command.clone())
+}
+
+/// The exec credential plugin `target` would authenticate with, read from its kubeconfig
+/// without contacting anything (for a connection that failed: the likely cause).
+pub fn exec_plugin(target: &KubeTarget) -> Option<String> {
+    let (files, _) = kubeconfig_files(target).ok()?;
+    let kc = read_kubeconfig(&files).ok()?;
+    let context = target
+        .context
+        .clone()
+        .or_else(|| kc.current_context.clone())?;
+    exec_command(&kc, &context)
 }
 
 fn not_kubernetes(seen: &str) -> String {

@@ -45,14 +45,7 @@ pub async fn run(
             if code == ExitCode::Usage {
                 return Err(e).classify(code);
             }
-            report.findings.push(
-                Finding::failed(
-                    Stage::Release,
-                    "kubernetes.unreachable",
-                    "the Kubernetes API",
-                )
-                .with(e.to_string()),
-            );
+            report.findings.push(checkup::unreachable(&s.kube, &e));
             None
         }
     };

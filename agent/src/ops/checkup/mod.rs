@@ -3,6 +3,7 @@
 //! (`cmm_installer::health::judge`, `cmm_installer::tls::judge`, `cmm_central::health::judge_*`,
 //! [`shared::judge`]); [`repair`] carries out the safe repairs. The command renders the findings.
 
+mod credentials;
 mod repair;
 pub mod shared;
 
@@ -27,6 +28,24 @@ pub struct Inputs<'a> {
     pub registration: Option<&'a Registration>,
     /// The central material (CA, Grafana's client certificate), with central-context.
     pub central: Option<&'a cmm_installer::tls::CentralPki>,
+}
+
+/// The API could not be reached at all: one failed finding, naming an exec credential plugin
+/// and the fix when the kubeconfig uses one (its likeliest cause outside a login shell).
+pub fn unreachable(kube: &cmm_installer::kube::KubeTarget, e: &dyn std::fmt::Display) -> Finding {
+    let mut f = Finding::failed(
+        Stage::Release,
+        "kubernetes.unreachable",
+        "the Kubernetes API",
+    )
+    .with(e.to_string());
+    let exec = cmm_installer::kube::exec_plugin(kube);
+    let in_unit = std::env::var_os("INVOCATION_ID").is_some();
+    if let Some(c) = credentials::judge(exec.as_deref(), true, in_unit) {
+        f.evidence.extend(c.evidence);
+        f.repair = c.repair;
+    }
+    f
 }
 
 /// One snapshot, every stage gathered and judged.
@@ -59,8 +78,16 @@ async fn cluster_findings(
     out: &mut Vec<Finding>,
 ) -> Option<cmm_central::endpoint::Endpoint> {
     let ns = &i.s.namespace;
+    // The packaged unit runs check under systemd, which sets INVOCATION_ID for every run.
+    let in_unit = std::env::var_os("INVOCATION_ID").is_some();
+    let exec = conn.exec_plugin.as_deref();
     match access_findings(conn, ns).await {
-        Err(unanswered) => {
+        Err(mut unanswered) => {
+            // An exec plugin is the likely cause: said in the one finding, with the fix.
+            if let Some(c) = credentials::judge(exec, true, in_unit) {
+                unanswered.evidence.extend(c.evidence);
+                unanswered.repair = c.repair;
+            }
             out.push(unanswered);
             let why = "not read: the Kubernetes API did not answer (kubernetes.access)";
             out.push(
@@ -90,7 +117,10 @@ async fn cluster_findings(
                 }
             };
         }
-        Ok(found) => out.extend(found),
+        Ok(found) => {
+            out.extend(found);
+            out.extend(credentials::judge(exec, false, in_unit));
+        }
     }
     match health::gather(conn, ns, i.s.cluster.release()).await {
         Ok(snap) => {
