@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -64,11 +65,52 @@ def helm_escape(value):
     return value
 
 
+RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK_UID = "cmm-runbook"
+RUNBOOK_PANEL_HEIGHT = 9
+
+
+def runbook_dashboard() -> str:
+    """docs/runbook.md as dashboard `cmm-runbook`: one markdown text panel per `## <Alert>`
+    section, ids 1, 2, ... in their order. Each rule's runbook_url opens its panel alone
+    (`/d/cmm-runbook?viewPanel=<id>`, core/src/content.rs), inside the central Grafana."""
+    text = RUNBOOK.read_text()
+    if "$" in text or "{{" in text:
+        sys.exit("docs/runbook.md: no `$` or `{{` (Grafana's text panels interpolate variables)")
+    intro, *sections = text.split("\n## ")
+    panels = []
+    for i, section in enumerate(sections):
+        alert, _, body = section.partition("\n")
+        # Links to the other docs point at the repository's files, which Grafana does not serve.
+        body = re.sub(r"\[([^\]]+)\]\(([a-z-]+\.md)\)", r"\1 (docs/\2)", body.strip())
+        panels.append({
+            "id": i + 1,
+            "type": "text",
+            "title": alert.strip(),
+            "gridPos": {"h": RUNBOOK_PANEL_HEIGHT, "w": 24, "x": 0, "y": i * RUNBOOK_PANEL_HEIGHT},
+            "options": {"mode": "markdown", "content": body + "\n"},
+        })
+    description = " ".join(l for l in intro.splitlines()[1:] if l.strip())
+    dashboard = {
+        "uid": RUNBOOK_UID,
+        "title": "CMM / Runbook",
+        "description": re.sub(r"\[([^\]]+)\]\(([a-z-]+\.md)\)", r"\1", description),
+        "tags": ["cmm", "runbook"],
+        "editable": False,
+        "schemaVersion": 39,
+        "time": {"from": "now-1h", "to": "now"},
+        "panels": panels,
+    }
+    return json.dumps(dashboard, indent=2) + "\n"
+
+
 def dashboards() -> dict:
-    out = {}
+    out = {RUNBOOK_UID: {"json": Literal(runbook_dashboard())}}
     for path in sorted((CONTENT / "dashboards").glob("*.json")):
         text = path.read_text()
         d = json.loads(text)  # a parse error stops the generator with the file's name
+        if path.stem == RUNBOOK_UID:
+            sys.exit(f"{path.relative_to(REPO)}: {RUNBOOK_UID} is generated from docs/runbook.md")
         if d.get("uid") != path.stem:
             sys.exit(f"{path.relative_to(REPO)}: uid {d.get('uid')!r} must equal the file name {path.stem!r}")
         out[path.stem] = {"json": Literal(text)}

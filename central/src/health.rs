@@ -17,6 +17,8 @@ type Read<T> = std::result::Result<T, String>;
 /// The reads of the Grafana stage.
 #[derive(Debug, Clone)]
 pub struct GrafanaFacts {
+    /// The Grafana these facts were read from (its root URL): the rules' runbook links name it.
+    pub base: String,
     /// Every read failed for one reason that is Grafana's as a whole (unreachable, failing,
     /// the token refused, its certificate untrusted): that reason, judged once.
     pub down: Option<String>,
@@ -86,6 +88,7 @@ pub async fn grafana_facts(
         _ => None,
     };
     GrafanaFacts {
+        base: g.base_url().to_string(),
         down,
         datasource,
         health,
@@ -276,7 +279,7 @@ pub fn judge_grafana(
     if mode == RulesMode::Skip {
         out.push(Finding::skipped(st, "grafana.rules", group_subject).with("rules = skip"));
     } else {
-        let want = rules::render(cluster);
+        let want = rules::render(cluster, &facts.base);
         out.push(match &facts.group {
             Err(e) => Finding::failed(st, "grafana.rules", group_subject).with(e.clone()),
             Ok(None) => Finding::failed(st, "grafana.rules", group_subject)
@@ -542,6 +545,7 @@ mod tests {
     #[test]
     fn one_grafana_wide_cause_is_one_failed_finding() {
         let facts = GrafanaFacts {
+            base: "http://grafana.example/".into(),
             down: Some(
                 "Grafana at http://g/ answered 500 to GET /api/datasources/uid/cmm-kr-mum".into(),
             ),
@@ -607,6 +611,7 @@ mod tests {
 
     fn datasource_finding(desired: &Value, ds: DataSource) -> Finding {
         let facts = GrafanaFacts {
+            base: "http://grafana.example/".into(),
             down: None,
             deliveries: None,
             datasource: Ok(Some(ds)),

@@ -329,7 +329,7 @@ async fn provision_rules(
     let folder_created = grafana
         .ensure_folder(&folder, &rules::folder_title(cluster))
         .await?;
-    let body = rules::render(cluster);
+    let body = rules::render(cluster, grafana.base_url().as_str());
     let editable = mode == RulesMode::Editable;
     let stored = if folder_created {
         None
@@ -401,7 +401,7 @@ async fn provision_fleet(
     clusters.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     clusters.dedup_by(|a, b| a.as_str() == b.as_str());
     let names: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
-    match rules::render_fleet(&clusters) {
+    match rules::render_fleet(&clusters, grafana.base_url().as_str()) {
         Some(body) => {
             put_fleet_group(
                 grafana,
@@ -734,7 +734,8 @@ async fn shared_rules(
     clusters.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     clusters.dedup_by(|a, b| a.as_str() == b.as_str());
     let names = clusters.iter().map(|c| c.to_string()).collect();
-    let Some(body) = rules::render_shared(&clusters, datasource_uid) else {
+    let Some(body) = rules::render_shared(&clusters, datasource_uid, grafana.base_url().as_str())
+    else {
         if let Some(s) = &stored {
             let stored_editable = grafana.group_editable(s).await?.unwrap_or(false);
             grafana

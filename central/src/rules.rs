@@ -204,7 +204,7 @@ pub fn fleet_members(group: &Value) -> Vec<ClusterName> {
 /// as one pipeline; a query error leaves every expression depending on it unevaluated), so
 /// an unreachable cluster puts this rule in its error state: set to Alerting, which is how a
 /// cluster whose datasource was removed outside CMM still pages.
-pub fn render_fleet(clusters: &[ClusterName]) -> Option<Value> {
+pub fn render_fleet(clusters: &[ClusterName], grafana_base: &str) -> Option<Value> {
     if clusters.is_empty() {
         return None;
     }
@@ -253,7 +253,7 @@ pub fn render_fleet(clusters: &[ClusterName]) -> Option<Value> {
             "annotations": {
                 "summary": f.summary,
                 "description": format!("{} Registered: {}.", f.description.trim_end(), names.join(", ")),
-                "runbook_url": runbook_url(&f.alert),
+                "runbook_url": runbook_url(grafana_base, &f.alert),
             },
             "isPaused": false
         }]
@@ -308,7 +308,11 @@ pub fn shared_members(group: &Value) -> Vec<ClusterName> {
 /// every rule once, on `datasource_uid` (the receiver or Thanos Query), alert instances told
 /// apart by their series' `cluster` label, plus CmmClusterSilent over the registered clusters.
 /// `None` for an empty fleet.
-pub fn render_shared(clusters: &[ClusterName], datasource_uid: &str) -> Option<Value> {
+pub fn render_shared(
+    clusters: &[ClusterName],
+    datasource_uid: &str,
+    grafana_base: &str,
+) -> Option<Value> {
     if clusters.is_empty() {
         return None;
     }
@@ -336,7 +340,7 @@ pub fn render_shared(clusters: &[ClusterName], datasource_uid: &str) -> Option<V
         "annotations": {
             "summary": s.summary,
             "description": format!("{} Registered: {}.", s.description.trim_end(), names.join(", ")),
-            "runbook_url": runbook_url(&s.alert),
+            "runbook_url": runbook_url(grafana_base, &s.alert),
         },
         "isPaused": false
     })];
@@ -360,7 +364,7 @@ pub fn render_shared(clusters: &[ClusterName], datasource_uid: &str) -> Option<V
             "annotations": {
                 "summary": fill(&r.summary),
                 "description": fill(&r.description),
-                "runbook_url": runbook_url(&r.alert),
+                "runbook_url": runbook_url(grafana_base, &r.alert),
             },
             "isPaused": false
         }));
@@ -387,7 +391,7 @@ fn slug(alert: &str) -> String {
 }
 
 /// The `AlertRuleGroup` body for `PUT …/folder/{folder}/rule-groups/{GROUP}`.
-pub fn render(cluster: &ClusterName) -> Value {
+pub fn render(cluster: &ClusterName, grafana_base: &str) -> Value {
     let src = source();
     let folder = folder_uid(cluster);
     let rules: Vec<Value> = src
@@ -395,7 +399,7 @@ pub fn render(cluster: &ClusterName) -> Value {
         .iter()
         .map(|r| (r, "Alerting", "Alerting"))
         .chain(src.rules.iter().map(|r| (r, "OK", "OK")))
-        .map(|(r, no_data, exec_err)| rule(cluster, &folder, r, no_data, exec_err))
+        .map(|(r, no_data, exec_err)| rule(cluster, &folder, r, (no_data, exec_err), grafana_base))
         .collect();
     json!({
         "title": GROUP,
@@ -409,8 +413,8 @@ fn rule(
     cluster: &ClusterName,
     folder: &str,
     r: &RuleSource,
-    no_data: &str,
-    exec_err: &str,
+    (no_data, exec_err): (&str, &str),
+    grafana_base: &str,
 ) -> Value {
     // Plain text replacement inside each string: the cluster name is validated (DNS label), so
     // it cannot break PromQL quoting or a Go template.
@@ -436,7 +440,7 @@ fn rule(
         "annotations": {
             "summary": fill(&r.summary),
             "description": fill(&r.description),
-            "runbook_url": runbook_url(&r.alert),
+            "runbook_url": runbook_url(grafana_base, &r.alert),
         },
         "isPaused": false
     })
@@ -486,10 +490,12 @@ fn contained(want: &Value, have: &Value, top: bool) -> bool {
 mod tests {
     use super::*;
 
+    const BASE: &str = "https://grafana.example.org/";
+
     #[test]
     fn the_shared_group_holds_every_rule_once_on_the_one_datasource() {
         let names = ["wai-eks", "kr-mum"].map(|n| ClusterName::parse(n).unwrap());
-        let g = render_shared(&names, "cmm_receiver").unwrap();
+        let g = render_shared(&names, "cmm_receiver", BASE).unwrap();
         assert_eq!(g["folderUid"], FLEET_FOLDER_UID);
         let rules = g["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 1 + source().rules.len());
@@ -511,7 +517,7 @@ mod tests {
         assert_eq!(rules[0]["execErrState"], "Alerting");
         let members: Vec<String> = shared_members(&g).iter().map(|c| c.to_string()).collect();
         assert_eq!(members, ["kr-mum", "wai-eks"]);
-        assert!(render_shared(&[], "cmm_receiver").is_none());
+        assert!(render_shared(&[], "cmm_receiver", BASE).is_none());
     }
 
     fn is_camel_case(s: &str) -> bool {
@@ -522,7 +528,7 @@ mod tests {
     #[test]
     fn every_rule_is_bound_to_the_clusters_datasource_and_complete() {
         let c = ClusterName::parse("kr-mum").unwrap();
-        let g = render(&c);
+        let g = render(&c, BASE);
         assert_eq!(g["folderUid"], "cmm-kr-mum");
         assert_eq!(g["interval"], 60);
         let rules = g["rules"].as_array().unwrap();
@@ -539,9 +545,17 @@ mod tests {
             for k in ["summary", "description", "runbook_url"] {
                 assert!(!r["annotations"][k].as_str().unwrap().is_empty(), "{t} {k}");
             }
+            // The runbook inside the same Grafana: its dashboard, this alert's panel alone.
+            let panel = cmm_core::content::runbook_alerts()
+                .iter()
+                .position(|a| *a == t)
+                .unwrap_or_else(|| panic!("{t} has no section in docs/runbook.md"));
             assert_eq!(
                 r["annotations"]["runbook_url"],
-                format!("{}#{}", cmm_core::content::RUNBOOK_URL, t.to_lowercase())
+                format!(
+                    "https://grafana.example.org/d/cmm-runbook?viewPanel={}",
+                    panel + 1
+                )
             );
             assert!(r["annotations"]["summary"]
                 .as_str()
@@ -564,7 +578,7 @@ mod tests {
 
     #[test]
     fn only_the_reachability_rule_alerts_when_the_cluster_does_not_answer() {
-        let g = render(&ClusterName::parse("kr-mum").unwrap());
+        let g = render(&ClusterName::parse("kr-mum").unwrap(), BASE);
         let loud: Vec<&str> = g["rules"]
             .as_array()
             .unwrap()
@@ -588,8 +602,8 @@ mod tests {
     #[test]
     fn the_fleet_rule_counts_every_registered_cluster_on_its_own_datasource() {
         let names = ["kr-mum", "wai-eks"].map(|n| ClusterName::parse(n).unwrap());
-        assert!(render_fleet(&[]).is_none());
-        let g = render_fleet(&names).unwrap();
+        assert!(render_fleet(&[], BASE).is_none());
+        let g = render_fleet(&names, BASE).unwrap();
         assert_eq!(g["folderUid"], FLEET_FOLDER_UID);
         let r = &g["rules"][0];
         assert_eq!(r["title"], "CmmFleetClusterMissing");
@@ -650,7 +664,7 @@ mod tests {
         assert_eq!(rule_uid_prefix(&a), rule_uid_prefix(&a));
         assert_ne!(rule_uid_prefix(&a), rule_uid_prefix(&b));
         let long = ClusterName::parse(&"x".repeat(cmm_core::naming::MAX_CLUSTER_NAME_LEN)).unwrap();
-        for r in render(&long)["rules"].as_array().unwrap() {
+        for r in render(&long, BASE)["rules"].as_array().unwrap() {
             assert!(r["uid"].as_str().unwrap().len() <= 40);
         }
         assert!(folder_uid(&long).len() <= 40);
@@ -659,7 +673,7 @@ mod tests {
     #[test]
     fn a_stored_group_matches_only_when_nothing_would_change() {
         let c = ClusterName::parse("kr-mum").unwrap();
-        let want = render(&c);
+        let want = render(&c, BASE);
         // What Grafana's group GET returns: the same, plus its own fields, floats for numbers,
         // and no provenance (that comes from the single-rule GET).
         let mut stored = want.clone();
@@ -684,7 +698,7 @@ mod tests {
         let mut fewer = stored.clone();
         fewer["rules"].as_array_mut().unwrap().pop();
         assert!(!stored_matches(&want, &fewer, false, Some(false)));
-        let other = render(&ClusterName::parse("wai-eks").unwrap());
+        let other = render(&ClusterName::parse("wai-eks").unwrap(), BASE);
         assert!(!stored_matches(&other, &stored, false, Some(false)));
     }
 }

@@ -65,13 +65,13 @@ async fn first_registration_creates_and_a_second_changes_nothing() {
     );
     let rules = r1.rules.as_ref().unwrap();
     assert!(rules.folder_created);
-    let shipped: Vec<String> = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap())
-        ["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["title"].as_str().unwrap().to_owned())
-        .collect();
+    let shipped: Vec<String> =
+        cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap(), &fake.url)["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["title"].as_str().unwrap().to_owned())
+            .collect();
     assert_eq!(rules.rules, shipped);
     assert!(rules.rules.iter().any(|t| t == "CmmClusterUnreachable"));
 
@@ -515,7 +515,7 @@ async fn deregister_keeps_a_folder_that_holds_rules_someone_added() {
     register(&g, &request("kr-mum", &cmm_testkit::dead_url()))
         .await
         .unwrap();
-    let mut custom = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap());
+    let mut custom = cmm_central::rules::render(&ClusterName::parse("kr-mum").unwrap(), &fake.url);
     let rules = custom["rules"].as_array_mut().unwrap();
     rules.truncate(1);
     rules[0]["uid"] = json!("hand-made-1");

@@ -33,10 +33,30 @@ pub const OVERLAY_THANOS_QUERY_YAML: &str = include_str!("../../values/overlays/
 /// `content/rules/cluster-rules.yaml`: the per-cluster alert rules registration provisions.
 pub const CLUSTER_RULES_YAML: &str = include_str!("../../content/rules/cluster-rules.yaml");
 
-/// Where each alert's `runbook_url` points: `docs/runbook.md` of this repository, one anchor
-/// per alert (the lower-cased alert name, as the Markdown heading `## CmmNodeDown` gives).
-pub const RUNBOOK_URL: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/runbook.md");
+/// `docs/runbook.md`: one `## <Alert>` section per alert. `scripts/dev content` provisions it
+/// into the central Grafana as dashboard `cmm-runbook`, one text panel per section (ids 1, 2, …
+/// in the order of the sections), so every alert's link opens inside the organisation's own
+/// Grafana, offline included.
+pub const RUNBOOK_MD: &str = include_str!("../../docs/runbook.md");
 
-pub fn runbook_url(alert: &str) -> String {
-    format!("{RUNBOOK_URL}#{}", alert.to_ascii_lowercase())
+/// The uid of the runbook dashboard in the central Grafana.
+pub const RUNBOOK_DASHBOARD_UID: &str = "cmm-runbook";
+
+/// The alerts of `docs/runbook.md`, in order: the panel of the n-th (from 0) has id n + 1.
+pub fn runbook_alerts() -> Vec<&'static str> {
+    RUNBOOK_MD
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(str::trim)
+        .collect()
+}
+
+/// The runbook of `alert` in the central Grafana at `grafana_base` (its root URL, ending in
+/// `/`): the runbook dashboard showing that alert's panel alone (`viewPanel`, by panel id).
+pub fn runbook_url(grafana_base: &str, alert: &str) -> String {
+    let base = grafana_base.trim_end_matches('/');
+    match runbook_alerts().iter().position(|a| *a == alert) {
+        Some(i) => format!("{base}/d/{RUNBOOK_DASHBOARD_UID}?viewPanel={}", i + 1),
+        None => format!("{base}/d/{RUNBOOK_DASHBOARD_UID}"),
+    }
 }

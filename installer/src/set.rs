@@ -4,6 +4,28 @@
 
 use crate::{Error, Result};
 
+/// The key of Grafana's `server.root_url` in the central release (the subchart's grafana.ini).
+pub const GRAFANA_ROOT_URL_KEY: &str = r"grafana.grafana\.ini.server.root_url";
+
+/// `--set` Grafana's `server.root_url` to `url`, the address people open Grafana at: the links
+/// of every notification (the alert, its silence, its dashboard) are built from it. `None`
+/// when `sets` already set it (the operator's own value wins).
+pub fn grafana_root_url(url: &str, sets: &[String]) -> Option<String> {
+    if sets.iter().any(|s| s.contains(GRAFANA_ROOT_URL_KEY)) {
+        return None;
+    }
+    let url = if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    };
+    // helm's --set splits at unescaped commas.
+    Some(format!(
+        "{GRAFANA_ROOT_URL_KEY}={}",
+        url.replace(',', "\\,")
+    ))
+}
+
 /// Check one `--set` argument the way helm's parser would read it, so a typo is refused before
 /// anything runs: `KEY=VALUE[,KEY=VALUE...]`, keys of non-empty dot-separated segments.
 pub fn check_set(raw: &str) -> Result<()> {
@@ -104,6 +126,21 @@ fn split_unescaped_commas(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grafanas_root_url_is_set_once_and_survives_helms_comma_split() {
+        let set = grafana_root_url("https://grafana.example.org", &[]).unwrap();
+        assert_eq!(
+            set,
+            r"grafana.grafana\.ini.server.root_url=https://grafana.example.org/"
+        );
+        check_set(&set).unwrap();
+        assert_eq!(
+            split_unescaped_commas(&grafana_root_url("http://g/a,b", &[]).unwrap()).len(),
+            1
+        );
+        assert!(grafana_root_url("http://g/", &[set]).is_none());
+    }
 
     #[test]
     fn the_seed_set_examples_pass_and_typos_are_named() {

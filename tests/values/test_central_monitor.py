@@ -217,3 +217,15 @@ def test_an_mtls_datasource_takes_grafanas_certificate_from_the_environment(rend
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert (ref["name"], ref["key"], ref.get("optional")) == (secret, key, True), env[name]
     assert "BEGIN" not in r.text
+
+
+def test_the_documented_root_url_reaches_grafana_ini(renderer):
+    """docs/values.md's one value for the plain-helm route, as bootstrap --role central sets it
+    from --grafana-url (installer/src/set.rs): Grafana builds every notification's links from it."""
+    docs = (CENTRAL.parents[1] / "docs" / "values.md").read_text()
+    documented = re.search(r"--set '(grafana\.grafana\\\.ini\.server\.root_url=[^']+)'", docs)
+    assert documented, "docs/values.md shows the root_url --set"
+    r = renderer.render(RELEASES[0], CENTRAL, CONTENT, sets=(documented.group(1),))
+    ini = one(r.objects, "ConfigMap", GRAFANA)["data"]["grafana.ini"]
+    server = ini[ini.index("[server]"):].split("\n[")[0]
+    assert "\nroot_url = https://grafana.example.org/" in server, ini

@@ -61,10 +61,13 @@ def test_generated_file_has_not_drifted_from_content():
 def test_every_dashboard_arrives_byte_identical(renderer, release, route):
     r = render(renderer, release, route)
     data = one(r.objects, "ConfigMap", PROVIDER_CM)["data"]
-    assert sorted(data) == sorted(f"{p.stem}.json" for p in DASHBOARDS), r.cmd
+    want = [f"{p.stem}.json" for p in DASHBOARDS] + [f"{generator.RUNBOOK_UID}.json"]
+    assert sorted(data) == sorted(want), r.cmd
     for p in DASHBOARDS:
         # The chart writes `json` with `|-`: only the source's final newline is dropped.
         assert data[f"{p.stem}.json"] == p.read_text().rstrip("\n"), f"{r.cmd}: {p.name} changed on the way"
+    runbook = generator.runbook_dashboard().rstrip("\n")
+    assert data[f"{generator.RUNBOOK_UID}.json"] == runbook, f"{r.cmd}: the runbook changed on the way"
 
 
 def test_envsubst_would_have_broken_the_dashboards(renderer):
@@ -235,3 +238,18 @@ def test_every_alert_has_a_runbook_section():
     assert sorted(sections) == sorted(alerts), "docs/runbook.md needs exactly one section per alert"
     for a in alerts:
         assert re.fullmatch(r"Cmm[A-Z][A-Za-z]+", a), a
+
+
+def test_the_runbook_is_served_by_grafana_one_panel_per_alert_in_the_rules_order():
+    """Each rule's runbook_url (core/src/content.rs) is `<grafana>/d/cmm-runbook?viewPanel=<n>`,
+    n counting docs/runbook.md's sections from 1: the dashboard must have that panel, titled
+    with that alert, holding that section's text, and pass Grafana's schema."""
+    d = json.loads(generator.runbook_dashboard())
+    assert schema_problems(d) == [], "the runbook dashboard is outside Grafana 11.3's schema"
+    md = (REPO / "docs" / "runbook.md").read_text()
+    sections = re.findall(r"^## (\w+)$", md, re.M)
+    assert [(p["id"], p["title"]) for p in d["panels"]] == [(i + 1, a) for i, a in enumerate(sections)]
+    node_down = next(p for p in d["panels"] if p["title"] == "CmmNodeDown")
+    assert node_down["type"] == "text" and node_down["options"]["mode"] == "markdown"
+    assert "node-exporter on a node has not been scraped" in node_down["options"]["content"]
+    assert not re.search(r"\]\([a-z-]+\.md\)", json.dumps(d)), "links to files Grafana does not serve"

@@ -457,7 +457,7 @@ impl BootstrapSettings {
             cli::RoleArg::Central => Role::Central,
         };
         refuse_other_roles_settings(role, &args.given)?;
-        let plan = PlanSettings::resolve(
+        let mut plan = PlanSettings::resolve(
             &args.plan,
             role == Role::Central,
             args.endpoint.insecure_plain_http,
@@ -471,6 +471,12 @@ impl BootstrapSettings {
             Role::Central => Some(CentralRole::resolve(&args.central)?),
             Role::Cluster => None,
         };
+        // The central Grafana's links (alerts, silences, dashboards, the runbook) point where
+        // people reach it: the URL bootstrap waits for it at.
+        if let (Role::Central, Some(url)) = (role, &grafana.url) {
+            plan.sets
+                .extend(cmm_installer::set::grafana_root_url(url, &plan.sets));
+        }
         if role == Role::Central && grafana.url.is_some() {
             // The URL, CA file, retries and timeout, with a placeholder credential: the real
             // one may only exist once the central Grafana's admin Secret does.
@@ -681,6 +687,26 @@ mod tests {
             Command::Bootstrap(b) => BootstrapSettings::resolve(&b),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn the_central_grafanas_root_url_is_the_url_bootstrap_reaches_it_at() {
+        let root = |extra: &[&str]| {
+            let mut args = vec!["--cluster", "monitor", "--role", "central"];
+            args.extend_from_slice(extra);
+            bootstrap(&args).unwrap().plan.sets
+        };
+        assert!(root(&[]).is_empty(), "no URL, nothing to set");
+        assert_eq!(
+            root(&["--grafana-url", "https://grafana.example.org"]),
+            [r"grafana.grafana\.ini.server.root_url=https://grafana.example.org/"]
+        );
+        // The operator's own value wins.
+        let own = r"grafana.grafana\.ini.server.root_url=https://ops.example/grafana/";
+        assert_eq!(
+            root(&["--grafana-url", "http://10.0.0.5:32000", "--set", own]),
+            [own]
+        );
     }
 
     fn check(args: &[&str]) -> anyhow::Result<Option<CheckSettings>> {
