@@ -16,6 +16,8 @@ pub const OVERLAY_MANAGED_CONTROL_PLANE_YAML: &str =
     include_str!("../../values/overlays/managed-control-plane.yaml");
 pub const OVERLAY_NODE_EXPORTER_FULL_YAML: &str =
     include_str!("../../values/overlays/node-exporter-full.yaml");
+pub const OVERLAY_EKS_CONTROL_PLANE_YAML: &str =
+    include_str!("../../values/overlays/eks-control-plane.yaml");
 pub const OVERLAY_INSECURE_PLAIN_HTTP_YAML: &str =
     include_str!("../../values/overlays/insecure-plain-http.yaml");
 

@@ -113,6 +113,18 @@ pub fn fixes(env: &Environment, choices: Choices) -> Vec<Fix> {
             Overlay::ManagedControlPlane,
         ));
     }
+    if kube_metrics && env.is(EnvKind::EksControlPlaneMetrics) {
+        // After managed-control-plane: it switched the chart's scheduler and controller-manager
+        // jobs off; these scrape the same components where EKS serves them.
+        out.push(Fix::new(
+            "eks-control-plane",
+            format!(
+                "EKS 1.28+ serves kube-scheduler's and kube-controller-manager's metrics through the API server (metrics.eks.amazonaws.com): scraped there ({})",
+                evidence_of(env, |k| k == EnvKind::EksControlPlaneMetrics)
+            ),
+            Overlay::EksControlPlane,
+        ));
+    }
     if choices.insecure_plain_http {
         out.push(Fix::new(
             "insecure-plain-http",
@@ -639,6 +651,33 @@ mod tests {
                 f.values
             );
         }
+        // EKS 1.28+ with kube metrics: its control plane scraped through the API server.
+        let eks = |v: &str| {
+            crate::detect::detect(&crate::detect::Observed {
+                nodes: &[],
+                api_url: "https://ABC.gr7.eu-west-1.eks.amazonaws.com",
+                server_version: Some(v),
+                host_proc_version: None,
+            })
+        };
+        let ids = |env: &Environment, kube_metrics: bool| -> Vec<&str> {
+            fixes(env, Choices::kube_metrics(kube_metrics))
+                .iter()
+                .map(|f| f.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(&eks("v1.30.4-eks-a737599"), true),
+            ["kube-metrics", "managed-control-plane", "eks-control-plane"]
+        );
+        assert_eq!(
+            ids(&eks("v1.27.16-eks-2f46c53"), true),
+            ["kube-metrics", "managed-control-plane"]
+        );
+        assert_eq!(
+            ids(&eks("v1.30.4-eks-a737599"), false),
+            ["managed-control-plane"]
+        );
         let files = values_for(
             Role::Cluster,
             None,

@@ -18,6 +18,10 @@ pub enum EnvKind {
     Kind,
     K3s,
     Minikube,
+    /// EKS 1.28 or newer: the API server serves kube-scheduler's and kube-controller-manager's
+    /// metrics under `metrics.eks.amazonaws.com` (docs.aws.amazon.com/eks, "Fetch control
+    /// plane raw metrics in Prometheus format").
+    EksControlPlaneMetrics,
 }
 
 impl EnvKind {
@@ -75,6 +79,15 @@ pub struct Observed<'a> {
     pub host_proc_version: Option<&'a str>,
 }
 
+/// The minor version of a gitVersion such as `v1.30.4-eks-a737599` (30).
+fn minor_version(git_version: &str) -> Option<u32> {
+    let mut parts = git_version.trim_start_matches('v').split('.');
+    if parts.next()? != "1" {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
 pub fn detect(seen: &Observed<'_>) -> Environment {
     let mut ev: Vec<Evidence> = Vec::new();
     let mut add = |kind: EnvKind, source: String, value: &str| {
@@ -101,6 +114,13 @@ pub fn detect(seen: &Observed<'_>) -> Environment {
         );
     }
     if let Some(v) = seen.server_version {
+        if v.contains("-eks-") && minor_version(v).is_some_and(|m| m >= 28) {
+            add(
+                EnvKind::EksControlPlaneMetrics,
+                "/version gitVersion (EKS 1.28 or newer)".into(),
+                v,
+            );
+        }
         for (needle, kind) in [
             ("-eks-", EnvKind::Eks),
             ("-gke.", EnvKind::Gke),
@@ -238,6 +258,25 @@ mod tests {
             api_host("https://kubernetes.docker.internal:6443"),
             "kubernetes.docker.internal"
         );
+    }
+
+    #[test]
+    fn eks_from_1_28_serves_its_control_planes_metrics() {
+        let on = |v: &str| {
+            detect(&Observed {
+                nodes: &[],
+                api_url: "https://ABC.gr7.eu-west-1.eks.amazonaws.com",
+                server_version: Some(v),
+                host_proc_version: None,
+            })
+            .is(EnvKind::EksControlPlaneMetrics)
+        };
+        assert!(on("v1.28.15-eks-7f9249a"));
+        assert!(on("v1.31.5-eks-5d632ec"));
+        assert!(!on("v1.27.16-eks-2f46c53"));
+        assert!(!on("v1.30.4-gke.1348000"));
+        assert_eq!(minor_version("v1.9.0"), Some(9));
+        assert_eq!(minor_version("v2.1.0"), None);
     }
 
     #[test]

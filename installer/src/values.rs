@@ -48,6 +48,8 @@ pub enum Overlay {
     KubeMetrics,
     /// EKS/GKE/AKS: control-plane components cannot be scraped.
     ManagedControlPlane,
+    /// EKS 1.28+ with kube metrics: the scheduler and controller-manager through the API server.
+    EksControlPlane,
     /// Every node_exporter series, for the Node Exporter Full dashboard (a fleet's choice).
     NodeExporterFull,
     /// No mutual TLS: plain HTTP on the NodePort, readable by anyone who reaches a node.
@@ -55,10 +57,11 @@ pub enum Overlay {
 }
 
 impl Overlay {
-    pub const ALL: [Overlay; 5] = [
+    pub const ALL: [Overlay; 6] = [
         Overlay::Wsl,
         Overlay::KubeMetrics,
         Overlay::ManagedControlPlane,
+        Overlay::EksControlPlane,
         Overlay::NodeExporterFull,
         Overlay::InsecurePlainHttp,
     ];
@@ -68,6 +71,7 @@ impl Overlay {
             Overlay::Wsl => WSL,
             Overlay::KubeMetrics => KUBE_METRICS,
             Overlay::ManagedControlPlane => MANAGED_CONTROL_PLANE,
+            Overlay::EksControlPlane => EKS_CONTROL_PLANE,
             Overlay::NodeExporterFull => NODE_EXPORTER_FULL,
             Overlay::InsecurePlainHttp => INSECURE_PLAIN_HTTP,
         }
@@ -85,6 +89,10 @@ pub const KUBE_METRICS: ValuesFile = ValuesFile {
 pub const MANAGED_CONTROL_PLANE: ValuesFile = ValuesFile {
     name: "overlays/managed-control-plane.yaml",
     text: content::OVERLAY_MANAGED_CONTROL_PLANE_YAML,
+};
+pub const EKS_CONTROL_PLANE: ValuesFile = ValuesFile {
+    name: "overlays/eks-control-plane.yaml",
+    text: content::OVERLAY_EKS_CONTROL_PLANE_YAML,
 };
 pub const NODE_EXPORTER_FULL: ValuesFile = ValuesFile {
     name: "overlays/node-exporter-full.yaml",
@@ -121,10 +129,11 @@ pub const THANOS_QUERY: ValuesFile = ValuesFile {
 
 /// Every overlay, as shipped (packages put them under values/overlays/): the one list of
 /// their names. The operator's and the environment's ([`Overlay`]), then the topologies'.
-pub const OVERLAYS: [ValuesFile; 11] = [
+pub const OVERLAYS: [ValuesFile; 12] = [
     WSL,
     KUBE_METRICS,
     MANAGED_CONTROL_PLANE,
+    EKS_CONTROL_PLANE,
     NODE_EXPORTER_FULL,
     INSECURE_PLAIN_HTTP,
     PUSH,

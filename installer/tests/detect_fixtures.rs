@@ -34,7 +34,9 @@ const CASES: &[Case] = &[
         api_url: "https://4F2A9C1D7E3B5A6C8D0E1F2A3B4C5D6E.gr7.eu-west-1.eks.amazonaws.com",
         version: "v1.31.5-eks-5d632ec",
         host: None,
-        kinds: &[EnvKind::Eks],
+        // 1.31: its scheduler and controller-manager metrics are served by the API server (taken
+        // with kube metrics on; this table runs without).
+        kinds: &[EnvKind::Eks, EnvKind::EksControlPlaneMetrics],
         fixes: &["managed-control-plane"],
     },
     Case {

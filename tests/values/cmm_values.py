@@ -27,6 +27,7 @@ OVERLAYS = {
     "wsl": VALUES / "overlays" / "wsl.yaml",
     "kube-metrics": VALUES / "overlays" / "kube-metrics.yaml",
     "managed-control-plane": VALUES / "overlays" / "managed-control-plane.yaml",
+    "eks-control-plane": VALUES / "overlays" / "eks-control-plane.yaml",
     "node-exporter-full": VALUES / "overlays" / "node-exporter-full.yaml",
     "insecure-plain-http": VALUES / "overlays" / "insecure-plain-http.yaml",
 }

@@ -204,6 +204,7 @@ VARIANTS = {
     "kube-metrics": (("kube-metrics",), ()),
     "managed-control-plane": (("managed-control-plane",), ()),
     "kube-metrics+managed": (("kube-metrics", "managed-control-plane"), ()),
+    "eks-1.28": (("kube-metrics", "managed-control-plane", "eks-control-plane"), ()),
     "seed-kube-metrics-flags": ((), SEED_KUBE_METRICS_SETS),
     "seed-node-selector": ((), SEED_NODE_SELECTOR_SETS),
 }
@@ -301,6 +302,31 @@ def test_managed_control_plane_stops_scraping_unreachable_components(renderer, r
     if variant == "kube-metrics+managed":
         assert KUBE_SERVICE_MONITORS <= service_monitors(r), "apiserver/kubelet/coredns stay scraped"
         assert {"KubeAPIDown", "KubeletDown"} <= alert_names(r)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_eks_control_plane_is_scraped_through_the_api_server(renderer, release):
+    """EKS 1.28+: the scheduler and controller-manager that managed-control-plane.yaml stopped
+    scraping on their ports are read at metrics.eks.amazonaws.com through the `kubernetes`
+    Service, with the ClusterRole rule the API server asks for."""
+    r = render_variant(renderer, release, "eks-1.28")
+    for name, res, job in [("cmm-eks-kube-scheduler", "ksh", "kube-scheduler"),
+                           ("cmm-eks-kube-controller-manager", "kcm", "kube-controller-manager")]:
+        spec = one(r.objects, "ServiceMonitor", name)["spec"]
+        assert spec["selector"]["matchLabels"] == {"component": "apiserver", "provider": "kubernetes"}
+        assert spec["namespaceSelector"] == {"matchNames": ["default"]}
+        (ep,) = spec["endpoints"]
+        assert ep["path"] == f"/apis/metrics.eks.amazonaws.com/v1/{res}/container/metrics"
+        assert ep["port"] == "https" and ep["scheme"] == "https"
+        assert {"targetLabel": "job", "replacement": job} in ep["relabelings"]
+    # The chart's own apiserver ServiceMonitor selects the same Service: the labels are real.
+    api = one(r.objects, "ServiceMonitor", "cmm-apiserver")["spec"]["selector"]["matchLabels"]
+    assert api == {"component": "apiserver", "provider": "kubernetes"}
+    rules = one(r.objects, "ClusterRole", NAMES["FULLNAME"] + "-prometheus")["rules"]
+    assert {"apiGroups": ["metrics.eks.amazonaws.com"], "resources": ["kcm/metrics", "ksh/metrics"],
+            "verbs": ["get"]} in rules
+    # Still nothing on the components' own ports.
+    assert not service_monitors(r) & CONTROL_PLANE_MONITORS
 
 
 @pytest.mark.parametrize("release", RELEASES)
