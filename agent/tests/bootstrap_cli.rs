@@ -40,7 +40,7 @@ fn helm_shim(dir: &Path, version: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) if [ \"$HELM_SHIM_UPGRADE\" = slow ]; then trap 'echo \"got TERM\" >> {log}; echo \"Error: UPGRADE FAILED: context canceled\" >&2; exit 1' TERM; sleep 60 & wait; exit 0; fi; [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            "#!/bin/sh\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) if [ \"$HELM_SHIM_UPGRADE\" = slow ]; then trap 'echo \"got TERM\" >> {log}; echo \"Error: UPGRADE FAILED: context canceled\" >&2; exit 1' TERM; sleep 60 & wait; exit 0; fi; [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  show) [ -n \"$HELM_SHIM_REAL\" ] && exec \"$HELM_SHIM_REAL\" \"$@\"; exit 0 ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
             log = log.display()
         ),
     )
@@ -70,10 +70,13 @@ async fn wait_for_helm_upgrade(dir: &Path) {
     }
 }
 
+/// The helm commands that act or ask the version, in order; `helm show crds` (a read of the
+/// chart, made under the lock before helm acts) is left out: see [`helm_reads`].
 fn helm_log(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("helm.log"))
         .unwrap_or_default()
         .lines()
+        .filter(|l| !l.starts_with("show "))
         .map(str::to_owned)
         .collect()
 }
@@ -480,7 +483,10 @@ async fn forbidden_reads_become_preflight_findings_not_crashes() {
     assert_eq!(code(&o), 6, "{}", err(&o));
     let report: Value = serde_json::from_str(&out(&o)).unwrap();
     // The provider is still recognised from /version, so the fix is the EKS one.
-    assert_eq!(report["environment"]["kinds"], json!(["eks"]));
+    assert_eq!(
+        report["environment"]["kinds"],
+        json!(["eks", "eks-control-plane-metrics"])
+    );
     let failed = failed_checks(&report);
     assert!(
         failed.contains(&"rbac: list nodes (cluster-wide)"),
@@ -1496,4 +1502,79 @@ async fn a_first_install_issues_the_certificates_the_proxy_needs_and_a_rerun_kee
     assert!(fake
         .get("/api/v1/namespaces/monitor/secrets", "cmm-prometheus-tls")
         .is_none());
+}
+
+/// helm never upgrades CRDs: a cluster that once ran kube-prometheus-stack 56.x keeps operator
+/// v0.71.2's, whose Prometheus CRD lacks spec.scrapeClasses (the `cluster` label's scrape
+/// class would be dropped, silently). Bootstrap brings them to the chart's by server-side apply
+/// under its run lock, before helm, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_operator_crds_are_brought_to_the_charts_before_helm() {
+    let (Some(real), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    fake.insert(issued_before(&fake));
+    let chart_crds = cmm_testkit::crds::from_helm(&real, &chart);
+    for c in cmm_testkit::crds::as_older_chart(&chart_crds) {
+        fake.insert(c);
+    }
+    let r = r
+        .env("CMM_CHART", &chart)
+        .env("HELM_SHIM_REAL", &real)
+        .env("HELM_SHIM_UPGRADE", "ok");
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    let crds = report["crds"].as_array().unwrap();
+    assert_eq!(crds.len(), chart_crds.len(), "{report:#}");
+    let prom = crds
+        .iter()
+        .find(|c| c["name"] == "prometheuses.monitoring.coreos.com")
+        .unwrap();
+    assert!(
+        prom["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("brought from 0.71.2 to the chart's 0.78.1"),
+        "{prom}"
+    );
+    let now = fake
+        .get(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            "prometheuses.monitoring.coreos.com",
+        )
+        .unwrap();
+    assert_eq!(
+        now["metadata"]["annotations"]["operator.prometheus.io/version"],
+        "0.78.1"
+    );
+    assert!(
+        !now["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["scrapeClasses"]
+            .is_null()
+    );
+    // By server-side apply, forced, as cmm-agent: the chart's upgrade notes' command.
+    let applies: Vec<_> = fake
+        .writes()
+        .into_iter()
+        .filter(|w| w.path.contains("/customresourcedefinitions/"))
+        .collect();
+    assert_eq!(applies.len(), chart_crds.len(), "{applies:?}");
+    assert!(applies.iter().all(|w| w.method == "PATCH"
+        && w.query.contains("fieldManager=cmm-agent")
+        && w.query.contains("force=true")));
+    // helm upgraded after; a second run finds nothing to bring.
+    assert!(helm_log(r.home.path())
+        .iter()
+        .any(|l| l.starts_with("upgrade")));
+    let (_r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let again: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(again["crds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["verdict"] == "current"));
 }

@@ -1239,3 +1239,67 @@ async fn the_timer_kubeconfig_recipe_works_and_an_exec_plugin_is_named() {
         "{f}"
     );
 }
+
+/// CRDs older than the chart's operator (as kube-prometheus-stack 56.x left them) are named
+/// by check with the fix; `--repair` brings them to the chart's under the run lock.
+#[tokio::test]
+async fn check_names_older_operator_crds_and_repair_brings_them_to_the_charts() {
+    let (Some(helm), Some(chart)) = (support::helm(), support::chart()) else {
+        return;
+    };
+    let kube = cmm_testkit::kube::FakeKube::start().await;
+    let chart_crds = cmm_testkit::crds::from_helm(&helm, &chart);
+    for c in cmm_testkit::crds::as_older_chart(&chart_crds) {
+        kube.insert(c);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let args = [
+        "check",
+        "--cluster",
+        "kr-mum",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--helm",
+        helm.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+        "--insecure-plain-http",
+        "--output",
+        "json",
+    ];
+    let o = agent(&args, &[]).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let f = finding(&report, "crds.version");
+    assert_eq!(f["severity"], "warning", "{f}");
+    assert_eq!(f["repair"]["kind"], "update-crds", "{f}");
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("lacks spec.scrapeClasses"),
+        "{f}"
+    );
+    assert!(
+        f["repair"]["detail"]
+            .to_string()
+            .contains("kubectl apply --server-side --force-conflicts"),
+        "{f}"
+    );
+    assert!(kube.writes().is_empty(), "check without --repair wrote");
+
+    let o = agent(&[&args[..], &["--repair"]].concat(), &[]).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(
+        finding(&report, "crds.version")["severity"],
+        "ok",
+        "{report:#}"
+    );
+    assert!(
+        report["repaired"]
+            .to_string()
+            .contains("CRDs brought to the chart's"),
+        "{report:#}"
+    );
+}

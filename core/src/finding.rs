@@ -74,6 +74,9 @@ pub enum RepairKind {
     /// Issue the cluster's certificates anew from the central CMM CA, under the run lock
     /// (`--repair`, with the central cluster's context set).
     RenewCertificates,
+    /// Server-side apply the chart's operator CRDs over older ones, under the run lock
+    /// (`--repair`).
+    UpdateCrds,
     /// `helm upgrade --install` through bootstrap: only with `--reinstall`.
     Reinstall,
     /// Nothing the agent does by itself; the detail says what a person should do.
@@ -86,6 +89,7 @@ impl RepairKind {
         matches!(
             self,
             RepairKind::Register
+                | RepairKind::UpdateCrds
                 | RepairKind::RecoverRelease
                 | RepairKind::FixStorage
                 | RepairKind::RenewCertificates

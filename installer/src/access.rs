@@ -317,6 +317,24 @@ pub fn bootstrap_in(role: Role, kube_metrics: bool, topology: Topology) -> Vec<A
             Cluster,
             "the chart's CRDs",
         ),
+        // helm never upgrades CRDs: older operator CRDs are brought to the chart's by
+        // server-side apply before helm runs (crate::crds).
+        a(
+            Helm,
+            "list",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            Cluster,
+            "the operator's CRDs already installed, and their versions",
+        ),
+        a(
+            Helm,
+            "patch",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            Cluster,
+            "older operator CRDs brought to the chart's (server-side apply)",
+        ),
         a(
             Tls,
             "get",
@@ -540,6 +558,14 @@ pub fn check() -> Vec<Access> {
     use Scope::*;
     use Step::Check;
     let mut t = vec![
+        a(
+            Check,
+            "list",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            Cluster,
+            "the operator's CRDs are not older than the chart's",
+        ),
         a(
             Check,
             "get",

@@ -197,6 +197,9 @@ pub struct Report {
     /// The TLS material written or kept this run (mutual TLS, docs/security.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsStep>,
+    /// The operator's CRDs against the chart's, as brought before helm ran (crate::crds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crds: Vec<crate::crds::CrdState>,
     /// Plain HTTP without client authentication (--insecure-plain-http): anyone who reaches a
     /// node reads this cluster's metrics.
     pub insecure: bool,
@@ -546,6 +549,7 @@ async fn finish(
         rendered: None,
         workloads: Vec::new(),
         tls: Vec::new(),
+        crds: Vec::new(),
         insecure: opts.role == Role::Cluster && opts.insecure_plain_http,
         topology: opts.wiring.describe(),
         outcome: "planned".into(),

@@ -697,14 +697,28 @@ fn patch(
         .get("content-type")
         .and_then(|c| c.to_str().ok())
         .unwrap_or_default();
-    if !content_type.starts_with("application/merge-patch+json") {
+    let apply = content_type.starts_with("application/apply-patch+yaml");
+    if !content_type.starts_with("application/merge-patch+json") && !apply {
         return status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            &format!("the fake only supports merge patches, not {content_type:?}"),
+            &format!(
+                "the fake only supports merge patches and server-side apply, not {content_type:?}"
+            ),
         );
     }
     let key = (route.collection.clone(), name.to_owned());
+    // Server-side apply creates what is absent (patch.go: forceAllowCreate for ApplyPatchType).
+    // On an existing object, the applied configuration's fields win (with force=true, conflicts
+    // with other managers are taken over) and fields it does not name stay: for a CRD, whose
+    // `spec.versions` is an atomic list (apiextensions/v1 types.go, +listType=atomic), that is
+    // the merge below. Field ownership itself is not modelled.
+    if apply && !s.objects.contains_key(&key) {
+        let mut object = body.unwrap_or(Value::Null);
+        object["metadata"]["resourceVersion"] = json!(s.next_rv());
+        s.objects.insert(key, object.clone());
+        return (StatusCode::CREATED, axum::Json(object)).into_response();
+    }
     // A merge patch never creates: only server-side apply may (staging/src/k8s.io/apiserver/
     // pkg/endpoints/handlers/patch.go sets forceAllowCreate for ApplyPatchType alone). The
     // thanos registration relies on this 404 to say the central ConfigMap is missing.

@@ -4,6 +4,7 @@
 //! ../shared/contracts/GRAFANA-CONTRACT.md) and record every request so tests can assert what
 //! was, and was not, sent.
 
+pub mod crds;
 pub mod grafana;
 pub mod kube;
 /// Not a fake: a real nginx running the mutual-TLS proxy configuration each_cluster.yaml renders.

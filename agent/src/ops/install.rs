@@ -276,6 +276,15 @@ async fn locked(
             super::certificates::ensure(conn, opts, run.s, run.pki.as_ref()),
         )
         .await?;
+    // helm creates CRDs only when absent and never upgrades them: older operator CRDs would
+    // silently drop fields CMM's values set (scrapeClasses, the `cluster` label).
+    prepared.report.crds = run
+        .progress
+        .step(
+            "bring the operator's CRDs to the chart's",
+            super::crds::update(conn, &run.s.chart.helm, &opts.chart),
+        )
+        .await?;
     let result = apply(conn, &run.s.chart.helm, opts, prepared, &run.progress).await;
     if let Err(err) = &result {
         if ExitCode::of(err) == ExitCode::Install {

@@ -5,6 +5,7 @@
 pub mod central;
 pub mod certificates;
 pub mod checkup;
+pub mod crds;
 pub mod endpoint;
 pub mod install;
 pub mod plan;

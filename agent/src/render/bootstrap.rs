@@ -84,6 +84,12 @@ fn print_human(r: &Report) {
             }
         }
     }
+    // Only what changed or matters: a CRD updated, or one left newer than the chart's.
+    for c in r.crds.iter().filter(|c| {
+        c.detail.starts_with("brought") || c.verdict == cmm_installer::crds::Verdict::Newer
+    }) {
+        outln!("crd: {} {}", c.name, c.detail);
+    }
     if r.fixes.is_empty() {
         outln!("fixes: none");
     } else {

@@ -141,6 +141,13 @@ async fn cluster_findings(
         ),
     }
     out.extend(tls_findings(i, conn).await);
+    out.push(
+        match crate::ops::crds::gather(conn, &i.s.chart.helm, &i.s.chart.chart).await {
+            Ok((_, states)) => crate::ops::crds::judge(&states, &i.s.chart.chart),
+            Err(e) => Finding::skipped(Stage::Release, "crds.version", "the operator's CRDs")
+                .with(format!("not compared with the chart's: {e}")),
+        },
+    );
     match crate::ops::endpoint::find(conn, ns, &i.s.prometheus).await {
         Ok(ep) => {
             out.extend(plain_finding(i, &ep));

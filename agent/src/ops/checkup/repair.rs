@@ -26,6 +26,7 @@ pub fn plan(findings: &[Finding], reinstall: bool) -> Vec<RepairKind> {
     [
         RepairKind::RecoverRelease,
         RepairKind::FixStorage,
+        RepairKind::UpdateCrds,
         RepairKind::RenewCertificates,
         RepairKind::Register,
     ]
@@ -75,6 +76,7 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
                 }
                 Err(e) => done.push(format!("storage repair: cannot read the plan: {e}")),
             },
+            RepairKind::UpdateCrds => done.push(update_crds(i, conn).await),
             RepairKind::RenewCertificates => done.push(renew_certificates(i, conn).await),
             RepairKind::Register => done.extend(reregister(i, conn).await),
             RepairKind::Manual => {}
@@ -84,6 +86,36 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
         tracing::info!("repair: {d}");
     }
     done
+}
+
+/// Bring older operator CRDs to the chart's, holding the run lock (as bootstrap does).
+async fn update_crds(i: &Inputs<'_>, conn: &Connected) -> String {
+    let holder = cmm_installer::lock::holder_identity();
+    let lock = match conn
+        .acquire_lock(&i.s.namespace, i.s.cluster.release(), &holder)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return format!("CRDs not updated: {e}"),
+    };
+    let result = crate::ops::crds::update(conn, &i.s.chart.helm, &i.s.chart.chart).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the run lock");
+    }
+    match result {
+        Ok(states) => {
+            let updated: Vec<&str> = states
+                .iter()
+                .filter(|s| s.detail.starts_with("brought"))
+                .map(|s| s.name.as_str())
+                .collect();
+            format!(
+                "CRDs brought to the chart's (server-side apply): {}",
+                updated.join(", ")
+            )
+        }
+        Err(e) => format!("CRDs not updated: {e:#}"),
+    }
 }
 
 /// `helm rollback` of a pending revision to the last good one, holding the run lock.
