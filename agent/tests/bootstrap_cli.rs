@@ -40,7 +40,7 @@ fn helm_shim(dir: &Path, version: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) if [ \"$HELM_SHIM_UPGRADE\" = slow ]; then trap 'echo \"got TERM\" >> {log}; echo \"Error: UPGRADE FAILED: context canceled\" >&2; exit 1' TERM; sleep 60 & wait; exit 0; fi; [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  show) [ -n \"$HELM_SHIM_REAL\" ] && exec \"$HELM_SHIM_REAL\" \"$@\"; exit 0 ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            "#!/bin/sh\nenv > '{log}.env'\nfor a in \"$@\"; do case \"$a\" in */cmm-values-*) stat -c '%a %n' \"$a\" \"$(dirname \"$a\")\" >> '{log}.modes' ;; esac; done\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) echo '{version}' ;;\n  upgrade) if [ \"$HELM_SHIM_UPGRADE\" = slow ]; then trap 'echo \"got TERM\" >> {log}; echo \"Error: UPGRADE FAILED: context canceled\" >&2; exit 1' TERM; sleep 60 & wait; exit 0; fi; [ \"$HELM_SHIM_UPGRADE\" = ok ] || {{ echo 'Error: UPGRADE FAILED: context deadline exceeded' >&2; exit 1; }} ;;\n  show|template) [ -n \"$HELM_SHIM_REAL\" ] && exec \"$HELM_SHIM_REAL\" \"$@\"; exit 0 ;;\n  rollback) [ \"$HELM_SHIM_ROLLBACK\" = ok ] || {{ echo 'unexpected rollback' >&2; exit 1; }} ;;\n  uninstall) [ \"$HELM_SHIM_UNINSTALL\" = ok ] || {{ echo 'unexpected uninstall' >&2; exit 1; }} ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
             log = log.display()
         ),
     )
@@ -70,13 +70,13 @@ async fn wait_for_helm_upgrade(dir: &Path) {
     }
 }
 
-/// The helm commands that act or ask the version, in order; `helm show crds` (a read of the
-/// chart, made under the lock before helm acts) is left out: see [`helm_reads`].
+/// The helm commands that act or ask the version, in order; its reads of the chart (`helm
+/// template` for preflight's coexistence check, `helm show crds` under the lock) are left out.
 fn helm_log(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("helm.log"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| !l.starts_with("show "))
+        .filter(|l| !l.starts_with("show ") && !l.starts_with("template "))
         .map(str::to_owned)
         .collect()
 }
@@ -1577,4 +1577,48 @@ async fn older_operator_crds_are_brought_to_the_charts_before_helm() {
         .unwrap()
         .iter()
         .all(|c| c["verdict"] == "current"));
+}
+
+/// The central cluster monitored too, in push: the central receiver release (here `monitor`
+/// in namespace `central`) already owns the operator's cluster-wide objects and NodePort
+/// 30090. Bootstrap of the cluster release says so in preflight, with the fix, and changes
+/// nothing, instead of helm failing halfway after the namespace and certificates were made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_would_take_another_releases_names_is_refused_before_any_change() {
+    let (Some(real), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let owned = json!({"meta.helm.sh/release-name": "monitor",
+                       "meta.helm.sh/release-namespace": "central"});
+    fake.insert(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "cmm-operator", "annotations": owned}, "rules": []}),
+    );
+    fake.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cmm-prometheus-0", "namespace": "central", "annotations": owned},
+        "spec": {"type": "NodePort", "ports": [{"port": 9090, "nodePort": 30090}]}}));
+    let r = r.env("CMM_CHART", &chart).env("HELM_SHIM_REAL", &real);
+    let (r, o) = run(r, &["--output", "json", "bootstrap", "--cluster", "kr-mum"]).await;
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let report: Value = serde_json::from_str(&out(&o)).unwrap();
+    let check = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "coexistence")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(check["ok"], false);
+    let detail = check["detail"].as_str().unwrap();
+    for said in [
+        "ClusterRole cmm-operator, owned by release monitor (namespace central)",
+        "NodePort 30090, taken by Service cmm-prometheus-0 in namespace central",
+        "topology pull or thanos",
+    ] {
+        assert!(detail.contains(said), "{said}: {detail}");
+    }
+    // Reads only: not even the run lock is taken before preflight passes.
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
 }

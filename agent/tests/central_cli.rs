@@ -393,7 +393,7 @@ fn helm_shim(dir: &Path) -> String {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  show) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  show|template) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
             log.display()
         ),
     )

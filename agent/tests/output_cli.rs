@@ -129,7 +129,7 @@ async fn json_logs_make_every_stderr_line_json_progress_and_errors_included() {
     let helm = r.home.path().join("helm");
     support::write_executable(
         &helm,
-        "#!/bin/sh\ncase \"$1\" in version) echo v3.17.3 ;; upgrade|show) exit 0 ;; *) exit 1 ;; esac\n",
+        "#!/bin/sh\ncase \"$1\" in version) echo v3.17.3 ;; upgrade|show|template) exit 0 ;; *) exit 1 ;; esac\n",
     );
     let base = ["--log-format", "json", "bootstrap", "--cluster", "kr-mum"];
     // Plain HTTP: this is about the log's shape, not certificates.

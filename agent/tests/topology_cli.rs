@@ -239,7 +239,7 @@ fn helm_shim(dir: &Path) -> String {
     let path = dir.join("helm");
     std::fs::write(
         &path,
-        "#!/bin/sh\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  show) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
+        "#!/bin/sh\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade) exit 0 ;;\n  show|template) exit 0 ;;\n  *) echo \"unexpected helm $1\" >&2; exit 1 ;;\nesac\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

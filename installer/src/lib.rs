@@ -18,6 +18,7 @@
 pub mod access;
 pub mod bootstrap;
 pub mod chart;
+pub mod clash;
 pub mod crds;
 pub mod detect;
 pub mod envsubst;

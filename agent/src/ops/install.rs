@@ -65,10 +65,18 @@ pub async fn run(s: &BootstrapSettings, sink: &mut Sink<'_>) -> anyhow::Result<(
         .step("detect, preflight and plan", prepare(&run.conn, &run.opts))
         .await
         .classify_by(installer_class)?;
+    // What would be installed, rendered once: the dry run reports it, and another release
+    // holding any of its names or NodePorts stops the run here, before any change.
+    let rendered = render(&run, &prepared).await?;
+    if prepared.report.preflight_failed().next().is_none() {
+        // (A failed preflight already names what is missing, permissions to read included.)
+        coexistence(&run, &mut prepared, &rendered).await;
+    }
     let preflight_ok = prepared.report.preflight_failed().next().is_none();
     // 5. Dry run: render exactly what would be installed, change nothing.
     if s.dry_run {
-        render_dry_run(&run, &mut prepared).await?;
+        prepared.report.rendered = Some(rendered.kinds());
+        prepared.report.outcome = "dry-run: nothing changed".into();
         sink(Shown::Install(&prepared.report))?;
         return preflight_verdict(&prepared.report, preflight_ok);
     }
@@ -146,7 +154,7 @@ async fn start(s: &BootstrapSettings) -> anyhow::Result<Run<'_>> {
     Ok(run)
 }
 
-async fn render_dry_run(run: &Run<'_>, prepared: &mut Prepared) -> anyhow::Result<()> {
+async fn render(run: &Run<'_>, prepared: &Prepared) -> anyhow::Result<Rendered> {
     let release = prepared.release(&run.opts);
     let mut args = Helm::template_args(&release);
     args.extend(kube_version_args(&prepared.report.server_version));
@@ -155,10 +163,44 @@ async fn render_dry_run(run: &Run<'_>, prepared: &mut Prepared) -> anyhow::Resul
         .step("render with helm template", run.s.chart.helm.run(&args))
         .await
         .classify_by(installer_class)?;
-    let rendered = Rendered::parse(&stream).classify(ExitCode::Chart)?;
-    prepared.report.rendered = Some(rendered.kinds());
-    prepared.report.outcome = "dry-run: nothing changed".into();
-    Ok(())
+    Rendered::parse(&stream).classify(ExitCode::Chart)
+}
+
+/// Another release of the chart on this cluster holding a name or NodePort this one would
+/// create (a central push receiver beside a monitored cluster): a failed preflight line that
+/// names each and the fix, before anything is changed (cmm_installer::clash).
+async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered) {
+    let ns = &run.opts.namespace;
+    let existing = match run.conn.existing_for_clash(ns).await {
+        Ok(e) => e,
+        Err(e) => {
+            prepared.report.preflight.push(Check {
+                check: "coexistence".into(),
+                ok: false,
+                detail: format!("cannot read what other releases hold: {e}"),
+            });
+            return;
+        }
+    };
+    let clashes =
+        cmm_installer::clash::judge(&rendered.objects, &existing, run.opts.cluster.release(), ns);
+    prepared.report.preflight.push(Check {
+        check: "coexistence".into(),
+        ok: clashes.is_empty(),
+        detail: if clashes.is_empty() {
+            "no name or NodePort of this release is held by another release".into()
+        } else {
+            format!(
+                "another release holds what this one would create: {}. Two releases of the \
+                 chart with CMM's names cannot share them: in topology push the central \
+                 receiver runs its own operator and Prometheus, so install the central release \
+                 on a cluster this fleet does not monitor, or choose topology pull or thanos, \
+                 whose central and cluster releases share a cluster (docs/scaling.md); or remove \
+                 the other release",
+                clashes.join("; ")
+            )
+        },
+    });
 }
 
 /// The Grafana precheck, recorded as a preflight line (or skipped, and said so).
