@@ -361,9 +361,10 @@ async fn a_binary_the_rpm_database_owns_is_refused() {
 #[tokio::test]
 async fn an_endless_or_trickling_download_is_cut_off_and_changes_nothing() {
     use cmm_testkit::releases::Stream;
-    for (stream, says) in [
-        (Stream::Endless, "larger than 128 MiB"),
-        (Stream::Trickle, "within update-timeout (2s in total)"),
+    // The endless one gets time enough for the cap to be what stops it, even on a busy host.
+    for (stream, timeout, says) in [
+        (Stream::Endless, "120s", "larger than 128 MiB"),
+        (Stream::Trickle, "2s", "within update-timeout (2s in total)"),
     ] {
         let install = Install::new();
         let original = std::fs::read(&install.exe).unwrap();
@@ -371,14 +372,14 @@ async fn an_endless_or_trickling_download_is_cut_off_and_changes_nothing() {
         feed.stream_assets(stream);
         let started = std::time::Instant::now();
         let out = install
-            .run(&["--update-feed", &feed.url, "--update-timeout", "2s"])
+            .run(&["--update-feed", &feed.url, "--update-timeout", timeout])
             .await;
         let t = text(&out);
         assert_eq!(out.status.code(), Some(14), "{stream:?}: {t}");
         assert!(t.contains(says), "{stream:?}: {t}");
         assert!(t.contains("nothing was replaced"), "{stream:?}: {t}");
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
+            started.elapsed() < std::time::Duration::from_secs(150),
             "{stream:?}: not bounded"
         );
         assert_eq!(std::fs::read(&install.exe).unwrap(), original);

@@ -12,8 +12,8 @@ pub const FULLNAME: &str = "cmm";
 
 /// Objects the values files name; kept here because the agent looks them up by name.
 pub const PROMETHEUS_SERVICE: &str = "cmm-prometheus";
-/// The Service the central Grafana reaches: the chart's servicePerReplica for replica 0, a
-/// NodePort to the mutual-TLS proxy only (the main Service stays in-cluster).
+/// The Service the central Grafana reaches: a NodePort to the mutual-TLS proxy only, across
+/// every replica (values' extraManifests; named as the chart's servicePerReplica named it).
 pub const PROMETHEUS_NODEPORT_SERVICE: &str = "cmm-prometheus-0";
 /// The proxy container's port name; a Service targeting it is served over mutual TLS.
 pub const MTLS_PORT_NAME: &str = "cmm-mtls";

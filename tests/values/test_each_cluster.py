@@ -415,3 +415,18 @@ def test_overlays_change_something(chart_root, path):
         if effective == v:
             same.append(".".join(p))
     assert not same, f"{path.name} sets keys to what they already are: {same}"
+
+
+@pytest.mark.parametrize("files", [(), ("insecure-plain-http",)])
+def test_two_replicas_share_one_node_port(renderer, files):
+    """The chart's servicePerReplica gives every replica's Service the same nodePort: a second
+    replica would clash on 30090. One Service spans every replica instead."""
+    r = renderer.render(RELEASES[0], EACH, *(OVERLAYS[f] for f in files),
+                        sets=("prometheus.prometheusSpec.replicas=2",))
+    ported = [(o["metadata"]["name"], p["nodePort"]) for o in find(r.objects, "Service")
+              for p in o["spec"].get("ports", []) if "nodePort" in p]
+    assert ported == [("cmm-prometheus-0", 30090)], f"{r.cmd}: {ported}"
+    svc = one(r.objects, "Service", "cmm-prometheus-0")
+    # Every replica's pod: no per-pod selector.
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": "cmm"}
+    assert one(r.objects, "Prometheus", "cmm")["spec"]["replicas"] == 2

@@ -108,7 +108,8 @@ def test_agent_mode_is_a_prometheus_agent_with_nothing_left_to_evaluate(renderer
     assert not find(r.objects, "PrometheusRule")
     # The chart points its Services at the agent's pods.
     svc = one(r.objects, "Service", "cmm-prometheus-0")
-    assert svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "prom-agent-cmm-0"
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "prometheus-agent",
+                                       "operator.prometheus.io/name": "cmm"}
     assert [c["name"] for c in cr["spec"]["containers"]] == ["cmm-mtls-proxy"]
 
 

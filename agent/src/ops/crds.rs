@@ -10,13 +10,28 @@ use cmm_installer::kube::Connected;
 use crate::exit::{installer_class, Classify};
 use crate::settings::BadInput;
 
+/// How long reading the chart's CRDs may take (helm fetches a repository chart).
+const CHART_READ: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The chart's CRDs and how the cluster's compare (reads only).
 pub async fn gather(
     conn: &Connected,
     helm: &Helm,
     chart: &ChartSource,
 ) -> cmm_installer::Result<(Vec<serde_json::Value>, Vec<CrdState>)> {
-    let want = crds::chart_crds(helm, chart).await?;
+    // A repository chart is fetched by helm: bounded, as check runs every 15 minutes.
+    let want = tokio::time::timeout(CHART_READ, crds::chart_crds(helm, chart))
+        .await
+        .map_err(|_| cmm_installer::Error::Io {
+            context: "`helm show crds`".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer within {}s (a repository chart that cannot be fetched?)",
+                    CHART_READ.as_secs()
+                ),
+            ),
+        })??;
     let have = conn.operator_crds().await?;
     let states = crds::judge(&want, &have);
     Ok((want, states))
