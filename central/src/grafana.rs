@@ -151,6 +151,14 @@ impl GrafanaClient {
         &self.base
     }
 
+    /// The same client, asking once: for a request that must not be repeated when an answer
+    /// is lost (a test notification reaches people each time it is sent).
+    pub(crate) fn once(&self) -> Self {
+        let mut c = self.clone();
+        c.retry.attempts = 1;
+        c
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         {

@@ -807,3 +807,16 @@ async fn a_grafana_failing_every_read_is_one_cause_and_a_refused_read_is_its_own
     assert!(matches!(facts.deliveries, Some(Err(_))), "{facts:?}");
     assert!(fake.notifications_sent().is_empty());
 }
+
+/// A test notification reaches people each time it is sent: a failing answer is not retried.
+#[tokio::test]
+async fn a_test_notification_is_sent_once_even_when_grafana_fails() {
+    let fake = cmm_testkit::fake_grafana!();
+    let point = json!({"uid": "m", "name": "ops-mail", "type": "email",
+        "settings": {"addresses": "ops@example.org"}});
+    fake.set_contact_points(vec![point.clone()]);
+    fake.fail_next(1, Fault::Status(502));
+    let c = client(&fake, ADMIN_TOKEN);
+    assert!(c.test_contact_points(&[&point], "kr-mum").await.is_err());
+    assert_eq!(fake.count("POST", "/api/alertmanager"), 1);
+}
