@@ -1579,10 +1579,11 @@ async fn older_operator_crds_are_brought_to_the_charts_before_helm() {
         .all(|c| c["verdict"] == "current"));
 }
 
-/// The central cluster monitored too, in push: the central receiver release (here `monitor`
-/// in namespace `central`) already owns the operator's cluster-wide objects and NodePort
-/// 30090. Bootstrap of the cluster release says so in preflight, with the fix, and changes
-/// nothing, instead of helm failing halfway after the namespace and certificates were made.
+/// Another release holds CMM's names: here a push central (`monitor` in namespace `central`)
+/// from before its receiver had names of its own, holding the operator's cluster-wide objects
+/// and NodePort 30090. Bootstrap of the cluster release says so in preflight, with the fix,
+/// and changes nothing, instead of helm failing halfway after the namespace and certificates
+/// were made. (CMM's own releases of this version share nothing: test_coexistence.py.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_would_take_another_releases_names_is_refused_before_any_change() {
     let (Some(real), Some(chart)) = (real_helm(), real_chart()) else {
@@ -1614,11 +1615,89 @@ async fn a_release_that_would_take_another_releases_names_is_refused_before_any_
     for said in [
         "ClusterRole cmm-operator, owned by release monitor (namespace central)",
         "NodePort 30090, taken by Service cmm-prometheus-0 in namespace central",
-        "topology pull or thanos",
+        "re-run `cmm-agent bootstrap --role central` there with this version first",
     ] {
         assert!(detail.contains(said), "{said}: {detail}");
     }
     // Reads only: not even the run lock is taken before preflight passes.
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     assert_eq!(helm_log(r.home.path()), ["version --template {{.Version}}"]);
+}
+
+/// The central cluster monitored too, in push, with the central release `monitor` in the
+/// same namespace: every object of the kinds the coexistence check reads, as the real helm
+/// renders the central push release, is on the cluster owned by that release. The cluster's
+/// own push release passes preflight (its operator, webhooks, NodePort and proxy ConfigMap
+/// are named apart from the receiver's) and a dry run ends in 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_release_beside_the_push_receiver_passes_coexistence() {
+    let (Some(helm), Some(chart)) = (real_helm(), real_chart()) else {
+        return;
+    };
+    let values = support::workspace_root().join("values");
+    let o = std::process::Command::new(&helm)
+        .args(["template", "monitor"])
+        .arg(&chart)
+        .args(["-n", "monitor", "-f"])
+        .arg(values.join("central_monitor.yaml"))
+        .arg("-f")
+        .arg(values.join("overlays/central-receiver.yaml"))
+        .arg("-f")
+        .arg(values.join("central_content.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (fake, r) = cluster(&["kubeadm-onprem.json"], "kr-mum").await;
+    fake.insert(namespace("monitor"));
+    let owned = json!({"meta.helm.sh/release-name": "monitor",
+                       "meta.helm.sh/release-namespace": "monitor"});
+    let read = cmm_installer::clash::CLUSTER_KINDS
+        .iter()
+        .chain(cmm_installer::clash::NAMESPACED_KINDS.iter());
+    let kinds: Vec<&str> = read.copied().collect();
+    let mut inserted = 0;
+    for mut obj in serde_yaml::Deserializer::from_slice(&o.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &Value| kinds.contains(&v["kind"].as_str().unwrap_or_default()))
+    {
+        obj["metadata"]["annotations"] = owned.clone();
+        let cluster_wide =
+            cmm_installer::clash::CLUSTER_KINDS.contains(&obj["kind"].as_str().unwrap());
+        if !cluster_wide && obj["metadata"]["namespace"].is_null() {
+            obj["metadata"]["namespace"] = json!("monitor");
+        }
+        fake.insert(obj);
+        inserted += 1;
+    }
+    assert!(
+        inserted > 20,
+        "the central push release renders {inserted} such objects"
+    );
+    let r = r.env("CMM_HELM", &helm).env("CMM_CHART", &chart);
+    let (_r, o) = run(
+        r,
+        &[
+            "--output",
+            "json",
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--topology",
+            "push",
+            "--receiver-url",
+            "https://10.0.0.5:30091/api/v1/write",
+            "--dry-run",
+        ],
+    )
+    .await;
+    let report: Value = serde_json::from_str(&out(&o)).unwrap_or_else(|_| panic!("{}", err(&o)));
+    let check = report["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "coexistence")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }

@@ -907,7 +907,9 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
         .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .find(|v: &Value| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy")
+        .find(|v: &Value| {
+            v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-receiver-mtls-proxy"
+        })
         .expect("the receiver proxy's ConfigMap");
     let material = cmm_testkit::pki::CentralMaterial::new();
     let Some(store) = ProtectedReceiver::start(

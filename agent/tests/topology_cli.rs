@@ -39,7 +39,7 @@ async fn topologies_that_cannot_work_are_refused_before_anything_is_contacted() 
                 "--topology",
                 "push",
                 "--receiver-url",
-                "http://10.0.0.5:30090/api/v1/write",
+                "http://10.0.0.5:30091/api/v1/write",
             ][..],
             "must be https://",
         ),
@@ -94,7 +94,7 @@ async fn push_registers_into_the_shared_rule_set_and_deregisters_out_of_it() {
     let push = [
         &["register"][..],
         &base[..],
-        &["--receiver-url", "https://10.0.0.5:30090/api/v1/write"],
+        &["--receiver-url", "https://10.0.0.5:30091/api/v1/write"],
     ]
     .concat();
 
@@ -312,7 +312,7 @@ async fn the_central_bootstrap_makes_what_its_topology_needs() {
         };
         assert_eq!(values[1], overlay, "{values:?}");
         let secrets = "/api/v1/namespaces/monitor/secrets";
-        let receiver = kube.get(secrets, "cmm-prometheus-tls");
+        let receiver = kube.get(secrets, "cmm-receiver-tls");
         let endpoints = kube.get(CONFIGMAPS, "cmm-thanos-endpoints");
         if topology == "push" {
             // The receiver's certificate: the name push.yaml's clients check, from the CMM CA

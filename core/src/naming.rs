@@ -53,6 +53,14 @@ pub const NODE_EXPORTER_JOB: &str = "node-exporter";
 /// NodePort the cluster's Prometheus is published on (values/each_cluster.yaml).
 pub const PROMETHEUS_NODE_PORT: u16 = 30090;
 
+/// The push receiver's own names (values/overlays/central-receiver.yaml): the central cluster
+/// may run a cluster release too, which holds the names above (tests/values/test_coexistence.py).
+pub const RECEIVER_FULLNAME: &str = "cmm-receiver";
+/// Its write endpoint on every central node; not 30090, which a cluster release there keeps.
+pub const RECEIVER_NODE_PORT: u16 = 30091;
+/// Its server certificate (server name cmm-receiver) and the CMM trust bundle.
+pub const RECEIVER_TLS_SECRET: &str = "cmm-receiver-tls";
+
 /// Prometheus' scrape interval in values/each_cluster.yaml; Grafana's datasources are told the
 /// same so `$__rate_interval` covers at least four scrapes.
 pub const SCRAPE_INTERVAL: &str = "30s";

@@ -57,7 +57,7 @@ pub enum Step {
     /// `helm upgrade --install --wait`, `helm rollback`, `helm uninstall`.
     Helm,
     /// The mutual-TLS Secrets (crate::tls): cmm-prometheus-tls on a cluster; cmm-ca and
-    /// cmm-grafana-client on the central one.
+    /// cmm-grafana-client on the central one (and cmm-receiver-tls in push).
     Tls,
     /// Waiting for workloads and the operator's Prometheus; explaining a failure.
     Wait,
@@ -406,7 +406,7 @@ pub fn bootstrap_in(role: Role, kube_metrics: bool, topology: Topology) -> Vec<A
             "",
             "secrets",
             Namespace,
-            "the mutual-TLS Secret (cmm-prometheus-tls; central: cmm-ca, cmm-grafana-client)",
+            "the mutual-TLS Secret (cmm-prometheus-tls; central: cmm-ca, cmm-grafana-client, in push cmm-receiver-tls)",
         ),
         a(
             Tls,

@@ -2,9 +2,10 @@
 //! release already owns (a cluster-wide object, an object of the same name in the namespace,
 //! a NodePort). helm would refuse it only after the namespace and certificates were made
 //! ("exists and cannot be imported into the current release: invalid ownership metadata",
-//! pkg/action/validate.go); bootstrap asks first and changes nothing. Pull and thanos share
-//! no name between the central and a cluster release (tests/values/test_coexistence.py); in
-//! push the central receiver runs its own operator and Prometheus with the clusters' names.
+//! pkg/action/validate.go); bootstrap asks first and changes nothing. CMM's central and
+//! cluster releases share no name in any topology (tests/values/test_coexistence.py); what is
+//! left is another install of the chart under CMM's names, or a push central from before its
+//! receiver had names of its own.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -208,7 +209,7 @@ mod tests {
                    "spec": {"ports": [{"nodePort": 30090}]}}),
             json!({"kind": "Prometheus", "metadata": {"name": "cmm"}}),
         ];
-        // The central push receiver of release `monitor` in namespace `central`.
+        // A push central of release `monitor` (namespace `central`) from before the receiver's names.
         let central = [
             existing(
                 "ClusterRole",

@@ -387,7 +387,7 @@ mod tests {
         );
         assert!(m[1].values[2]
             .1
-            .contains("https://10.0.0.5:30090/api/v1/write"));
+            .contains("https://10.0.0.5:30091/api/v1/write"));
     }
 
     #[test]

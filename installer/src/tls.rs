@@ -414,8 +414,14 @@ pub struct ClusterTlsState {
     pub resource_version: Option<String>,
 }
 
-pub async fn read_cluster(conn: &Connected, namespace: &str) -> Result<ClusterTlsState> {
-    let Some(s) = conn.secret(namespace, PROMETHEUS_TLS_SECRET).await? else {
+/// `secret`: the cluster's [`PROMETHEUS_TLS_SECRET`], or the push receiver's
+/// (`cmm_core::naming::RECEIVER_TLS_SECRET`), which holds the same kinds of certificate.
+pub async fn read_cluster(
+    conn: &Connected,
+    namespace: &str,
+    secret_name: &str,
+) -> Result<ClusterTlsState> {
+    let Some(s) = conn.secret(namespace, secret_name).await? else {
         return Ok(ClusterTlsState::default());
     };
     let d = s.data.unwrap_or_default();
@@ -492,16 +498,18 @@ pub fn decide_cluster(
 }
 
 /// Gather, decide and act for one cluster's Secret.
+#[allow(clippy::too_many_arguments)]
 pub async fn ensure_cluster(
     conn: &Connected,
     namespace: &str,
+    secret_name: &str,
     cluster: &str,
     central: &CentralPki,
     sans: &[San],
     now: SystemTime,
     renew_before: Duration,
 ) -> Result<TlsAction> {
-    let state = read_cluster(conn, namespace).await?;
+    let state = read_cluster(conn, namespace, secret_name).await?;
     let action = decide_cluster(&state, &central.trust_pem, sans, now, renew_before);
     if let TlsAction::Issue { .. } = action {
         let what = format!("issuing the certificates of {cluster}");
@@ -516,7 +524,7 @@ pub async fn ensure_cluster(
         conn.write_secret(
             namespace,
             &secret(
-                PROMETHEUS_TLS_SECRET,
+                secret_name,
                 "server",
                 &[
                     ("tls.crt", &server.cert_pem),

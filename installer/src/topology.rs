@@ -203,7 +203,7 @@ impl Wiring {
             (Topology::Push, None) => {
                 return Err(bad(format!(
                 "{} push needs {}: the central receiver's write URL as this cluster reaches it, \
-                     e.g. https://10.0.0.5:30090/api/v1/write",
+                     e.g. https://10.0.0.5:30091/api/v1/write",
                 n.topology, n.receiver_url
             )))
             }
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn push_composes_its_overlays_in_order_with_the_url_as_a_file() {
         let w = Wiring::new(&Choice {
-            receiver_url: Some("https://10.0.0.5:30090/api/v1/write"),
+            receiver_url: Some("https://10.0.0.5:30091/api/v1/write"),
             agent_mode: true,
             ..choice(Topology::Push)
         })
@@ -388,7 +388,7 @@ mod tests {
         let v: serde_json::Value = serde_yaml::from_str(&files[2].1).unwrap();
         assert_eq!(
             v["cmm"]["receiverUrl"],
-            "https://10.0.0.5:30090/api/v1/write"
+            "https://10.0.0.5:30091/api/v1/write"
         );
         assert_eq!(w.central_file(), Some(CENTRAL_RECEIVER));
         assert_eq!(
@@ -428,7 +428,7 @@ mod tests {
             (choice(Topology::Push), "--receiver-url"),
             (
                 Choice {
-                    receiver_url: Some("http://10.0.0.5:30090/api/v1/write"),
+                    receiver_url: Some("http://10.0.0.5:30091/api/v1/write"),
                     ..choice(Topology::Push)
                 },
                 "must be https://",

@@ -249,7 +249,7 @@ async fn the_access_table_covers_every_topology() {
             let wiring = Wiring::new(&Choice {
                 topology,
                 receiver_url: (role == Role::Cluster && topology == Topology::Push)
-                    .then_some("https://10.0.0.5:30090/api/v1/write"),
+                    .then_some("https://10.0.0.5:30091/api/v1/write"),
                 agent_mode: role == Role::Cluster && topology == Topology::Push,
                 central: role == Role::Central,
                 ..Default::default()

@@ -19,7 +19,7 @@ use cmm_testkit::remote_write::{client, ProtectedReceiver, RemoteWrite, Sender};
 use serde_json::Value;
 use support::{render_values, tools};
 
-const RECEIVER_URL: &str = "https://10.0.0.5:30090/api/v1/write";
+const RECEIVER_URL: &str = "https://10.0.0.5:30091/api/v1/write";
 
 fn wiring(central: bool, agent_mode: bool) -> Wiring {
     Wiring::new(&Choice {
@@ -40,12 +40,12 @@ async fn rendered_receiver_proxy() -> Option<(String, String)> {
         .await
         .unwrap();
     let prom = r
-        .find("Prometheus", "cmm")
+        .find("Prometheus", cmm_core::naming::RECEIVER_FULLNAME)
         .expect("the central push release renders the receiver");
     assert_eq!(prom["spec"]["enableRemoteWriteReceiver"], true);
     let data = &r
-        .find("ConfigMap", "cmm-mtls-proxy")
-        .expect("central-receiver.yaml renders ConfigMap cmm-mtls-proxy")["data"];
+        .find("ConfigMap", "cmm-receiver-mtls-proxy")
+        .expect("central-receiver.yaml renders ConfigMap cmm-receiver-mtls-proxy")["data"];
     Some((
         data["nginx.conf"].as_str().unwrap().to_owned(),
         data["run.sh"].as_str().unwrap().to_owned(),

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use cmm_core::naming::PROMETHEUS_TLS_SECRET;
 use cmm_installer::kube::{connect, Connected, KubeTarget};
 use cmm_installer::tls::{
     decide_cluster, ensure_central, ensure_cluster, read_cluster, CentralPki, TlsAction,
@@ -78,9 +79,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
             .all(|(_, a)| matches!(a, TlsAction::Issue { .. })),
         "{actions:?}"
     );
-    let a = ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), t0, WINDOW)
-        .await
-        .unwrap();
+    let a = ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        t0,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     assert!(matches!(a, TlsAction::Issue { .. }), "{a:?}");
     both_ways(&pki, &cluster_fake, t0, "day 0");
 
@@ -94,9 +104,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
             .all(|(_, a)| matches!(a, TlsAction::Keep { .. })),
         "{actions:?}"
     );
-    let a = ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), t1, WINDOW)
-        .await
-        .unwrap();
+    let a = ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        t1,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     assert_eq!(a, TlsAction::Keep { days_left: 363 });
     assert_eq!(
         writes,
@@ -105,9 +124,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
 
     // Inside the window (day 340 of 365): renewed, same CA.
     let t = t0 + 340 * DAY;
-    let a = ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), t, WINDOW)
-        .await
-        .unwrap();
+    let a = ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        t,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(&a, TlsAction::Issue { why } if why.contains("inside the renewal window")),
         "{a:?}"
@@ -115,9 +143,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
     // A new node address is a reason too.
     let mut more = sans();
     more.push(San::parse("10.0.0.9").unwrap());
-    let a = ensure_cluster(&cluster, ns, "kr-mum", &pki, &more, t, WINDOW)
-        .await
-        .unwrap();
+    let a = ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &more,
+        t,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(&a, TlsAction::Issue { why } if why.contains("10.0.0.9")),
         "{a:?}"
@@ -127,9 +164,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
     let ca_end = t0 + 3650 * DAY;
     let before = ca_end - 405 * DAY;
     let (pki, _) = ensure_central(&central, ns, before, WINDOW).await.unwrap();
-    ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), before, WINDOW)
-        .await
-        .unwrap();
+    ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        before,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     both_ways(&pki, &cluster_fake, before, "before the rotation");
     let grafana_before = pki.grafana.cert_pem.clone();
 
@@ -165,9 +211,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
     // A cluster that has not run since: still fine both ways.
     both_ways(&pki, &cluster_fake, r, "rotated, cluster not yet repaired");
     // Its next run moves it to the new CA and trusts both.
-    let a = ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), r, WINDOW)
-        .await
-        .unwrap();
+    let a = ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        r,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(&a, TlsAction::Issue { why } if why.contains("trusted CAs changed")),
         "{a:?}"
@@ -178,7 +233,9 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
         r,
         "cluster repaired after the rotation",
     );
-    let state = read_cluster(&cluster, ns).await.unwrap();
+    let state = read_cluster(&cluster, ns, PROMETHEUS_TLS_SECRET)
+        .await
+        .unwrap();
     assert_eq!(
         decide_cluster(&state, &pki.trust_pem, &sans(), r, WINDOW),
         TlsAction::Keep { days_left: 364 }
@@ -200,9 +257,18 @@ async fn a_ca_rotation_never_leaves_grafana_and_a_cluster_distrusting_each_other
             .len(),
         1
     );
-    ensure_cluster(&cluster, ns, "kr-mum", &pki, &sans(), end, WINDOW)
-        .await
-        .unwrap();
+    ensure_cluster(
+        &cluster,
+        ns,
+        PROMETHEUS_TLS_SECRET,
+        "kr-mum",
+        &pki,
+        &sans(),
+        end,
+        WINDOW,
+    )
+    .await
+    .unwrap();
     both_ways(&pki, &cluster_fake, end, "the old CA gone");
     let (_, proxy_trust) = proxy_view(&cluster_fake);
     assert_eq!(
@@ -223,7 +289,9 @@ async fn a_secret_missing_a_key_or_signed_elsewhere_is_issued_anew() {
     let c = conn(&fake, dir.path()).await;
     let trust = material.ca.cert_pem();
 
-    let state = read_cluster(&c, "monitor").await.unwrap();
+    let state = read_cluster(&c, "monitor", PROMETHEUS_TLS_SECRET)
+        .await
+        .unwrap();
     assert_eq!(
         decide_cluster(&state, trust, &sans(), now, WINDOW),
         TlsAction::Issue {
@@ -232,7 +300,9 @@ async fn a_secret_missing_a_key_or_signed_elsewhere_is_issued_anew() {
     );
     // Signed by another CA, with that CA as its trust: the trusted CAs differ.
     fake.insert(other.cluster_secret("monitor", "kr-mum", &sans()));
-    let state = read_cluster(&c, "monitor").await.unwrap();
+    let state = read_cluster(&c, "monitor", PROMETHEUS_TLS_SECRET)
+        .await
+        .unwrap();
     assert!(matches!(
         decide_cluster(&state, trust, &sans(), now, WINDOW),
         TlsAction::Issue { why } if why.contains("trusted CAs changed")
@@ -241,14 +311,18 @@ async fn a_secret_missing_a_key_or_signed_elsewhere_is_issued_anew() {
     // certificate issued a second later (a loaded machine) would have a day more to live.
     let mut secret = material.cluster_secret_at("monitor", "kr-mum", &sans(), now);
     fake.insert(secret.clone());
-    let state = read_cluster(&c, "monitor").await.unwrap();
+    let state = read_cluster(&c, "monitor", PROMETHEUS_TLS_SECRET)
+        .await
+        .unwrap();
     assert_eq!(
         decide_cluster(&state, trust, &sans(), now, WINDOW),
         TlsAction::Keep { days_left: 364 }
     );
     secret["data"].as_object_mut().unwrap().remove("tls.key");
     fake.insert(secret);
-    let state = read_cluster(&c, "monitor").await.unwrap();
+    let state = read_cluster(&c, "monitor", PROMETHEUS_TLS_SECRET)
+        .await
+        .unwrap();
     assert_eq!(
         decide_cluster(&state, trust, &sans(), now, WINDOW),
         TlsAction::Issue {

@@ -13,7 +13,7 @@ from cmm_values import CENTRAL, CONTENT, EACH, OVERLAYS as ENV_OVERLAYS, RELEASE
 OVERLAYS = {**ENV_OVERLAYS, **TOPOLOGY_OVERLAYS}
 from test_schemas import validate_all
 
-RECEIVER_URL = "https://10.0.0.5:30090/api/v1/write"
+RECEIVER_URL = "https://10.0.0.5:30091/api/v1/write"
 PUSH_SETS = (f"cmm.receiverUrl={RECEIVER_URL}",)
 
 CLUSTER_VARIANTS = {
@@ -54,7 +54,8 @@ def node_ports(r):
 
 
 def datasources(r):
-    cm = one(r.objects, "ConfigMap", "cmm-grafana-datasource")
+    # cmm-grafana-datasource; cmm-receiver-grafana-datasource in push (the receiver's fullname).
+    [cm] = [o for o in find(r.objects, "ConfigMap") if o["metadata"]["name"].endswith("-grafana-datasource")]
     return yaml.safe_load(cm["data"]["datasource.yaml"]).get("datasources") or []
 
 
@@ -123,13 +124,17 @@ def test_receiver_is_a_protected_prometheus_and_grafanas_one_datasource(renderer
     assert spec["storage"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "50Gi"
     # Nothing scraped on the central node: no node-exporter, no ServiceMonitor.
     assert not find(r.objects, "DaemonSet") and not find(r.objects, "ServiceMonitor")
-    assert node_ports(r) == [(30090, "cmm-prometheus-0", "http-web")]
-    assert one(r.objects, "Service", "cmm-prometheus-0")["spec"]["ports"][0]["targetPort"] == "cmm-mtls"
+    assert node_ports(r) == [(30091, "cmm-receiver-external", "http-web")]
+    assert one(r.objects, "Service", "cmm-receiver-external")["spec"]["ports"][0]["targetPort"] == "cmm-mtls"
+    # Grafana's URL names the chart's Service of the receiver's Prometheus.
+    assert one(r.objects, "Service", "cmm-receiver-prometheus")
     [ds] = datasources(r)
-    assert ds["uid"] == "cmm_receiver" and ds["url"] == f"https://cmm-prometheus.monitor.svc:9090"
+    assert ds["uid"] == "cmm_receiver" and ds["url"] == f"https://cmm-receiver-prometheus.monitor.svc:9090"
     assert ds["jsonData"]["tlsAuth"] and ds["jsonData"]["serverName"] == "cmm-receiver"
     assert ds["secureJsonData"]["tlsClientKey"] == "$CMM_TLS_CLIENT_KEY"
-    conf = one(r.objects, "ConfigMap", "cmm-mtls-proxy")["data"]["nginx.conf"]
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert vols["cmm-tls"]["secret"]["secretName"] == "cmm-receiver-tls"
+    conf = one(r.objects, "ConfigMap", vols["cmm-proxy"]["configMap"]["name"])["data"]["nginx.conf"]
     # Writes only from a cluster's own certificate; reads only from Grafana's.
     assert "location = /api/v1/write" in conf and "$cmm_role != writer" in conf
     assert "$cmm_role != reader" in conf

@@ -54,7 +54,7 @@ pub struct TopologyArgs {
     #[command(flatten)]
     pub choice: TopologyChoice,
     /// push: the central receiver's write URL as this cluster reaches it, e.g.
-    /// https://10.0.0.5:30090/api/v1/write
+    /// https://10.0.0.5:30091/api/v1/write
     #[arg(help_heading = "Topology", long, env = "CMM_RECEIVER_URL")]
     pub receiver_url: Option<String>,
     /// push: run Prometheus in agent mode (no local queries, rules or storage; overlays/agent-mode.yaml).

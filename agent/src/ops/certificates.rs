@@ -45,6 +45,7 @@ pub async fn ensure(
                     let action = cmm_installer::tls::ensure_cluster(
                         conn,
                         &opts.namespace,
+                        cmm_core::naming::RECEIVER_TLS_SECRET,
                         topology::RECEIVER_SERVER_NAME,
                         &pki,
                         &sans,
@@ -56,7 +57,7 @@ pub async fn ensure(
                     steps.push(TlsStep {
                         secret: format!(
                             "Secret {} (the receiver)",
-                            cmm_core::naming::PROMETHEUS_TLS_SECRET
+                            cmm_core::naming::RECEIVER_TLS_SECRET
                         ),
                         action,
                     });
@@ -83,6 +84,7 @@ pub async fn ensure(
             let action = cmm_installer::tls::ensure_cluster(
                 conn,
                 &opts.namespace,
+                cmm_core::naming::PROMETHEUS_TLS_SECRET,
                 opts.cluster.release(),
                 central,
                 &sans,

@@ -167,7 +167,7 @@ async fn render(run: &Run<'_>, prepared: &Prepared) -> anyhow::Result<Rendered> 
 }
 
 /// Another release of the chart on this cluster holding a name or NodePort this one would
-/// create (a central push receiver beside a monitored cluster): a failed preflight line that
+/// create (another install of the chart under CMM's names): a failed preflight line that
 /// names each and the fix, before anything is changed (cmm_installer::clash).
 async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered) {
     let ns = &run.opts.namespace;
@@ -191,12 +191,12 @@ async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered
             "no name or NodePort of this release is held by another release".into()
         } else {
             format!(
-                "another release holds what this one would create: {}. Two releases of the \
-                 chart with CMM's names cannot share them: in topology push the central \
-                 receiver runs its own operator and Prometheus, so install the central release \
-                 on a cluster this fleet does not monitor, or choose topology pull or thanos, \
-                 whose central and cluster releases share a cluster (docs/scaling.md); or remove \
-                 the other release",
+                "another release holds what this one would create: {}. CMM's central and \
+                 cluster releases share a cluster in every topology, so this is another \
+                 install of the chart under CMM's names, or a push central from before the \
+                 receiver had names of its own (cmm-receiver, NodePort 30091): re-run \
+                 `cmm-agent bootstrap --role central` there with this version first \
+                 (docs/scaling.md, \"Upgrading a push central\"), or remove the other release",
                 clashes.join("; ")
             )
         },

@@ -767,7 +767,7 @@ mod tests {
 
     #[test]
     fn combinations_the_wiring_and_the_roles_refuse() {
-        let url = "https://10.0.0.5:30090/api/v1/write";
+        let url = "https://10.0.0.5:30091/api/v1/write";
         let cases: &[(&[&str], &str)] = &[
             // Mutual TLS is the default: its certificate needs the central cluster.
             (&["--cluster", "kr-mum"], "--central-context"),

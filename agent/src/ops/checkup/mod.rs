@@ -306,18 +306,21 @@ async fn grafana_findings(i: &Inputs<'_>, ep: &cmm_central::endpoint::Endpoint) 
 async fn tls_findings(i: &Inputs<'_>, conn: &Connected) -> Vec<Finding> {
     let ns = &i.s.namespace;
     let insecure = !i.s.plan.wiring.mutual_tls();
-    let state = match cmm_installer::tls::read_cluster(conn, ns).await {
-        Ok(s) => s,
-        Err(e) if !insecure => {
-            return vec![Finding::failed(
-                Stage::Endpoint,
-                "tls.certificates",
-                format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
-            )
-            .with(e.to_string())]
-        }
-        Err(_) => Default::default(),
-    };
+    let state =
+        match cmm_installer::tls::read_cluster(conn, ns, cmm_core::naming::PROMETHEUS_TLS_SECRET)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if !insecure => {
+                return vec![Finding::failed(
+                    Stage::Endpoint,
+                    "tls.certificates",
+                    format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
+                )
+                .with(e.to_string())]
+            }
+            Err(_) => Default::default(),
+        };
     let sans = match i.central {
         Some(_) => match crate::ops::endpoint::advertised_sans(conn, &i.s.prometheus).await {
             Ok(s) => s,

@@ -194,6 +194,7 @@ pub async fn renew_certificates(i: &Inputs<'_>, conn: &Connected) -> String {
     let result = cmm_installer::tls::ensure_cluster(
         conn,
         ns,
+        cmm_core::naming::PROMETHEUS_TLS_SECRET,
         i.s.cluster.release(),
         central,
         &sans,
