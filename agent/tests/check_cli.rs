@@ -542,6 +542,40 @@ async fn bad_settings_fail_with_status_2_naming_file_line_and_key() {
     );
 }
 
+/// What every command refuses, `config validate` refuses too, all at once with each line:
+/// the four a package user met (a cluster name that is no DNS label, a namespace with
+/// capitals, `user:pass@` in the Grafana URL, a retry count over its bound). Before, the
+/// file was "valid" and the timer it let start failed every run. The password is not repeated.
+#[tokio::test]
+async fn config_validate_refuses_what_the_commands_refuse_with_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        "cluster = \"Kr_Mum\"\nnamespace = \"Monitor\"\n\
+         grafana-url = \"https://admin:hunter2@grafana.ops.example\"\n\
+         grafana-retries = 99\n",
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    let o = agent(&["config", "validate", &p], &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for (line, key) in [
+        (1, "cluster"),
+        (2, "namespace"),
+        (3, "grafana-url"),
+        (4, "grafana-retries"),
+    ] {
+        assert!(out.contains(&format!("{p}:{line}: {key}")), "{key}: {out}");
+    }
+    assert!(!text(&o).contains("hunter2"), "{}", text(&o));
+    // The command the timer runs stops on the same file before anything is contacted.
+    let o = agent(&["check"], &[("CMM_CONFIG", p.as_str())]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!text(&o).contains("hunter2"));
+}
+
 /// The systemd tier: the shipped units verify, the hardened service runs the real binary
 /// against the fakes with the token from LoadCredential, its exit status and journal are what
 /// check decided, the timer fires, and `schedule` makes a transient timer that fires and goes.

@@ -91,6 +91,38 @@ pub struct DatasourceHealth {
     pub message: String,
 }
 
+/// Grafana's root URL, checked as every command takes it (and `config validate` checks it):
+/// http(s), no user or password inside.
+pub fn check_url(base: &str) -> Result<Url> {
+    // Never echoed when it may hold a password (`user:pass@`).
+    let shown = if base.contains('@') {
+        "the URL".to_owned()
+    } else {
+        format!("{base:?}")
+    };
+    let base = Url::parse(base).map_err(|e| {
+        Error::invalid(
+            "grafana-url",
+            format!("{shown} is not a URL ({e}): give e.g. http://grafana.example:3000"),
+        )
+    })?;
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(Error::invalid(
+            "grafana-url",
+            "carries a user or password (user:pass@): they would be printed and logged with \
+             the URL; give the token with the `grafana-token-file` setting (or CMM_GRAFANA_TOKEN), or \
+             the admin login with the `grafana-user` and `grafana-password-file` settings",
+        ));
+    }
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(Error::invalid(
+            "grafana-url",
+            format!("{base} must be an http:// or https:// URL"),
+        ));
+    }
+    Ok(base)
+}
+
 impl GrafanaClient {
     /// `base` is Grafana's root URL (a sub-path such as `https://ops.example/grafana/` works).
     pub fn new(base: &str, credentials: Credentials, retry: RetryPolicy) -> Result<Self> {
@@ -105,26 +137,7 @@ impl GrafanaClient {
         retry: RetryPolicy,
         ca_pem: Option<&str>,
     ) -> Result<Self> {
-        let mut base = Url::parse(base).map_err(|e| {
-            Error::invalid(
-                "grafana-url",
-                format!("{base:?} is not a URL ({e}): give e.g. http://grafana.example:3000"),
-            )
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::invalid(
-                "grafana-url",
-                format!("{base} must be an http:// or https:// URL"),
-            ));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(Error::invalid(
-                "grafana-url",
-                "carries a user or password (user:pass@): they would be printed and logged with \
-                 the URL; give the token with the `grafana-token-file` setting (or CMM_GRAFANA_TOKEN), or \
-                 the admin login with the `grafana-user` and `grafana-password-file` settings",
-            ));
-        }
+        let mut base = check_url(base)?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);

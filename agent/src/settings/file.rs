@@ -369,6 +369,9 @@ fn check_value(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
         if let Some(d) = arg.get_long().and_then(super::DurationSetting::for_key) {
             d.check(v)?;
         }
+        if let Some(key) = arg.get_long() {
+            super::rules::check(key, v)?;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod durations;
 pub mod file;
 pub mod layers;
 pub mod resolved;
+pub mod rules;
 pub mod token;
 pub mod update;
 
