@@ -569,6 +569,12 @@ async fn central_bootstrap_waits_for_grafana_and_issues_the_token_from_the_admin
         "metadata": {"name": "cmm-grafana-admin", "namespace": "monitor"},
         "data": {"admin-user": "YWRtaW4=", "admin-password": "YWRtaW4="}}),
     );
+    kube.insert(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "cmm-grafana-alerting", "namespace": "monitor"},
+        "data": {"CMM_ALERT_EMAIL_TO": "b3BzQGV4YW1wbGUuY29t",
+                 "CMM_TEAMS_WEBHOOK_URL": "aHR0cHM6Ly90ZWFtcy5leGFtcGxlL3dm"}}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let kc = kube
         .write_kubeconfig(dir.path(), "central")

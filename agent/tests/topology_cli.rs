@@ -261,8 +261,102 @@ async fn bare_central(dir: &Path) -> (FakeKube, String) {
                    "nodeInfo": {"kubeletVersion": "v1.31.0", "containerRuntimeVersion": "containerd://1.7.0",
                                 "osImage": "Debian GNU/Linux 12", "kernelVersion": "6.1.0",
                                 "operatingSystem": "linux", "architecture": "amd64"}}}));
+    // The contact points' addresses: only a person can give them (docs/alerting.md).
+    kube.insert(alerting_secret());
     let kc = kube.write_kubeconfig(dir, "central").display().to_string();
     (kube, kc)
+}
+
+fn alerting_secret() -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "cmm-grafana-alerting", "namespace": "monitor"},
+        "data": {"CMM_ALERT_EMAIL_TO": "b3BzQGV4YW1wbGUuY29t",
+                 "CMM_TEAMS_WEBHOOK_URL": "aHR0cHM6Ly90ZWFtcy5leGFtcGxlL3dm"}})
+}
+
+fn central_args<'a>(kc: &'a str, helm: &'a str) -> Vec<&'a str> {
+    vec![
+        "--output",
+        "json",
+        "bootstrap",
+        "--role",
+        "central",
+        "--cluster",
+        "monitor",
+        "--kubeconfig",
+        kc,
+        "--helm",
+        helm,
+        "--chart",
+        "https://charts.example#kube-prometheus-stack",
+    ]
+}
+
+/// Grafana's pod mounts its admin and alerting Secrets. The admin one is made with a generated
+/// password (read back by the documented kubectl line, never printed) and kept by the next
+/// run; without the alerting one the run stops in preflight naming the command that makes it,
+/// and changes nothing, instead of helm's wait running out on a pod that cannot start.
+#[tokio::test]
+async fn the_central_bootstrap_makes_grafanas_admin_secret_and_asks_for_the_alerting_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kc) = bare_central(dir.path()).await;
+    let helm = helm_shim(dir.path());
+    let home = [("HOME", dir.path().to_str().unwrap())];
+    let secrets = "/api/v1/namespaces/monitor/secrets";
+    let o = agent(&central_args(&kc, &helm), &home).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let admin = kube
+        .get(secrets, "cmm-grafana-admin")
+        .expect("the admin Secret");
+    let password = cmm_testkit::pki::secret_text(&admin, "admin-password").unwrap();
+    assert_eq!(password.len(), 32);
+    assert_eq!(
+        cmm_testkit::pki::secret_text(&admin, "admin-user").unwrap(),
+        "admin"
+    );
+    assert!(!out.contains(&password) && !err.contains(&password));
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    let said = rep["grafana_admin"].as_str().unwrap();
+    assert!(
+        said.contains("generated password")
+            && said.contains("kubectl -n monitor get secret cmm-grafana-admin"),
+        "{said}"
+    );
+    // The next run keeps it.
+    let o = agent(&central_args(&kc, &helm), &home).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let again = kube.get(secrets, "cmm-grafana-admin").unwrap();
+    assert_eq!(
+        cmm_testkit::pki::secret_text(&again, "admin-password").unwrap(),
+        password
+    );
+
+    // A central cluster without the alerting Secret: preflight, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kc) = bare_central(dir.path()).await;
+    kube.remove(secrets, "cmm-grafana-alerting");
+    let helm = helm_shim(dir.path());
+    let o = agent(
+        &central_args(&kc, &helm),
+        &[("HOME", dir.path().to_str().unwrap())],
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}\n{err}");
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    let check = rep["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "grafana-secrets")
+        .unwrap_or_else(|| panic!("{rep:#}"));
+    assert_eq!(check["ok"], false);
+    assert!(check["detail"]
+        .as_str()
+        .unwrap()
+        .contains("kubectl -n monitor create secret generic cmm-grafana-alerting"));
+    assert!(kube.writes().is_empty(), "{:?}", kube.writes());
 }
 
 #[tokio::test]

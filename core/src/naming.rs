@@ -30,6 +30,13 @@ pub const CA_SECRET: &str = "cmm-ca";
 pub const GRAFANA_CLIENT_SECRET: &str = "cmm-grafana-client";
 /// Common name of the central Grafana's client certificate (the proxies admit it).
 pub const GRAFANA_CLIENT_CN: &str = "cmm-grafana";
+/// Grafana's admin login (values/central_monitor.yaml `grafana.admin.existingSecret`), keys
+/// `admin-user`, `admin-password`; made by the central bootstrap unless it exists.
+pub const GRAFANA_ADMIN_SECRET: &str = "cmm-grafana-admin";
+/// The contact points' addresses (central_monitor.yaml `envFromSecrets`, not optional).
+pub const GRAFANA_ALERTING_SECRET: &str = "cmm-grafana-alerting";
+/// The variables central_content.yaml's contact points expand, each needed non-empty.
+pub const GRAFANA_ALERTING_KEYS: [&str; 2] = ["CMM_ALERT_EMAIL_TO", "CMM_TEAMS_WEBHOOK_URL"];
 /// The datasource jsonData key that names, by SHA-256 fingerprints, the client certificate and
 /// CAs its secureJsonData holds: Grafana never returns secureJsonData, so this is how `check`
 /// sees a datasource left with an older certificate.

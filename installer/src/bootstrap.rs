@@ -197,6 +197,9 @@ pub struct Report {
     /// The TLS material written or kept this run (mutual TLS, docs/security.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<TlsStep>,
+    /// Central role: Grafana's admin Secret, made (generated password) or kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grafana_admin: Option<String>,
     /// The operator's CRDs against the chart's, as brought before helm ran (crate::crds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub crds: Vec<crate::crds::CrdState>,
@@ -549,6 +552,7 @@ async fn finish(
         rendered: None,
         workloads: Vec::new(),
         tls: Vec::new(),
+        grafana_admin: None,
         crds: Vec::new(),
         insecure: opts.role == Role::Cluster && opts.insecure_plain_http,
         topology: opts.wiring.describe(),

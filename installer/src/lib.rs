@@ -24,6 +24,7 @@ pub mod detect;
 pub mod envsubst;
 pub mod error;
 pub mod fleet;
+pub mod grafana_secrets;
 pub mod health;
 pub mod helm;
 pub mod kube;

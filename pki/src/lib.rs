@@ -12,10 +12,12 @@
 
 mod ca;
 mod inspect;
+mod password;
 mod verify;
 
 pub use ca::{Ca, Issued, Leaf, San, CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
 pub use inspect::{expiry, fingerprint, inspect, inspect_bundle, CertInfo, Expiry};
+pub use password::password;
 pub use verify::{verify, Usage};
 
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,9 @@ use crate::exit::{central_class, installer_class, Classify, ExitCode};
 use crate::settings::{BadInput, CentralRole, CentralSide, GrafanaSettings};
 
 /// The Secret `values/central_monitor.yaml` takes Grafana's admin login from
-/// (`grafana.admin.existingSecret`), keys `admin-user` and `admin-password`.
-pub const ADMIN_SECRET: &str = "cmm-grafana-admin";
+/// (`grafana.admin.existingSecret`), keys `admin-user` and `admin-password`; the central
+/// bootstrap makes it unless it exists (cmm_installer::grafana_secrets).
+pub const ADMIN_SECRET: &str = cmm_core::naming::GRAFANA_ADMIN_SECRET;
 
 /// Read the central material (CA, trust bundle, Grafana's client certificate) through the
 /// central cluster's kubeconfig context. Reads only.

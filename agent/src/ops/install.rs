@@ -71,6 +71,9 @@ pub async fn run(s: &BootstrapSettings, sink: &mut Sink<'_>) -> anyhow::Result<(
     if prepared.report.preflight_failed().next().is_none() {
         // (A failed preflight already names what is missing, permissions to read included.)
         coexistence(&run, &mut prepared, &rendered).await;
+        if run.opts.role == Role::Central {
+            grafana_secrets(&run, &mut prepared).await;
+        }
     }
     let preflight_ok = prepared.report.preflight_failed().next().is_none();
     // 5. Dry run: render exactly what would be installed, change nothing.
@@ -203,6 +206,22 @@ async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered
     });
 }
 
+/// The central role: the Secrets Grafana's pod mounts (cmm_installer::grafana_secrets). The
+/// admin login is made under the lock when absent; the contact points' addresses only a
+/// person can give, so their absence fails preflight with the command that makes them.
+async fn grafana_secrets(run: &Run<'_>, prepared: &mut Prepared) {
+    let ns = &run.opts.namespace;
+    let (ok, detail) = match cmm_installer::grafana_secrets::read(&run.conn, ns).await {
+        Ok(state) => cmm_installer::grafana_secrets::judge(&state, ns),
+        Err(e) => (false, format!("cannot read Grafana's Secrets: {e}")),
+    };
+    prepared.report.preflight.push(Check {
+        check: "grafana-secrets".into(),
+        ok,
+        detail,
+    });
+}
+
 /// The Grafana precheck, recorded as a preflight line (or skipped, and said so).
 async fn ask_grafana(run: &Run<'_>, prepared: &mut Prepared) -> anyhow::Result<()> {
     let Some(reg) = &run.registration else {
@@ -318,6 +337,25 @@ async fn locked(
             super::certificates::ensure(conn, opts, run.s, run.pki.as_ref()),
         )
         .await?;
+    if opts.role == Role::Central {
+        let made = stop
+            .or_stop(
+                "making Grafana's admin Secret",
+                cmm_installer::grafana_secrets::ensure_admin(conn, &opts.namespace),
+            )
+            .await
+            .classify_by(installer_class)?;
+        prepared.report.grafana_admin = Some(if made {
+            format!(
+                "Secret {0} made with a generated password (never printed); read it with \
+                 kubectl -n {1} get secret {0} -o jsonpath='{{.data.admin-password}}' | base64 -d",
+                cmm_core::naming::GRAFANA_ADMIN_SECRET,
+                opts.namespace
+            )
+        } else {
+            format!("Secret {} kept", cmm_core::naming::GRAFANA_ADMIN_SECRET)
+        });
+    }
     // helm creates CRDs only when absent and never upgrades them: older operator CRDs would
     // silently drop fields CMM's values set (scrapeClasses, the `cluster` label).
     prepared.report.crds = run

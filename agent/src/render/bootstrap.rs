@@ -84,6 +84,9 @@ fn print_human(r: &Report) {
             }
         }
     }
+    if let Some(a) = &r.grafana_admin {
+        outln!("grafana admin: {a}");
+    }
     // Only what changed or matters: a CRD updated, or one left newer than the chart's.
     for c in r.crds.iter().filter(|c| {
         c.detail.starts_with("brought") || c.verdict == cmm_installer::crds::Verdict::Newer
