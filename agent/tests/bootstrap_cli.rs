@@ -1029,7 +1029,10 @@ async fn as_pid_1_sigterm_still_stops_the_run_cleanly() {
         if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() && nix_is_root() {
             panic!("unshare --pid failed as root: {probe:?}");
         }
-        eprintln!("skipping: no PID namespaces here (unshare --pid needs root)");
+        cmm_testkit::skip(
+            module_path!(),
+            "no PID namespaces here (unshare --pid needs root)",
+        );
         return;
     }
     let (fake, r) = shimmed(&["kubeadm-onprem.json"], "kr-mum").await;

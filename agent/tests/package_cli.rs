@@ -45,7 +45,7 @@ fn packages(test: &str) -> Option<Packages> {
             panic!("{test}: CMM_REQUIRE_PACKAGES is set but no packages were built (scripts/dev package)")
         }
         _ => {
-            eprintln!("{test}: skipping: no packages in target/ (scripts/dev package)");
+            cmm_testkit::skip(test, "no packages in target/ (scripts/dev package)");
             None
         }
     }

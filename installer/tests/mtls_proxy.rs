@@ -177,7 +177,7 @@ async fn the_proxy_answers_over_ipv6_and_spools_nothing_to_its_small_tmp() {
     } else if std::env::var("CMM_REQUIRE_TOOLS").as_deref() == Ok("1") {
         panic!("{test}: CMM_REQUIRE_TOOLS=1 and this machine has no IPv6");
     } else {
-        eprintln!("SKIP {test} (IPv6 part): this machine has no IPv6");
+        cmm_testkit::note_skip(test, "its IPv6 part: this machine has no IPv6");
     }
     // Where nginx would spool, a file: a request body written to disk would fail (500).
     proxy.forbid_spooling();

@@ -410,7 +410,7 @@ impl FakeGrafana {
                 panic!("{test}: CMM_REQUIRE_TOOLS=1 and the fake Grafana cannot start: {e}")
             }
             Err(e) => {
-                eprintln!("SKIP {test}: {e}");
+                crate::skip(test, &e.to_string());
                 None
             }
         }
@@ -1811,7 +1811,10 @@ mod tests {
             if std::env::var("CMM_REQUIRE_TOOLS").as_deref() == Ok("1") {
                 panic!("spec missing at {}", spec_path().display());
             }
-            eprintln!("SKIP: spec missing at {}", spec_path().display());
+            crate::skip(
+                module_path!(),
+                &format!("spec missing at {}", spec_path().display()),
+            );
             return;
         };
         let group = spec
@@ -1861,7 +1864,10 @@ mod tests {
     #[test]
     fn the_fakes_own_answers_follow_the_spec() {
         let Ok(spec) = Spec::load() else {
-            eprintln!("SKIP: spec missing at {}", spec_path().display());
+            crate::skip(
+                module_path!(),
+                &format!("spec missing at {}", spec_path().display()),
+            );
             return;
         };
         let mut g = Inner::default();

@@ -29,6 +29,22 @@ pub fn dead_url() -> String {
     format!("http://{}", l.local_addr().expect("local address"))
 }
 
+/// A test that cannot run here says "SKIPPED" where people see it: straight to the process's
+/// stderr, past libtest's capture (which takes only the print macros), so the line shows even
+/// though libtest reports the test as passed. Under CI (`CI=true`) a skip is a failure.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot run here, and CI=true does not allow a skip: {why}");
+    }
+    note_skip(test, why);
+}
+
+/// As [`skip`], for a part of a test that this machine cannot have (no IPv6): said, never fatal.
+pub fn note_skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 /// Start a [`grafana::FakeGrafana`], or return from the calling test when the spec it is held
 /// to is absent (it fails instead under `CMM_REQUIRE_TOOLS`).
 #[macro_export]

@@ -86,7 +86,7 @@ pub fn missing(test: &str, bin: &str, hint: &str) -> bool {
     if std::env::var("CMM_REQUIRE_TOOLS").as_deref() == Ok("1") {
         panic!("{test}: CMM_REQUIRE_TOOLS=1 but {bin} is missing ({hint})");
     }
-    eprintln!("SKIP {test}: {bin} is missing ({hint})");
+    crate::skip(test, &format!("{bin} is missing ({hint})"));
     true
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The Debian root from `CMM_SYSTEMD_ROOT`; `None` (the test skips, saying so) unless
-/// `CMM_REQUIRE_SYSTEMD` is set, where a missing root fails the test.
+/// `CMM_REQUIRE_SYSTEMD` or `CI=true` is set, where a missing root fails the test.
 pub fn root_or_skip(test: &str) -> Option<PathBuf> {
     match std::env::var_os("CMM_SYSTEMD_ROOT") {
         Some(r) if Path::new(&r).join("lib/systemd/systemd").exists() => Some(PathBuf::from(r)),
@@ -19,8 +19,9 @@ pub fn root_or_skip(test: &str) -> Option<PathBuf> {
              (tests/systemd/root.sh)"
         ),
         _ => {
-            eprintln!(
-                "{test}: skipping: no CMM_SYSTEMD_ROOT (tests/systemd/root.sh builds one, as root)"
+            crate::skip(
+                test,
+                "no CMM_SYSTEMD_ROOT (tests/systemd/root.sh builds one, as root)",
             );
             None
         }

@@ -17,7 +17,10 @@ pub fn missing(what: &str) -> Option<()> {
     if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
         panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
     }
-    eprintln!("skipping: {what} not found (run `scripts/dev tools`)");
+    cmm_testkit::skip(
+        "this test",
+        &format!("{what} not found (run `scripts/dev tools`)"),
+    );
     None
 }
 

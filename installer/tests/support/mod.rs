@@ -18,7 +18,10 @@ fn missing(what: &str) {
     if std::env::var_os("CMM_REQUIRE_TOOLS").is_some() {
         panic!("{what} is required (CMM_REQUIRE_TOOLS is set): run `scripts/dev tools`");
     }
-    eprintln!("skipping: {what} not found (set CMM_HELM / CMM_CHART or run `scripts/dev tools`)");
+    cmm_testkit::skip(
+        "this test",
+        &format!("{what} not found (set CMM_HELM / CMM_CHART or run `scripts/dev tools`)"),
+    );
 }
 
 pub fn tools() -> Option<(Helm, ChartSource)> {
