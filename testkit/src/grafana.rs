@@ -424,6 +424,16 @@ impl FakeGrafana {
         self.lock().tokens.insert(token.to_owned(), role);
     }
 
+    /// The admin login Grafana starts with, replacing admin/admin: the chart passes
+    /// `grafana.admin.existingSecret`'s keys as GF_SECURITY_ADMIN_USER/_PASSWORD, read once
+    /// when the pod starts (the grafana chart's deployment template, `_pod.tpl`).
+    pub fn set_admin_login(&self, user: &str, password: &str) {
+        let mut g = self.lock();
+        g.basic.clear();
+        g.basic
+            .insert(user.to_owned(), (password.to_owned(), Role::Admin));
+    }
+
     /// The next `n` requests meet `fault` (queued faults apply in order).
     pub fn fail_next(&self, n: usize, fault: Fault) {
         let mut g = self.lock();
