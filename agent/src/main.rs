@@ -124,7 +124,12 @@ fn failed(
             stage.as_ref(),
         )));
     }
-    if json_logs {
+    // check's "degraded" is a verdict, not a failure (the unit counts it as success): said as
+    // a warning, never as an error.
+    let degraded = code == exit::ExitCode::CheckDegraded;
+    if json_logs && degraded {
+        tracing::warn!(code = code.name(), exit = code.status(), "{err}");
+    } else if json_logs {
         tracing::error!(
             code = code.name(),
             exit = code.status(),
@@ -134,6 +139,8 @@ fn failed(
             next_run = stage.as_ref().map_or("", |s| s.next.as_str()),
             "{err}"
         );
+    } else if degraded {
+        eprintln!("cmm-agent: degraded (exit 1, not a failure): {err}");
     } else {
         eprintln!("cmm-agent: error: {err}");
         for cause in &causes {

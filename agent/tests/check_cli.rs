@@ -542,6 +542,44 @@ async fn bad_settings_fail_with_status_2_naming_file_line_and_key() {
     );
 }
 
+/// A host whose settings name no cluster yet (a fresh package): degraded, exit 1, and said as
+/// a warning with the fix, never as an error line.
+#[tokio::test]
+async fn an_unconfigured_host_is_degraded_and_says_so_without_an_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, "").unwrap();
+    let p = path.display().to_string();
+    let o = agent(&["check"], &[("CMM_CONFIG", p.as_str())]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("error"), "{err}");
+    assert!(
+        err.contains("degraded (exit 1, not a failure): not configured: edit"),
+        "{err}"
+    );
+}
+
+/// `schedule --status` on a host without systemd (this one): exit 3 naming systemctl's
+/// answer, not an empty line and 0.
+#[tokio::test]
+async fn schedule_status_without_systemd_says_so() {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        cmm_testkit::note_skip(
+            "schedule_status_without_systemd_says_so",
+            "this host runs systemd",
+        );
+        return;
+    }
+    let o = agent(&["schedule", "--status"], &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("systemctl list-timers failed"),
+        "{}",
+        text(&o)
+    );
+}
+
 /// What every command refuses, `config validate` refuses too, all at once with each line:
 /// the four a package user met (a cluster name that is no DNS label, a namespace with
 /// capitals, `user:pass@` in the Grafana URL, a retry count over its bound). Before, the
@@ -574,6 +612,15 @@ async fn config_validate_refuses_what_the_commands_refuse_with_every_line() {
     let o = agent(&["check"], &[("CMM_CONFIG", p.as_str())]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(!text(&o).contains("hunter2"));
+    // A file that is not there names no line of it.
+    let gone = dir.path().join("gone.toml").display().to_string();
+    let o = agent(&["config", "validate", &gone], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with(&format!("{gone}: cannot be read")),
+        "{}",
+        text(&o)
+    );
 }
 
 /// The systemd tier: the shipped units verify, the hardened service runs the real binary

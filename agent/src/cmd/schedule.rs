@@ -134,5 +134,14 @@ fn systemctl(args: &[&str]) -> anyhow::Result<String> {
             ))
         })
         .classify(ExitCode::Tool)?;
+    if !out.status.success() {
+        // Not a systemd host (or no bus): say so, never an empty answer with exit 0.
+        return Err(BadInput(format!(
+            "systemctl {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+        .classify(ExitCode::Tool);
+    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -31,14 +31,16 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}:{}: {}", self.file, self.line, self.problem)
+        // Line 0: the whole file (it cannot be read), so no line is named.
+        let at = if self.line == 0 {
+            self.file.clone()
         } else {
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file, self.line, self.key, self.problem
-            )
+            format!("{}:{}", self.file, self.line)
+        };
+        if self.key.is_empty() {
+            write!(f, "{at}: {}", self.problem)
+        } else {
+            write!(f, "{at}: {}: {}", self.key, self.problem)
         }
     }
 }
