@@ -1384,6 +1384,7 @@ async fn flags_of_the_other_role_are_refused_and_help_groups_options_by_what_the
         "Grafana:",
         "Prometheus:",
         "Central Grafana (--role central):",
+        "Settings:",
         "Output:",
     ] {
         assert!(
@@ -1391,6 +1392,26 @@ async fn flags_of_the_other_role_are_refused_and_help_groups_options_by_what_the
             "{heading} missing:\n{help}"
         );
     }
+    // The one setting every run needs leads; the settings file is not an output option;
+    // plain HTTP belongs to the Prometheus endpoint, not the chart.
+    let group_of = |flag: &str| {
+        let at = help
+            .find(&format!("      --{flag}"))
+            .unwrap_or_else(|| panic!("--{flag}"));
+        help[..at]
+            .lines()
+            .rev()
+            .find(|l| l.ends_with(':') && !l.starts_with(' '))
+            .unwrap()
+            .to_owned()
+    };
+    let first = help
+        .lines()
+        .find(|l| l.ends_with(':') && !l.starts_with(' ') && *l != "Options:");
+    assert_eq!(first, Some("Release:"), "{help}");
+    assert_eq!(group_of("cluster"), "Release:");
+    assert_eq!(group_of("config"), "Settings:");
+    assert_eq!(group_of("insecure-plain-http"), "Prometheus:");
 }
 
 // ---------------------------------------------------------------- mutual TLS

@@ -9,12 +9,13 @@ use super::shared::*;
 
 #[derive(Debug, Args)]
 pub struct BootstrapArgs {
+    // The one setting every run needs comes first in --help (its group, Release, leads).
+    #[command(flatten)]
+    pub cluster: ClusterArg,
     #[command(flatten)]
     pub chart: ChartArgs,
     #[command(flatten)]
     pub kube: KubeTargetArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArg,
     #[command(flatten)]
     pub role: RoleChoice,
     #[command(flatten)]

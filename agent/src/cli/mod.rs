@@ -36,7 +36,7 @@ pub struct GlobalArgs {
     /// Settings file: its keys are the long flags, `[command]` sections allowed (precedence:
     /// flag > CMM_* variable > this file > built-in default). Default: /etc/cmm/agent.toml when
     /// it exists.
-    #[arg(long, env = "CMM_CONFIG", global = true)]
+    #[arg(long, env = "CMM_CONFIG", global = true, help_heading = "Settings")]
     pub config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, env = "CMM_LOG_FORMAT", value_enum, global = true)]
