@@ -17,7 +17,9 @@ pub fn run(args: AssetsArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(d)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", d.display()))?;
     }
-    let cmd = crate::settings::layers::defaults_only();
+    // Each command's page carries the agent's version in its header (`.TH … "cmm-agent-check
+    // 0.1.0"`), not the bare command name clap_mangen falls back to without one.
+    let cmd = crate::settings::layers::defaults_only().propagate_version(true);
     clap_mangen::generate_to(cmd.clone(), &man)
         .map_err(|e| anyhow::anyhow!("writing the man pages into {}: {e}", man.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
