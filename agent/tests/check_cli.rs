@@ -580,6 +580,36 @@ async fn schedule_status_without_systemd_says_so() {
     );
 }
 
+/// A central context that is not in the kubeconfig is named as the central-context setting,
+/// not as this cluster's `context` / `kubeconfig`.
+#[tokio::test]
+async fn a_wrong_central_context_is_named_as_such() {
+    let kube = cmm_testkit::kube::FakeKube::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let kc = kc.display().to_string();
+    let o = agent(
+        &[
+            "check",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            &kc,
+            "--central-context",
+            "nosuch",
+        ],
+        &[],
+    )
+    .await;
+    let all = text(&o);
+    assert!(
+        all.contains("context \"nosuch\" is not in it (from the central-context setting)")
+            && all.contains("as the `central-context` setting"),
+        "{all}"
+    );
+    assert!(!all.contains("as the `context` setting"), "{all}");
+}
+
 /// What every command refuses, `config validate` refuses too, all at once with each line:
 /// the four a package user met (a cluster name that is no DNS label, a namespace with
 /// capitals, `user:pass@` in the Grafana URL, a retry count over its bound). Before, the

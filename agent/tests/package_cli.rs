@@ -111,9 +111,19 @@ fn both_packages_hold_the_same_files_the_embedded_values_and_a_config_kept_on_up
         "/usr/share/bash-completion/completions/cmm-agent",
         "/usr/share/zsh/site-functions/_cmm-agent",
         "/usr/share/fish/vendor_completions.d/cmm-agent.fish",
-        "/usr/share/doc/cmm-agent/operations.md",
+        "/usr/share/doc/cmm-agent/docs/operations.md",
     ] {
         assert!(files.contains(must), "{must} missing: {files:#?}");
+    }
+    // Every `docs/…` link of the installed README resolves to an installed file.
+    let readme = std::fs::read_to_string(support::workspace_root().join("README.md")).unwrap();
+    for link in readme.split("](docs/").skip(1) {
+        let target = link.split([')', '#']).next().unwrap();
+        let installed = format!("/usr/share/doc/cmm-agent/docs/{target}");
+        assert!(
+            files.contains(&installed),
+            "README links docs/{target}: {installed} is not installed"
+        );
     }
 
     // The config file is kept on upgrade in both formats; scriptlets and dependencies.
