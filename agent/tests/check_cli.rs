@@ -819,6 +819,19 @@ async fn the_sample_config_validates_and_show_names_origins() {
             .unwrap()
     };
     assert_eq!(get("cluster")["origin"]["line"], 9);
+    // In --help's order, without the hidden test seams.
+    let keys: Vec<&str> = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys[..3],
+        ["cluster", "namespace", "kubeconfig"],
+        "{keys:?}"
+    );
+    assert!(!keys.contains(&"host-proc-version"), "{keys:?}");
     assert_eq!(get("namespace")["origin"]["variable"], "CMM_NAMESPACE");
     assert_eq!(get("namespace")["values"][0], "ops");
     assert_eq!(get("storage-warn")["values"][0], "80");

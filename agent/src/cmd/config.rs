@@ -133,7 +133,19 @@ fn show(global: &GlobalArgs, config: &ConfigLocation, command: &[String]) -> any
         .map_err(|e| Invalid(e.to_string()))
         .classify(ExitCode::Usage)?;
     let mut resolved = layers::resolve(&cmd, &matches, loaded.as_ref());
-    resolved.retain(|r| r.key != "config");
+    // The rows in the order --help lists the flags (the layering moves the ones with a
+    // default), without the hidden ones (test seams such as host-proc-version) or --config.
+    let declared = <crate::cli::Cli as clap::CommandFactory>::command();
+    let order: Vec<String> = file::command_at(&declared, &path)
+        .map(|c| {
+            c.get_arguments()
+                .filter(|a| !a.is_hide_set())
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    resolved.retain(|r| r.key != "config" && order.contains(&r.key));
+    resolved.sort_by_key(|r| order.iter().position(|k| *k == r.key));
     let token = resolved
         .iter()
         .find(|r| r.key == "grafana-token-file")
