@@ -610,6 +610,31 @@ async fn a_wrong_central_context_is_named_as_such() {
     assert!(!all.contains("as the `context` setting"), "{all}");
 }
 
+/// A plain-HTTP pull cluster takes nothing from the central cluster: --central-context beside
+/// --insecure-plain-http is refused, before anything is contacted, naming both.
+#[tokio::test]
+async fn insecure_plain_http_with_a_central_context_is_refused() {
+    let o = agent(
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--insecure-plain-http",
+            "--central-context",
+            "central",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--central-context is for mutual TLS")
+            && err.contains("--insecure-plain-http"),
+        "{err}"
+    );
+}
+
 /// What every command refuses, `config validate` refuses too, all at once with each line:
 /// the four a package user met (a cluster name that is no DNS label, a namespace with
 /// capitals, `user:pass@` in the Grafana URL, a retry count over its bound). Before, the

@@ -506,6 +506,20 @@ impl BootstrapSettings {
                     .into(),
             );
         }
+        // In pull a plain-HTTP cluster takes nothing from the central cluster: a central
+        // context given beside it is a contradiction the person should see, not a silent no-op.
+        if s.role == Role::Cluster
+            && !s.mutual_tls()
+            && s.plan.wiring.topology == cmm_installer::topology::Topology::Pull
+            && s.central.context.is_some()
+        {
+            return usage(format!(
+                "{} is for mutual TLS (the CMM CA issues this cluster's certificate), and {} \
+                 serves plain HTTP with none: drop one of them (docs/security.md)",
+                layers::named("central-context"),
+                layers::named("insecure-plain-http")
+            ));
+        }
         Ok(s)
     }
 
