@@ -1246,6 +1246,43 @@ async fn an_unreachable_api_server_is_one_failed_finding() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(failed, ["kubernetes.access"], "{report:#}");
+    // As a person reads it: every stage shown, none of its lines twice.
+    let human = agent(
+        &[
+            "check",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--helm",
+            "/bin/false",
+            "--insecure-plain-http",
+        ],
+        &[],
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&human.stdout);
+    for title in [
+        "1. helm release",
+        "2. operator",
+        "3. Prometheus",
+        "4. endpoint",
+        "5. central Grafana",
+        "6. storage",
+    ] {
+        assert!(
+            shown.lines().any(|l| l.starts_with(title)),
+            "{title} missing:\n{shown}"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for l in shown.lines() {
+        if !l.starts_with(' ') {
+            seen.clear(); // a new stage
+        } else {
+            assert!(seen.insert(l), "a line twice in one stage:\n{shown}");
+        }
+    }
     for id in ["kubernetes.read", "tls.certificates", "endpoint.discovery"] {
         let f = finding(&report, id);
         assert_eq!(f["severity"], "skipped", "{f}");

@@ -46,19 +46,32 @@ fn print_human(r: &CheckReport) {
             r.verdict
         );
     }
+    let configured = !r.cluster.is_empty();
     for stage in Stage::ALL {
         let here: Vec<&Finding> = r.findings.iter().filter(|f| f.stage == stage).collect();
         if here.is_empty() {
+            // Every stage is shown, so a person sees what was not looked at this run.
+            if configured {
+                outln!("{}", stage.title());
+                outln!("  - nothing judged in this stage this run");
+            }
             continue;
         }
         outln!("{}", stage.title());
+        let mut shown: Vec<String> = Vec::new();
         for f in here {
-            outln!(
+            let line = format!(
                 "  {} {}: {}",
                 mark(f.severity),
                 f.subject,
                 f.evidence.join("; ")
             );
+            // The same line twice (two reads skipped for one cause) says nothing more.
+            if shown.contains(&line) {
+                continue;
+            }
+            outln!("{line}");
+            shown.push(line);
             if let Some(rep) = &f.repair {
                 if f.severity != Severity::Ok {
                     outln!("      repair ({:?}): {}", rep.kind, rep.detail);
