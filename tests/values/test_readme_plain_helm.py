@@ -136,3 +136,24 @@ def test_the_readme_block_makes_every_secret_its_pods_mount(tmp_path, helm_bin, 
           and o["metadata"]["name"].endswith("-grafana-datasource")]
     urls = re.findall(r"url: \"?(http[^\"\s]+)", ds[0]["data"]["datasource.yaml"])
     assert "http://10.0.0.11:30090" in urls, urls
+
+
+def commands(readme: str) -> list[list[str]]:
+    """Each ```sh block's command lines, comments (the translated part) left out."""
+    out = []
+    for body in re.findall(r"```sh\n(.*?)```", (REPO / readme).read_text(), re.S):
+        lines = [l.split(" #")[0].rstrip() for l in body.splitlines() if not l.lstrip().startswith("#")]
+        out.append([l for l in lines if l])
+    return out
+
+
+def test_the_korean_readme_gives_the_same_commands():
+    """README.ko.md drifted before: its blocks must hold the English README's commands."""
+    assert commands("README.ko.md") == commands("README.md")
+    heads = lambda r: len(re.findall(r"^#{1,3} ", re.sub(r"```.*?```", "", (REPO / r).read_text(), flags=re.S), re.M))
+    assert heads("README.ko.md") == heads("README.md"), "a section is missing in one of the READMEs"
+
+
+def test_the_getting_started_twins_give_the_same_commands():
+    en, ko = ("docs/getting-started.md", "docs/getting-started.ko.md")
+    assert commands(ko) == commands(en)
