@@ -366,23 +366,7 @@ async fn the_central_bootstrap_makes_what_its_topology_needs() {
         let (kube, kc) = bare_central(dir.path()).await;
         let helm = helm_shim(dir.path());
         let o = agent(
-            &[
-                "--output",
-                "json",
-                "bootstrap",
-                "--role",
-                "central",
-                "--cluster",
-                "monitor",
-                "--kubeconfig",
-                &kc,
-                "--helm",
-                &helm,
-                "--chart",
-                "https://charts.example#kube-prometheus-stack",
-                "--topology",
-                topology,
-            ],
+            &[central_args(&kc, &helm), vec!["--topology", topology]].concat(),
             &[("HOME", dir.path().to_str().unwrap())],
         )
         .await;
