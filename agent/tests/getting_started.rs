@@ -109,16 +109,7 @@ fn provisioned_contact_points(kube: &FakeKube) -> Vec<Value> {
         std::fs::read_to_string(support::workspace_root().join("values/central_content.yaml"))
             .unwrap();
     let values: Value = serde_yaml::from_str(&text).unwrap();
-    let file: Value = serde_yaml::from_str(
-        values["grafana"]["alerting"]["contactpoints.yaml"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                serde_yaml::to_string(&values["grafana"]["alerting"]["contactpoints.yaml"]).unwrap()
-            })
-            .as_str(),
-    )
-    .unwrap();
+    let file = &values["grafana"]["alerting"]["contactpoints.yaml"];
     let expand = |v: &str| {
         ["CMM_ALERT_EMAIL_TO", "CMM_TEAMS_WEBHOOK_URL"]
             .iter()

@@ -90,7 +90,7 @@ fn main() {
         for _ in 0..30 {
             let t = Instant::now();
             // Connecting is part of the work: a real run builds its client once per invocation.
-            let conn = connect(&KubeTarget { kubeconfig: Some(kc.clone()), context: None })
+            let conn = connect(&KubeTarget { kubeconfig: Some(kc.clone()), context: None, central: false })
                 .await
                 .unwrap();
             let p = prepare(&conn, &opts).await.unwrap();

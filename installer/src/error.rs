@@ -46,10 +46,21 @@ pub enum Error {
         #[source]
         source: cmm_core::NameError,
     },
-    #[error("kubeconfig {path} (from {from}) does not exist: set the `kubeconfig` setting or KUBECONFIG, or create ~/.kube/config (e.g. `aws eks update-kubeconfig`)")]
-    KubeconfigMissing { path: String, from: &'static str },
+    #[error("kubeconfig {path} (from {from}) does not exist: set the `{setting}` setting or KUBECONFIG, or create ~/.kube/config (e.g. `aws eks update-kubeconfig`)")]
+    KubeconfigMissing {
+        path: String,
+        from: &'static str,
+        /// The key of the setting to fix (`kubeconfig`, or `central-kubeconfig`).
+        setting: &'static str,
+    },
     #[error("kubeconfig {path}: {message}")]
-    Kubeconfig { path: String, message: String },
+    Kubeconfig {
+        path: String,
+        message: String,
+        /// The key of the setting to fix: the kubeconfig's or the context's, this cluster's
+        /// or the central cluster's.
+        setting: &'static str,
+    },
     #[error("the Kubernetes API at {url} is unreachable: {message}")]
     KubeUnreachable { url: String, message: String },
     #[error("{what}: the API server answered {code} {reason}: {message}")]
@@ -92,7 +103,9 @@ impl Error {
             | Error::ChartDash(_)
             | Error::ChartRepoUnreachable { .. } => Some("chart"),
             Error::HelmMissing { .. } | Error::HelmTooOld { .. } => Some("helm"),
-            Error::KubeconfigMissing { .. } | Error::Kubeconfig { .. } => Some("kubeconfig"),
+            Error::KubeconfigMissing { setting, .. } | Error::Kubeconfig { setting, .. } => {
+                Some(setting)
+            }
             Error::BadSet { .. } => Some("set"),
             _ => None,
         }

@@ -3,11 +3,7 @@
 //! points' addresses, which only a person can give, checked in preflight. Without them helm's
 //! wait would run out on a pod stuck in CreateContainerConfigError.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
 
 use cmm_core::naming::{GRAFANA_ADMIN_SECRET, GRAFANA_ALERTING_KEYS, GRAFANA_ALERTING_SECRET};
 
@@ -102,31 +98,12 @@ pub async fn ensure_admin(conn: &Connected, ns: &str) -> Result<bool> {
         what: format!("making the password of Secret {GRAFANA_ADMIN_SECRET}"),
         problem: e.to_string(),
     })?;
-    let data: BTreeMap<String, ByteString> = [
-        (ADMIN_KEYS[0], "admin".to_owned()),
-        (ADMIN_KEYS[1], password),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
-    .collect();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(GRAFANA_ADMIN_SECRET.to_owned()),
-            labels: Some(
-                [
-                    ("app.kubernetes.io/managed-by", "cmm-agent"),
-                    ("app.kubernetes.io/part-of", "cmm"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-            ),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(data),
-        ..Default::default()
-    };
+    let secret = crate::tls::managed_secret(
+        GRAFANA_ADMIN_SECRET,
+        &[],
+        &[(ADMIN_KEYS[0], "admin"), (ADMIN_KEYS[1], &password)],
+        None,
+    );
     conn.write_secret(ns, &secret).await?;
     Ok(true)
 }

@@ -25,6 +25,20 @@ use crate::{Error, Result};
 pub struct KubeTarget {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    /// The central cluster (reached through the central settings): its messages name
+    /// `central-kubeconfig` and `central-context`, not this cluster's settings.
+    pub central: bool,
+}
+
+impl KubeTarget {
+    /// The keys of the settings this target came from: (kubeconfig, context).
+    pub fn keys(&self) -> (&'static str, &'static str) {
+        if self.central {
+            ("central-kubeconfig", "central-context")
+        } else {
+            ("kubeconfig", "context")
+        }
+    }
 }
 
 /// The systemd credential the packaged unit passes the kubeconfig as.
@@ -46,14 +60,21 @@ pub struct Connected {
 
 /// Where the kubeconfig came from, for error messages that name the setting to fix.
 fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)> {
+    let setting = target.keys().0;
     if let Some(p) = &target.kubeconfig {
+        let from = if target.central {
+            "the central-kubeconfig setting"
+        } else {
+            "the kubeconfig setting"
+        };
         if !p.is_file() {
             return Err(Error::KubeconfigMissing {
                 path: p.display().to_string(),
-                from: "the kubeconfig setting",
+                from,
+                setting,
             });
         }
-        return Ok((vec![p.clone()], "the kubeconfig setting"));
+        return Ok((vec![p.clone()], from));
     }
     if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
         // Like kubectl: files in the list that do not exist are skipped.
@@ -64,6 +85,7 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
             return Err(Error::KubeconfigMissing {
                 path: list.to_string_lossy().into_owned(),
                 from: "KUBECONFIG",
+                setting,
             });
         }
         return Ok((files, "KUBECONFIG"));
@@ -85,6 +107,7 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
     if !default.is_file() {
         return Err(Error::KubeconfigMissing {
             path: default.display().to_string(),
+            setting,
             from: if credentials.is_some() {
                 "the default ~/.kube/config (no kubeconfig setting, no KUBECONFIG, and the \
                  systemd credential kubeconfig is empty: write this cluster's kubeconfig to \
@@ -97,24 +120,27 @@ fn kubeconfig_files(target: &KubeTarget) -> Result<(Vec<PathBuf>, &'static str)>
     Ok((vec![default], "~/.kube/config"))
 }
 
-fn read_kubeconfig(files: &[PathBuf]) -> Result<Kubeconfig> {
+fn read_kubeconfig(files: &[PathBuf], setting: &'static str) -> Result<Kubeconfig> {
     let mut merged: Option<Kubeconfig> = None;
     for f in files {
         let kc = Kubeconfig::read_from(f).map_err(|e| Error::Kubeconfig {
             path: f.display().to_string(),
             message: e.to_string(),
+            setting,
         })?;
         merged = Some(match merged {
             None => kc,
             Some(m) => m.merge(kc).map_err(|e| Error::Kubeconfig {
                 path: f.display().to_string(),
                 message: e.to_string(),
+                setting,
             })?,
         });
     }
     merged.ok_or_else(|| Error::Kubeconfig {
         path: String::new(),
         message: "no kubeconfig file".into(),
+        setting,
     })
 }
 
@@ -126,7 +152,8 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    let kc = read_kubeconfig(&files)?;
+    let (kubeconfig_key, context_key) = target.keys();
+    let kc = read_kubeconfig(&files, kubeconfig_key)?;
     let context = match (&target.context, &kc.current_context) {
         (Some(c), _) => c.clone(),
         (None, Some(c)) if !c.is_empty() => c.clone(),
@@ -134,20 +161,23 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
             return Err(Error::Kubeconfig {
                 path: shown,
                 message: format!(
-                    "it has no current-context: set the `context` setting (contexts there: {})",
-                    context_names(&kc)
-                ),
+                "it has no current-context: set the `{context_key}` setting (contexts there: {})",
+                context_names(&kc)
+            ),
+                setting: context_key,
             })
         }
     };
     if !kc.contexts.iter().any(|c| c.name == context) {
+        let given = format!("the {context_key} setting");
         return Err(Error::Kubeconfig {
             path: shown,
             message: format!(
-                "context {context:?} is not in it (from {}): give one of [{}] as the `context` setting",
-                if target.context.is_some() { "the context setting" } else { from },
+                "context {context:?} is not in it (from {}): give one of [{}] as the `{context_key}` setting",
+                if target.context.is_some() { given.as_str() } else { from },
                 context_names(&kc)
             ),
+            setting: context_key,
         });
     }
     // kubectl's proxy choice: the cluster's own proxy-url, else the environment (crate::proxy).
@@ -170,6 +200,7 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
         .map_err(|e| Error::Kubeconfig {
             path: shown.clone(),
             message: format!("context {context:?}: {e}"),
+            setting: context_key,
         })?;
     config.proxy_url = match kubeconfig_proxy {
         Some(p) => Some(p),
@@ -192,6 +223,7 @@ pub async fn connect(target: &KubeTarget) -> Result<Connected> {
         p.parse().map_err(|e| Error::Kubeconfig {
             path: shown.clone(),
             message: format!("proxy {p:?} (proxy-url or HTTPS_PROXY/HTTP_PROXY) is not a URL: {e}"),
+            setting: kubeconfig_key,
         })
     })
     .transpose()?;
@@ -236,7 +268,7 @@ fn exec_command(kc: &Kubeconfig, context: &str) -> Option<String> {
 /// without contacting anything (for a connection that failed: the likely cause).
 pub fn exec_plugin(target: &KubeTarget) -> Option<String> {
     let (files, _) = kubeconfig_files(target).ok()?;
-    let kc = read_kubeconfig(&files).ok()?;
+    let kc = read_kubeconfig(&files, target.keys().0).ok()?;
     let context = target
         .context
         .clone()

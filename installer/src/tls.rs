@@ -43,6 +43,16 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
 }
 
 fn secret(name: &str, kind: &str, data: &[(&str, &str)], rv: Option<String>) -> Secret {
+    managed_secret(name, &[("cmm.dev/tls", kind)], data, rv)
+}
+
+/// An Opaque Secret the agent manages (its labels say so), with `extra` labels.
+pub(crate) fn managed_secret(
+    name: &str,
+    extra: &[(&str, &str)],
+    data: &[(&str, &str)],
+    rv: Option<String>,
+) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -51,10 +61,10 @@ fn secret(name: &str, kind: &str, data: &[(&str, &str)], rv: Option<String>) -> 
                 [
                     ("app.kubernetes.io/managed-by", "cmm-agent"),
                     ("app.kubernetes.io/part-of", "cmm"),
-                    ("cmm.dev/tls", kind),
                 ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             ),
             ..Default::default()

@@ -50,6 +50,7 @@ async fn run(fake: &FakeKube) -> Prepared {
     let conn = connect(&KubeTarget {
         kubeconfig: Some(kc),
         context: None,
+        central: false,
     })
     .await
     .unwrap();

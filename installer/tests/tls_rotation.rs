@@ -23,6 +23,7 @@ async fn conn(fake: &FakeKube, dir: &std::path::Path) -> Connected {
     connect(&KubeTarget {
         kubeconfig: Some(kc),
         context: None,
+        central: false,
     })
     .await
     .unwrap()

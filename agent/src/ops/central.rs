@@ -53,31 +53,10 @@ pub async fn central_connection(side: &CentralSide) -> anyhow::Result<Connected>
         ))
         .classify(ExitCode::Usage);
     };
-    match cmm_installer::kube::connect(&target).await {
-        // The kubeconfig's problem is about the central settings, not this cluster's
-        // `context` / `kubeconfig`, which the library's message would name.
-        Err(cmm_installer::Error::Kubeconfig { path, message }) => Err(BadInput(format!(
-            "{}: kubeconfig {path}: {}",
-            crate::settings::layers::named("central-context"),
-            message
-                .replace(
-                    "from the context setting",
-                    "from the central-context setting"
-                )
-                .replace(
-                    "as the `context` setting",
-                    "as the `central-context` setting"
-                )
-                .replace(
-                    "set the `context` setting",
-                    "set the `central-context` setting"
-                ),
-        )))
-        .classify(ExitCode::Usage),
-        other => other
-            .classify_by(installer_class)
-            .context("connecting to the central cluster (--central-context)"),
-    }
+    cmm_installer::kube::connect(&target)
+        .await
+        .classify_by(installer_class)
+        .context("connecting to the central cluster (--central-context)")
 }
 
 /// Bootstrap's last step for the central role. `Ok(false)` when no `--grafana-url` was given.

@@ -58,20 +58,13 @@ fn print_human(r: &CheckReport) {
             continue;
         }
         outln!("{}", stage.title());
-        let mut shown: Vec<String> = Vec::new();
         for f in here {
-            let line = format!(
+            outln!(
                 "  {} {}: {}",
                 mark(f.severity),
                 f.subject,
                 f.evidence.join("; ")
             );
-            // The same line twice (two reads skipped for one cause) says nothing more.
-            if shown.contains(&line) {
-                continue;
-            }
-            outln!("{line}");
-            shown.push(line);
             if let Some(rep) = &f.repair {
                 if f.severity != Severity::Ok {
                     outln!("      repair ({:?}): {}", rep.kind, rep.detail);

@@ -61,6 +61,7 @@ pub fn kube_target(args: &cli::KubeTargetArgs) -> KubeTarget {
     KubeTarget {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
+        central: false,
     }
 }
 
@@ -343,6 +344,7 @@ impl CentralSide {
         self.context.as_ref().map(|c| KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
             context: Some(c.clone()),
+            central: true,
         })
     }
 }

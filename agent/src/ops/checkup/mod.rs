@@ -98,7 +98,7 @@ async fn cluster_findings(
                 Finding::skipped(
                     Stage::Endpoint,
                     "tls.certificates",
-                    "the Prometheus endpoint",
+                    format!("Secret {}", cmm_core::naming::PROMETHEUS_TLS_SECRET),
                 )
                 .with(why),
             );
