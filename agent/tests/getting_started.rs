@@ -101,9 +101,13 @@ fn release_record(name: &str, labels: &[(String, String)]) -> Value {
 }
 
 /// What Grafana provisions at start from central_content.yaml's `contactpoints.yaml`, its
-/// `$CMM_*` expanded from the pod's environment (Secret cmm-grafana-alerting), one item per
-/// integration as `GET /api/v1/provisioning/contact-points` lists them, beside Grafana's own
-/// default, which provisioning leaves in place.
+/// `$CMM_*` expanded from the pod's environment (Secret cmm-grafana-alerting): provisioning files
+/// interpolate `$ENV_VAR_NAME` in values (grafana/grafana
+/// docs/sources/administration/provisioning/index.md, "Environment variables"), and file-
+/// provisioned alerting resources are created at start and added to what exists (the alerting
+/// file-provisioning doc), so Grafana's own default contact point stays. One item per
+/// integration, as `GET /api/v1/provisioning/contact-points` lists them (the 11.3 shape the fake
+/// answers in, testkit/src/grafana.rs).
 fn provisioned_contact_points(kube: &FakeKube) -> Vec<Value> {
     let text =
         std::fs::read_to_string(support::workspace_root().join("values/central_content.yaml"))
