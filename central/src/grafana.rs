@@ -372,6 +372,19 @@ impl GrafanaClient {
         })
     }
 
+    /// `GET /api/health` (unauthenticated), as Grafana says it: its version and its database's
+    /// state (`ok`, or `failing` with a 503, pkg/api/health.go).
+    pub async fn health_facts(&self) -> Result<(String, String)> {
+        let seg = ["health"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        let v: Value = self.decode(&Method::GET, &seg, &a).unwrap_or(Value::Null);
+        let db = v["database"].as_str().unwrap_or("").to_owned();
+        if !a.status.is_success() && db.is_empty() {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        Ok((v["version"].as_str().unwrap_or("unknown").to_owned(), db))
+    }
+
     /// `GET /api/health` (unauthenticated): Grafana's version once its database answers.
     pub async fn health(&self) -> Result<String> {
         let seg = ["health"];
@@ -611,6 +624,33 @@ impl GrafanaClient {
         }
         let v: Value = self.decode(&Method::GET, &seg, &a)?;
         Ok(groups_of_folder(&v, folder_uid, folder_title))
+    }
+
+    /// `GET /api/prometheus/grafana/api/v1/rules`, whole: the central check reads every folder's
+    /// groups once and judges each cluster from the one answer.
+    pub async fn all_rule_statuses(&self) -> Result<Value> {
+        let seg = ["prometheus", "grafana", "api", "v1", "rules"];
+        let a = self.send(Method::GET, &seg, None, &[]).await?;
+        if a.status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        self.decode(&Method::GET, &seg, &a)
+    }
+
+    /// An instant PromQL query through Grafana's datasource proxy
+    /// (`GET /api/datasources/proxy/uid/{uid}/api/v1/query`, `ProxyDataSourceRequestWithUID` in
+    /// pkg/api/dataproxy.go): Grafana forwards it with the datasource's own URL, TLS identity
+    /// and credentials, so the answer is the cluster's Prometheus (or the receiver, or Query)
+    /// as Grafana reaches it, in the Prometheus API's own shape.
+    pub async fn proxy_query(&self, uid: &str, expr: &str) -> Result<Value> {
+        let seg = ["datasources", "proxy", "uid", uid, "api", "v1", "query"];
+        let a = self
+            .send_query(Method::GET, &seg, &[("query", expr)], None, &[])
+            .await?;
+        if a.status != StatusCode::OK {
+            return Err(self.unexpected(&Method::GET, &seg, &a));
+        }
+        self.decode(&Method::GET, &seg, &a)
     }
 
     /// `GET /api/v1/provisioning/contact-points` (ContactPoints in the spec).

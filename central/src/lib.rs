@@ -8,6 +8,7 @@
 pub mod contact;
 pub mod endpoint;
 pub mod error;
+pub mod fleet;
 pub mod grafana;
 pub mod health;
 pub mod prometheus;

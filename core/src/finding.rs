@@ -14,9 +14,12 @@ pub enum Stage {
     Endpoint,
     Grafana,
     Storage,
+    /// The central check: the registered clusters as Grafana sees them.
+    Fleet,
 }
 
 impl Stage {
+    /// The stages of a cluster's check, in the order the report shows them.
     pub const ALL: [Stage; 6] = [
         Stage::Release,
         Stage::Workloads,
@@ -24,6 +27,15 @@ impl Stage {
         Stage::Endpoint,
         Stage::Grafana,
         Stage::Storage,
+    ];
+
+    /// The stages of the central check (`check --role central`), in order.
+    pub const CENTRAL: [Stage; 5] = [
+        Stage::Release,
+        Stage::Workloads,
+        Stage::Endpoint,
+        Stage::Grafana,
+        Stage::Fleet,
     ];
 
     pub fn title(self) -> &'static str {
@@ -34,6 +46,7 @@ impl Stage {
             Stage::Endpoint => "4. endpoint as Grafana reaches it",
             Stage::Grafana => "5. central Grafana: datasource, rules, contact points",
             Stage::Storage => "6. storage",
+            Stage::Fleet => "the fleet, as the central Grafana sees it",
         }
     }
 }

@@ -808,6 +808,11 @@ async fn route(
         return json_answer(health(shared, headers, segs[2]).await);
     }
 
+    // The datasource proxy forwards to the datasource's URL for real, outside the lock.
+    if segs.len() > 4 && segs[..3] == ["datasources", "proxy", "uid"] && method == Method::GET {
+        return json_answer(proxy(shared, headers, segs[3], &segs[4..].join("/"), query).await);
+    }
+
     let mut g = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
     let role = match authenticate(&g, headers) {
         Ok(r) => r,
@@ -1189,21 +1194,34 @@ fn delete_ds(g: &mut Inner, uid: &str) -> (u16, Value) {
 
 /// §2.8: Grafana runs the instant query `1+1` through the datasource. So does the fake, against
 /// the datasource's real URL, so a health answer here means the URL answers Prometheus' API.
-async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, Value) {
+/// How Grafana's HTTP client reaches a datasource: its URL, basic auth, CA, and client
+/// certificate as stored (pkg/services/datasources/service/datasource.go, dsTLSOptions), for the
+/// health check and the datasource proxy alike.
+struct DsClient {
+    client: reqwest::Client,
+    url: String,
+    basic: Option<(String, Option<String>)>,
+}
+
+async fn ds_client(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    uid: &str,
+) -> Result<DsClient, (u16, Value)> {
     let target = {
         let g = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
         let role = match authenticate(&g, headers) {
             Ok(r) => r,
-            Err(a) => return a,
+            Err(a) => return Err(a),
         };
         if let Some(d) = need(role, "datasources:query") {
-            return d;
+            return Err(d);
         }
         if !uid
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return msg(400, "UID is invalid");
+            return Err(msg(400, "UID is invalid"));
         }
         match g.datasources.iter().find(|d| d.dto["uid"] == uid) {
             Some(d) => (
@@ -1228,7 +1246,7 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
                     })
                     .flatten(),
             ),
-            None => return msg(500, "Unable to load datasource metadata"),
+            None => return Err(msg(500, "Unable to load datasource metadata")),
         }
     };
     let (url, basic, user, password, ca, skip_verify, identity) = target;
@@ -1240,10 +1258,10 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
             match reqwest::Identity::from_pem(pem.as_bytes()) {
                 Ok(id) => b = b.identity(id),
                 Err(e) => {
-                    return reply(
+                    return Err(reply(
                         400,
                         json!({"message": format!("failed to parse the TLS client certificate: {e} - There was an error returned querying the Prometheus API."), "status": "ERROR"}),
-                    )
+                    ))
                 }
             }
         }
@@ -1251,26 +1269,38 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
             match reqwest::Certificate::from_pem(pem.as_bytes()) {
                 Ok(c) => b = b.add_root_certificate(c),
                 Err(e) => {
-                    return reply(
+                    return Err(reply(
                         400,
                         json!({"message": format!("failed to parse tlsCACert: {e} - There was an error returned querying the Prometheus API."), "status": "ERROR"}),
-                    )
+                    ))
                 }
             }
         }
         match b.build() {
             Ok(c) => c,
-            Err(e) => return msg(500, &format!("fake: {e}")),
+            Err(e) => return Err(msg(500, &format!("fake: {e}"))),
         }
     } else {
         shared.http.clone()
+    };
+    Ok(DsClient {
+        client,
+        url,
+        basic: basic.then_some((user, password)),
+    })
+}
+
+async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, Value) {
+    let DsClient { client, url, basic } = match ds_client(shared, headers, uid).await {
+        Ok(c) => c,
+        Err(a) => return a,
     };
     let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
     let mut req = client
         .post(&endpoint)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("query=1%2B1");
-    if basic {
+    if let Some((user, password)) = basic {
         req = req.basic_auth(user, password);
     }
     let problem = match req.send().await {
@@ -1298,6 +1328,43 @@ async fn health(shared: &Arc<Shared>, headers: &HeaderMap, uid: &str) -> (u16, V
             "status": "ERROR",
         }),
     )
+}
+
+/// `GET /api/datasources/proxy/uid/{uid}/{route}` (pkg/api/dataproxy.go
+/// `ProxyDataSourceRequestWithUID`, needing datasources:query): Grafana forwards the request to
+/// the datasource's URL with its own client settings and passes the answer back as it came; an
+/// upstream it cannot reach is a 502 (pkg/api/pluginproxy/ds_proxy.go, the reverse proxy's
+/// error handler).
+async fn proxy(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    uid: &str,
+    route: &str,
+    query: &str,
+) -> (u16, Value) {
+    let DsClient { client, url, basic } = match ds_client(shared, headers, uid).await {
+        Ok(c) => c,
+        Err(a) => return a,
+    };
+    let mut target = format!("{}/{route}", url.trim_end_matches('/'));
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut req = client.get(&target);
+    if let Some((user, password)) = basic {
+        req = req.basic_auth(user, password);
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.json::<Value>().await {
+                Ok(v) => (status, v),
+                Err(e) => msg(502, &format!("fake: the upstream answer is not JSON: {e}")),
+            }
+        }
+        Err(_) => msg(502, "Bad Gateway"),
+    }
 }
 
 // ---- folders (§4.1)
