@@ -237,6 +237,7 @@ pub fn installer_class(e: &cmm_installer::Error) -> ExitCode {
         E::KubeconfigMissing { .. } | E::Kubeconfig { .. } | E::BadSet { .. } => ExitCode::Usage,
         E::KubeUnreachable { .. } | E::KubeApi { .. } => ExitCode::KubeUnreachable,
         E::Locked { .. } => ExitCode::Locked,
+        E::NotReady { .. } => ExitCode::Install,
         E::Interrupted { signal, .. } => ExitCode::for_signal(signal),
         E::Io { .. } => ExitCode::Internal,
         E::Tls { .. } => ExitCode::Usage,

@@ -48,6 +48,10 @@ pub const GRAFANA_TLS_ENV_KEY: &str = "CMM_TLS_CLIENT_KEY";
 pub const GRAFANA_TLS_ENV_CA: &str = "CMM_TLS_CA";
 pub const NODE_EXPORTER_DAEMONSET: &str = "cmm-node-exporter";
 pub const OPERATOR_DEPLOYMENT: &str = "cmm-operator";
+/// The central release's Grafana (the chart's `<fullname>-grafana`, fullnameOverride `cmm`).
+pub const GRAFANA_DEPLOYMENT: &str = "cmm-grafana";
+/// Thanos Query on the central cluster (values/overlays/thanos-query.yaml).
+pub const THANOS_QUERY_DEPLOYMENT: &str = "cmm-thanos-query";
 /// The Prometheus custom resource the chart creates (its name is the fullname).
 pub const PROMETHEUS_CR: &str = FULLNAME;
 /// Label the operator puts on the StatefulSets it makes for a Prometheus resource, valued with

@@ -716,6 +716,64 @@ pub fn check() -> Vec<Access> {
     t
 }
 
+/// What `check --role central` reads (crate::health::gather for the release, the central
+/// Secrets, crate::consumers) and what its `--repair` writes besides the Tls and Lock entries
+/// bootstrap's table already holds: the restart of what reads the certificates at start.
+pub fn check_central() -> Vec<Access> {
+    use Scope::*;
+    use Step::Check;
+    vec![
+        a(
+            Check,
+            "get",
+            "",
+            "namespaces",
+            Cluster,
+            "the release namespace exists",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "nodes",
+            Cluster,
+            "the environment the plan digest depends on",
+        ),
+        a(
+            Check,
+            "list",
+            "",
+            "secrets",
+            Namespace,
+            "helm's release records, the admin login",
+        ),
+        a(
+            Check,
+            "get",
+            "",
+            "secrets",
+            Namespace,
+            "the CMM CA and Grafana's client certificate",
+        ),
+        a(
+            Check,
+            "list",
+            "apps",
+            "deployments",
+            Namespace,
+            "when Grafana (and Thanos Query) last started",
+        ),
+        a(
+            Check,
+            "patch",
+            "apps",
+            "deployments",
+            Namespace,
+            "repair: restart what reads the certificates only at start",
+        ),
+    ]
+}
+
 /// Everything the agent of a role may do on its cluster: what `cmm-agent rbac` grants.
 pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
     everything_in(role, kube_metrics, Topology::Pull)
@@ -725,8 +783,9 @@ pub fn everything(role: Role, kube_metrics: bool) -> Vec<Access> {
 pub fn everything_in(role: Role, kube_metrics: bool, topology: Topology) -> Vec<Access> {
     let mut t = bootstrap_in(role, kube_metrics, topology);
     t.extend(fix_storage());
-    if role == Role::Cluster {
-        t.extend(check());
+    match role {
+        Role::Cluster => t.extend(check()),
+        Role::Central => t.extend(check_central()),
     }
     t
 }

@@ -78,6 +78,8 @@ pub enum Error {
     },
     #[error("{what}: {problem}")]
     Tls { what: String, problem: String },
+    #[error("{what} did not become ready: {message}")]
+    NotReady { what: String, message: String },
     #[error("interrupted by {signal}: {detail}")]
     Interrupted { signal: String, detail: String },
     #[error("topology: {message}")]

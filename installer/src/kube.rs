@@ -569,6 +569,25 @@ impl Connected {
         }
     }
 
+    /// A JSON merge patch of one Deployment (the central check's controlled restarts).
+    pub async fn patch_deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<()> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(self.api_err(format!("patching Deployment {namespace}/{name}")))
+    }
+
     /// One key of a ConfigMap (`None`: no such ConfigMap or key).
     pub async fn configmap_key(
         &self,

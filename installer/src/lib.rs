@@ -19,6 +19,7 @@ pub mod access;
 pub mod bootstrap;
 pub mod chart;
 pub mod clash;
+pub mod consumers;
 pub mod crds;
 pub mod detect;
 pub mod envsubst;

@@ -398,6 +398,61 @@ pub async fn ensure_central(
     ))
 }
 
+/// When the material the central consumers read at start last changed: the later issue of
+/// Grafana's client certificate and of the CA that signs (a rotation puts a new CA in the trust
+/// bundle). A certificate starts [`cmm_pki::BACKDATE_SECS`] before it was made.
+pub fn central_changed_at(pki: &CentralPki) -> Option<SystemTime> {
+    let issued = |pem: &str| {
+        inspect(pem, "certificate")
+            .ok()
+            .map(|i| i.not_before + Duration::from_secs(cmm_pki::BACKDATE_SECS as u64))
+    };
+    issued(&pki.grafana.cert_pem).max(issued(pki.ca.cert_pem()))
+}
+
+/// Pure: the central check's finding on the CA and Grafana's client certificate. Unlike a
+/// cluster's view of them, the central side renews them itself (`check --role central
+/// --repair`).
+pub fn judge_central_material(
+    pki: &CentralPki,
+    now: SystemTime,
+    renew_before: Duration,
+) -> cmm_core::finding::Finding {
+    use cmm_core::finding::{Finding, RepairKind, Stage};
+    let subject = "the CMM CA and Grafana's client certificate";
+    let ca = decide_ca(pki.ca.cert_pem(), now, renew_before);
+    let grafana = decide_grafana(Some(&pki.grafana), &pki.trust_pem, now, renew_before);
+    let expired = inspect(&pki.grafana.cert_pem, "Grafana's client certificate")
+        .map_or(true, |i| i.not_after <= now);
+    let mut f = match (&ca, &grafana) {
+        (TlsAction::Keep { .. }, TlsAction::Keep { .. }) => {
+            Finding::ok(Stage::Endpoint, "tls.central", subject)
+        }
+        _ if expired => Finding::failed(Stage::Endpoint, "tls.central", subject),
+        _ => Finding::warn(Stage::Endpoint, "tls.central", subject),
+    };
+    for (what, a) in [("CA", &ca), ("Grafana's client certificate", &grafana)] {
+        f.evidence.push(match a {
+            TlsAction::Keep { days_left } => format!("{what}: {days_left} day(s) left"),
+            TlsAction::Issue { why } => format!("{what}: to renew: {why}"),
+        });
+    }
+    if inspect_bundle(&pki.trust_pem, "trust").is_ok_and(|b| b.len() > 1) {
+        f.evidence.push(
+            "a CA rotation is under way: the previous CA stays trusted until it expires; each \
+             cluster moves on its next `check --repair`"
+                .into(),
+        );
+    }
+    if f.severity != cmm_core::finding::Severity::Ok {
+        f = f.repair(
+            RepairKind::RenewCertificates,
+            "`cmm-agent check --role central --repair` renews them and updates every consumer",
+        );
+    }
+    f
+}
+
 /// The names a cluster's server certificate must carry: what the central Grafana dials (the
 /// advertised addresses) and the self-scrape's server name.
 pub fn server_sans(addresses: &[String]) -> Result<Vec<San>> {

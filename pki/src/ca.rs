@@ -16,7 +16,9 @@ pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// A year: renewed by `check --repair` well before, so a stopped timer has months to be noticed.
 pub const LEAF_VALIDITY_DAYS: i64 = 365;
 /// Issued slightly in the past so a node whose clock is a little behind still accepts it.
-const BACKDATE: Duration = Duration::minutes(5);
+/// Certificates start this long before they are made, for clocks a little behind ours.
+pub const BACKDATE_SECS: i64 = 300;
+const BACKDATE: Duration = Duration::seconds(BACKDATE_SECS);
 
 /// A subject alternative name of a server certificate.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

@@ -15,7 +15,7 @@ mod inspect;
 mod password;
 mod verify;
 
-pub use ca::{Ca, Issued, Leaf, San, CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
+pub use ca::{Ca, Issued, Leaf, San, BACKDATE_SECS, CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
 pub use inspect::{expiry, fingerprint, inspect, inspect_bundle, CertInfo, Expiry};
 pub use password::password;
 pub use verify::{verify, Usage};

@@ -615,9 +615,38 @@ fn update(s: &mut State, route: &Route, name: &str, body: Option<Value>) -> Resp
     for kept in ["uid", "creationTimestamp", "namespace"] {
         object["metadata"][kept] = stored["metadata"][kept].clone();
     }
+    if route.resource == "deployments" {
+        object["metadata"]["generation"] = stored["metadata"]["generation"].clone();
+        deployment_changed(s, &stored, &mut object);
+    }
     object["metadata"]["resourceVersion"] = json!(s.next_rv());
     s.objects.insert(key, object.clone());
     axum::Json(object).into_response()
+}
+
+/// A Deployment written: the API server bumps `metadata.generation` when its spec changed
+/// (pkg/registry/apps/deployment/strategy.go, `PrepareForUpdate`), and the deployment
+/// controller then rolls its pods and reports it in `status` (`observedGeneration`,
+/// `updatedReplicas`, `availableReplicas`; pkg/controller/deployment/sync.go). The fake has no
+/// pods behind a Deployment: its controller finishes a rollout at once, unless the controllers
+/// are paused (a rollout that never finishes).
+fn deployment_changed(s: &State, before: &Value, object: &mut Value) {
+    if before["spec"] == object["spec"] {
+        return;
+    }
+    let generation = before["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+    object["metadata"]["generation"] = json!(generation);
+    if s.controllers_paused {
+        return;
+    }
+    let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+    object["status"] = json!({
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    });
 }
 
 /// The pvc-protection controller (pkg/controller/volume/pvcprotection/
@@ -725,7 +754,11 @@ fn patch(
     let Some(mut object) = s.objects.get(&key).cloned() else {
         return not_found(route, name);
     };
+    let before = object.clone();
     merge_patch(&mut object, &body.unwrap_or(Value::Null));
+    if route.resource == "deployments" {
+        deployment_changed(s, &before, &mut object);
+    }
     object["metadata"]["resourceVersion"] = json!(s.next_rv());
     let finalizers = object["metadata"]["finalizers"]
         .as_array()
