@@ -852,8 +852,8 @@ async fn the_sample_config_validates_and_show_names_origins() {
         .map(|r| r["key"].as_str().unwrap())
         .collect();
     assert_eq!(
-        keys[..3],
-        ["cluster", "namespace", "kubeconfig"],
+        keys[..4],
+        ["cluster", "role", "namespace", "kubeconfig"],
         "{keys:?}"
     );
     assert!(!keys.contains(&"host-proc-version"), "{keys:?}");

@@ -146,26 +146,6 @@ fn provisioned_contact_points(kube: &FakeKube) -> Vec<Value> {
     out
 }
 
-/// nginx.conf and run.sh of ConfigMap cmm-mtls-proxy, as the real helm renders each_cluster.yaml.
-fn rendered_proxy(helm: &Path, chart: &Path) -> (String, String) {
-    let o = std::process::Command::new(helm)
-        .args(["template", "kr-mum"])
-        .arg(chart)
-        .args(["-n", "monitor", "-f"])
-        .arg(support::workspace_root().join("values/each_cluster.yaml"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .find(|v: &Value| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy")
-        .expect("each_cluster.yaml renders ConfigMap cmm-mtls-proxy");
-    (
-        cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
-        cm["data"]["run.sh"].as_str().unwrap().to_owned(),
-    )
-}
-
 struct World {
     central: FakeKube,
     cluster: FakeKube,
@@ -407,7 +387,7 @@ async fn run_page(page_rel: &str) {
         cluster,
         grafana,
         prometheus_port: prom.port(),
-        proxy_files: rendered_proxy(&helm, &chart),
+        proxy_files: support::rendered_proxy(&helm, &chart),
         work,
         proxy: None,
     };

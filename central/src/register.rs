@@ -427,6 +427,93 @@ async fn provision_fleet(
     })
 }
 
+/// The central check's repair of the fleet rule: rebuilt from the datasources Grafana holds
+/// (pull). Registrations that raced may each have left the other out; this puts it right.
+pub async fn reconcile_fleet(grafana: &GrafanaClient) -> Result<FleetReport> {
+    let editable = match grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP)
+        .await?
+    {
+        Some(g) => grafana.group_editable(&g).await?.unwrap_or(false),
+        None => false,
+    };
+    provision_fleet(grafana, editable, None).await
+}
+
+/// The central check's repair of the shared rule set: every cluster that sends samples is
+/// expected (a registration that lost a race left it out). Returns the clusters expected now.
+pub async fn reconcile_shared(
+    grafana: &GrafanaClient,
+    datasource_uid: &str,
+    senders: &[ClusterName],
+) -> Result<Vec<String>> {
+    let stored = grafana
+        .rule_group(rules::FLEET_FOLDER_UID, rules::SHARED_GROUP)
+        .await?;
+    let editable = match &stored {
+        Some(s) => grafana.group_editable(s).await?.unwrap_or(false),
+        None => false,
+    };
+    let mut names = Vec::new();
+    for c in senders {
+        names = shared_rules(grafana, datasource_uid, editable, Some(c), None)
+            .await?
+            .0;
+    }
+    Ok(names)
+}
+
+/// After a renewal of Grafana's client certificate (or a CA rotation), every CMM datasource
+/// that presents one gets the new certificate, key and trust bundle in the same run, so no
+/// cluster waits for its own agent. Datasources whose `cmmTlsIdentity` already names them are
+/// left alone; one with basic auth is not rewritten (its password cannot be read back) and is
+/// named instead. Returns what was done, one line per datasource.
+pub async fn refresh_tls(
+    grafana: &GrafanaClient,
+    client: &crate::prometheus::ClientIdentity,
+    trust_pem: &str,
+) -> Result<Vec<String>> {
+    let want = tls_identity(&client.cert_pem, trust_pem)?;
+    let mut done = Vec::new();
+    for listed in grafana.list_datasources().await? {
+        let Some(have) = listed.json_data[DATASOURCE_TLS_IDENTITY_KEY].as_str() else {
+            continue;
+        };
+        let Ok(cluster) = ClusterName::parse(&listed.name) else {
+            continue;
+        };
+        if have == want || listed.uid != cluster.datasource_uid() || listed.read_only {
+            continue;
+        }
+        // The list item lacks version and basicAuthUser (contract §2.1): read it whole.
+        let Some(current) = grafana.datasource_by_uid(&listed.uid).await? else {
+            continue;
+        };
+        if current.basic_auth {
+            done.push(format!(
+                "datasource {}: not updated (basic auth; run `cmm-agent check --repair` on its host)",
+                current.uid
+            ));
+            continue;
+        }
+        let target = PrometheusTarget {
+            url: current.url.clone(),
+            basic_auth: None,
+            ca_pem: Some(trust_pem.to_owned()),
+            tls_skip_verify: false,
+            client: Some(client.clone()),
+        };
+        let mut body = desired_datasource(&cluster, &target)?;
+        body["version"] = json!(current.version);
+        grafana.update_datasource(&current.uid, &body).await?;
+        done.push(format!(
+            "datasource {}: given Grafana's current client certificate and trust bundle",
+            current.uid
+        ));
+    }
+    Ok(done)
+}
+
 /// What the fleet rule counts after a registration or deregistration.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct FleetReport {

@@ -85,8 +85,13 @@ pub struct RegisterArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Unset, check reports the host "not configured" (degraded, exit 1), not a failure.
+    /// With --role central: the central release's name.
     #[command(flatten)]
     pub cluster: ClusterArg,
+    /// cluster: this cluster's path to the central Grafana. central: the central side itself
+    /// (its release, Grafana, the CA and client certificate and what reads them, the fleet).
+    #[command(flatten)]
+    pub role: RoleChoice,
     #[command(flatten)]
     pub namespace: NamespaceArg,
     #[command(flatten)]

@@ -31,9 +31,14 @@ pub async fn run(
         Some(_) => Some(Registration::new(&s.grafana, &s.prometheus)?),
         None => None,
     };
+    if s.is_central() {
+        return central(global, &s).await;
+    }
     let mut report = CheckReport {
         cluster: s.cluster.to_string(),
         namespace: s.namespace.clone(),
+        role: "cluster",
+        fleet: None,
         verdict: Verdict::Healthy,
         findings: Vec::new(),
         repaired: Vec::new(),
@@ -73,6 +78,57 @@ pub async fn run(
             report.findings = checkup::findings(&inputs, Some(conn)).await;
         }
     }
+    finish(global, report)
+}
+
+/// `check --role central`: the central side and the fleet (`ops::checkup::central`).
+async fn central(global: &GlobalArgs, s: &CheckSettings) -> anyhow::Result<()> {
+    let mut report = CheckReport {
+        cluster: s.cluster.to_string(),
+        namespace: s.namespace.clone(),
+        role: "central",
+        fleet: Some(Vec::new()),
+        verdict: Verdict::Healthy,
+        findings: Vec::new(),
+        repaired: Vec::new(),
+    };
+    let conn = match connect(&s.kube).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = installer_class(&e);
+            if code == ExitCode::Usage {
+                return Err(e).classify(code);
+            }
+            report.findings.push(checkup::unreachable(&s.kube, &e));
+            return finish(global, report);
+        }
+    };
+    let grafana = match checkup::central::grafana_client(s, &conn).await {
+        Some(Ok(g)) => Some(g),
+        Some(Err(e)) if ExitCode::of(&e) == ExitCode::Usage => return Err(e),
+        Some(Err(e)) => {
+            report.findings.push(
+                Finding::failed(Stage::Grafana, "grafana.login", "the central Grafana")
+                    .with(format!("{e:#}")),
+            );
+            None
+        }
+        None => None,
+    };
+    let mut found = checkup::central::findings(s, &conn, grafana.as_ref()).await;
+    if s.repair {
+        report.repaired = checkup::central::repair(s, &conn, grafana.as_ref(), &found).await;
+        if !report.repaired.is_empty() {
+            found = checkup::central::findings(s, &conn, grafana.as_ref()).await;
+        }
+    }
+    report.findings.extend(found.findings);
+    report.fleet = Some(found.fleet);
+    finish(global, report)
+}
+
+/// Render the report once and turn its verdict into the exit code.
+fn finish(global: &GlobalArgs, mut report: CheckReport) -> anyhow::Result<()> {
     report.verdict = Verdict::of(&report.findings);
     render::emit(global.output, &report)?;
     log_findings(&report.findings);
@@ -158,7 +214,12 @@ fn verdict(report: &CheckReport) -> anyhow::Result<()> {
     match report.verdict {
         Verdict::Healthy => Ok(()),
         v => Err(BadInput(format!(
-            "cluster {} is {}: {} failed, {} warning(s)",
+            "{} {} is {}: {} failed, {} warning(s)",
+            if report.role == "central" {
+                "central release"
+            } else {
+                "cluster"
+            },
             report.cluster,
             match v {
                 Verdict::Failed => "not monitored end to end",
@@ -186,6 +247,8 @@ fn not_configured(
     let report = CheckReport {
         cluster: String::new(),
         namespace: namespace.to_owned(),
+        role: "cluster",
+        fleet: None,
         verdict: Verdict::Degraded,
         findings: vec![Finding::warn(Stage::Release, "settings.unfinished", &file)
             .with("cluster is not set (no --cluster, CMM_CLUSTER or `cluster` in the file)")

@@ -102,7 +102,7 @@ pub async fn after_install(
     Ok(true)
 }
 
-async fn admin_login(
+pub(crate) async fn admin_login(
     kube: &Connected,
     namespace: &str,
 ) -> anyhow::Result<cmm_central::Credentials> {

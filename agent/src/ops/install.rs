@@ -101,18 +101,9 @@ pub async fn run(s: &BootstrapSettings, sink: &mut Sink<'_>) -> anyhow::Result<(
     under_lock(&mut run, &mut prepared, sink).await
 }
 
-/// Stages 1-3 and the central CA: everything read before the plan.
-async fn start(s: &BootstrapSettings) -> anyhow::Result<Run<'_>> {
-    // The Grafana step's inputs too: a bad token file or URL must not surface after the install.
-    let registration = match (s.role, s.registers()) {
-        (Role::Cluster, true) => Some(Registration::new(&s.grafana, &s.prometheus)?),
-        _ => None,
-    };
-    // 2. helm, before the cluster: a missing tool should not cost an API round trip.
-    let helm_version = s.chart.helm.version().await.classify_by(installer_class)?;
-    // 3. The cluster. A missing kubeconfig/context is bad input; no answer is exit 5.
-    let conn = connect(&s.kube).await.classify_by(installer_class)?;
-    let opts = Options {
+/// The install options these settings make, with helm's version as read.
+pub fn options(s: &BootstrapSettings, helm_version: String) -> Options {
+    Options {
         cluster: s.cluster.clone(),
         role: s.role,
         namespace: s.namespace.clone(),
@@ -131,7 +122,21 @@ async fn start(s: &BootstrapSettings) -> anyhow::Result<Run<'_>> {
         now_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
+    }
+}
+
+/// Stages 1-3 and the central CA: everything read before the plan.
+async fn start(s: &BootstrapSettings) -> anyhow::Result<Run<'_>> {
+    // The Grafana step's inputs too: a bad token file or URL must not surface after the install.
+    let registration = match (s.role, s.registers()) {
+        (Role::Cluster, true) => Some(Registration::new(&s.grafana, &s.prometheus)?),
+        _ => None,
     };
+    // 2. helm, before the cluster: a missing tool should not cost an API round trip.
+    let helm_version = s.chart.helm.version().await.classify_by(installer_class)?;
+    // 3. The cluster. A missing kubeconfig/context is bad input; no answer is exit 5.
+    let conn = connect(&s.kube).await.classify_by(installer_class)?;
+    let opts = options(s, helm_version);
     let mut run = Run {
         s,
         conn,

@@ -538,7 +538,9 @@ impl BootstrapSettings {
 
 /// `check`, typed.
 pub struct CheckSettings {
+    /// The cluster (role cluster) or the central release (role central).
     pub cluster: ClusterName,
+    pub role: Role,
     pub namespace: String,
     pub kube: KubeTarget,
     pub chart: ChartSettings,
@@ -572,14 +574,35 @@ impl CheckSettings {
         }
         let helm_run = HelmRun::resolve(&args.helm_run)?;
         let claim_wait = DurationSetting::ClaimWait.parse(&args.claim_wait.claim_wait)?;
-        let plan = PlanSettings::resolve(&args.plan, false, args.endpoint.insecure_plain_http)?;
+        let role = match args.role.role {
+            cli::RoleArg::Cluster => Role::Cluster,
+            cli::RoleArg::Central => Role::Central,
+        };
+        let central = role == Role::Central;
+        if central && args.reinstall {
+            return usage(format!(
+                "{} does nothing with --role central: the central release is installed by \
+                 `cmm-agent bootstrap --role central`",
+                layers::named("reinstall")
+            ));
+        }
+        let mut plan =
+            PlanSettings::resolve(&args.plan, central, args.endpoint.insecure_plain_http)?;
+        let grafana = GrafanaSettings::resolve(&args.grafana)?;
+        // The plan the central bootstrap deployed carries Grafana's root URL: the same here, or
+        // the plan digest would differ from it (see BootstrapSettings::resolve).
+        if let (true, Some(url)) = (central, &grafana.url) {
+            plan.sets
+                .extend(cmm_installer::set::grafana_root_url(url, &plan.sets));
+        }
         Ok(Some(Self {
             cluster,
+            role,
             namespace,
             kube: kube_target(&args.kube),
             chart: ChartSettings::resolve(&args.chart)?,
             plan,
-            grafana: GrafanaSettings::resolve(&args.grafana)?,
+            grafana,
             prometheus: PrometheusSettings::resolve(&args.endpoint)?,
             central: CentralSide::resolve(&args.endpoint.tls, args.kube.kubeconfig.as_ref())?,
             repair: args.repair.repair,
@@ -595,7 +618,7 @@ impl CheckSettings {
     pub fn reinstall_settings(&self) -> BootstrapSettings {
         BootstrapSettings {
             cluster: self.cluster.clone(),
-            role: Role::Cluster,
+            role: self.role,
             namespace: self.namespace.clone(),
             kube: self.kube.clone(),
             chart: self.chart.clone(),
@@ -608,6 +631,11 @@ impl CheckSettings {
             central: self.central.clone(),
             central_role: None,
         }
+    }
+
+    /// The release's role for messages and the report.
+    pub fn is_central(&self) -> bool {
+        self.role == Role::Central
     }
 }
 

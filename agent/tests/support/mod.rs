@@ -24,6 +24,28 @@ pub fn missing(what: &str) -> Option<()> {
     None
 }
 
+/// nginx.conf and run.sh of ConfigMap cmm-mtls-proxy, as the real helm renders each_cluster.yaml.
+pub fn rendered_proxy(helm: &Path, chart: &Path) -> (String, String) {
+    let o = std::process::Command::new(helm)
+        .args(["template", "kr-mum"])
+        .arg(chart)
+        .args(["-n", "monitor", "-f"])
+        .arg(workspace_root().join("values/each_cluster.yaml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .find(|v: &serde_json::Value| {
+            v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy"
+        })
+        .expect("each_cluster.yaml renders ConfigMap cmm-mtls-proxy");
+    (
+        cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
+        cm["data"]["run.sh"].as_str().unwrap().to_owned(),
+    )
+}
+
 pub fn helm() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("CMM_HELM").map(PathBuf::from),

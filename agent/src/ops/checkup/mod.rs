@@ -3,6 +3,7 @@
 //! (`cmm_installer::health::judge`, `cmm_installer::tls::judge`, `cmm_central::health::judge_*`,
 //! [`shared::judge`]); [`repair`] carries out the safe repairs. The command renders the findings.
 
+pub mod central;
 mod credentials;
 mod repair;
 pub mod shared;
@@ -125,7 +126,7 @@ async fn cluster_findings(
     match health::gather(conn, ns, i.s.cluster.release()).await {
         Ok(snap) => {
             let expected = Expected {
-                plan_digest: expected_digest(i, conn, &snap).await,
+                plan_digest: expected_digest(i.s, conn, &snap).await,
                 chart_version: i
                     .s
                     .chart
@@ -387,7 +388,7 @@ async fn access_findings(conn: &Connected, ns: &str) -> Result<Vec<Finding>, Fin
 
 /// The digest bootstrap would store with these settings, in this environment.
 async fn expected_digest(
-    i: &Inputs<'_>,
+    s: &CheckSettings,
     conn: &Connected,
     snap: &health::ClusterSnapshot,
 ) -> Option<String> {
@@ -396,20 +397,20 @@ async fn expected_digest(
         nodes: &snap.nodes,
         api_url: &conn.api_url,
         server_version: Some(&server_version),
-        host_proc_version: host_proc_version(&i.s.helm_run.host_proc_version).as_deref(),
+        host_proc_version: host_proc_version(&s.helm_run.host_proc_version).as_deref(),
     });
     let opts = cmm_installer::bootstrap::Options {
-        cluster: i.s.cluster.clone(),
-        role: cmm_installer::topology::Role::Cluster,
-        namespace: i.s.namespace.clone(),
-        chart: i.s.chart.chart.clone(),
+        cluster: s.cluster.clone(),
+        role: s.role,
+        namespace: s.namespace.clone(),
+        chart: s.chart.chart.clone(),
         helm_version: String::new(),
-        user_values: i.s.plan.user_values.clone(),
+        user_values: s.plan.user_values.clone(),
         central_values: None,
-        sets: i.s.plan.sets.clone(),
-        kube_metrics: i.s.plan.kube_metrics,
-        insecure_plain_http: !i.s.plan.wiring.mutual_tls(),
-        wiring: i.s.plan.wiring.clone(),
+        sets: s.plan.sets.clone(),
+        kube_metrics: s.plan.kube_metrics,
+        insecure_plain_http: !s.plan.wiring.mutual_tls(),
+        wiring: s.plan.wiring.clone(),
         timeout_secs: 0,
         pending_grace_secs: 0,
         host_proc_version: None,
