@@ -348,7 +348,23 @@ async fn provision_rules(
             .put_rule_group(&folder, rules::GROUP, &body, editable)
             .await?;
     }
-    let fleet = provision_fleet(grafana, editable, None).await?;
+    let mut fleet = provision_fleet(grafana, editable, None).await?;
+    // Two registrations at the same moment each rebuild the fleet rule from what they read; the
+    // later write may drop the other. Read it back after a short random pause and write again
+    // while this cluster is missing; what a slower racer still undoes, the central check
+    // (`check --role central --repair`) puts right.
+    for _ in 1..SETTLE_ATTEMPTS {
+        settle_pause().await;
+        let counted = grafana
+            .rule_group(rules::FLEET_FOLDER_UID, rules::FLEET_GROUP)
+            .await?
+            .map(|g| rules::fleet_members(&g))
+            .unwrap_or_default();
+        if counted.contains(cluster) || !fleet.vanished.is_empty() {
+            break;
+        }
+        fleet = provision_fleet(grafana, editable, None).await?;
+    }
     Ok(RulesReport {
         folder_uid: folder,
         group: rules::GROUP.to_owned(),
@@ -512,6 +528,17 @@ pub async fn refresh_tls(
         ));
     }
     Ok(done)
+}
+
+/// How often a registration writes a fleet-wide group before it leaves the rest to the central
+/// check: the first write and up to two more.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// A random pause of 150-450 ms: long enough for a racing registration's write to land, short
+/// enough that two racers seldom read back at the same moment.
+async fn settle_pause() {
+    let ms = 150 + (crate::retry::RetryPolicy::jitter() * 300.0) as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 /// What the fleet rule counts after a registration or deregistration.
@@ -755,14 +782,24 @@ pub async fn register_shared(
     let (clusters, changed) = match mode {
         RulesMode::Skip => (Vec::new(), false),
         mode => {
-            shared_rules(
-                grafana,
-                datasource_uid,
-                mode == RulesMode::Editable,
-                Some(cluster),
-                None,
-            )
-            .await?
+            let editable = mode == RulesMode::Editable;
+            let mut joined =
+                shared_rules(grafana, datasource_uid, editable, Some(cluster), None).await?;
+            // As for the fleet rule (provision_rules): read back, write again while missing.
+            for _ in 1..SETTLE_ATTEMPTS {
+                settle_pause().await;
+                let expected = grafana
+                    .rule_group(rules::FLEET_FOLDER_UID, rules::SHARED_GROUP)
+                    .await?
+                    .map(|g| rules::shared_members(&g))
+                    .unwrap_or_default();
+                if expected.contains(cluster) {
+                    break;
+                }
+                joined =
+                    shared_rules(grafana, datasource_uid, editable, Some(cluster), None).await?;
+            }
+            joined
         }
     };
     let health = grafana.datasource_health(datasource_uid).await?;

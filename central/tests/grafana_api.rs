@@ -820,3 +820,53 @@ async fn a_test_notification_is_sent_once_even_when_grafana_fails() {
     assert!(c.test_contact_points(&[&point], "kr-mum").await.is_err());
     assert_eq!(fake.count("POST", "/api/alertmanager"), 1);
 }
+
+/// Registrations at the same moment each rebuild the fleet-wide groups from what they read; a
+/// later write must not leave an earlier cluster out (the registration reads back and writes
+/// again while its cluster is missing).
+#[tokio::test]
+async fn clusters_registering_at_the_same_moment_are_all_counted() {
+    use cmm_central::register::register_shared;
+    let fake = cmm_testkit::fake_grafana!();
+    let g = client(&fake, ADMIN_TOKEN);
+    let dead = cmm_testkit::dead_url();
+    let names: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    let runs = names.iter().map(|n| {
+        let (g, dead) = (&g, &dead);
+        async move { register(g, &request(n, dead)).await.unwrap() }
+    });
+    futures_util::future::join_all(runs).await;
+    let mut counted: Vec<String> = cmm_central::rules::fleet_members(
+        &g.rule_group("cmm_fleet", "fleet-health").await.unwrap().unwrap(),
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    counted.sort();
+    assert_eq!(counted, names, "the fleet rule lost a racing registration");
+
+    // The shared rule set of push and thanos, the same way.
+    fake.seed_datasource(
+        json!({"uid": "cmm_receiver", "name": "CMM fleet", "type": "prometheus", "access": "proxy",
+               "url": dead}),
+        true,
+    );
+    let runs = names.iter().map(|n| {
+        let g = &g;
+        async move {
+            let c = ClusterName::parse(n).unwrap();
+            register_shared(g, &c, "cmm_receiver", "push", RulesMode::Provisioned)
+                .await
+                .unwrap()
+        }
+    });
+    futures_util::future::join_all(runs).await;
+    let mut expected: Vec<String> = cmm_central::rules::shared_members(
+        &g.rule_group("cmm_fleet", "shared-health").await.unwrap().unwrap(),
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    expected.sort();
+    assert_eq!(expected, names, "the shared rule set lost a racing registration");
+}
