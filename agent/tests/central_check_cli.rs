@@ -101,32 +101,33 @@ fn secret_text(kube: &FakeKube, name: &str, key: &str) -> String {
     cmm_testkit::pki::secret_text(&s, key).unwrap()
 }
 
-/// A year's end in one run: Grafana's client certificate is 25 days from its end, one
-/// registration lost its place in the fleet rule, one cluster is unreachable. The central check
-/// shows each in its table and findings; `--repair` renews the certificate, hands it to the
-/// mutual-TLS datasource through the API, restarts Grafana (it reads the certificate from its
-/// environment at start), rebuilds the fleet rule — and Grafana's own check of cluster alpha,
-/// now presenting the new certificate to the real proxy, still passes.
-#[tokio::test]
-async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_cluster() {
-    let (Some(helm), Some(chart)) = (support::helm(), support::chart()) else {
-        return;
-    };
-    if !cmm_testkit::mtls_proxy::available("central-check") {
-        return;
+/// What both central tests start from: cluster alpha behind the rendered mutual-TLS proxy (real
+/// nginx, real Prometheus) registered with Grafana's certificate of `material`, cluster beta at
+/// an address nothing answers, the central cluster with `material`'s Secrets, Grafana's
+/// Deployment started `grafana_started` and the release record of the plan these settings make.
+struct World {
+    _prom: cmm_testkit::prometheus::RealPrometheus,
+    _proxy: cmm_testkit::mtls_proxy::RealProxy,
+    _dir: tempfile::TempDir,
+    central: FakeKube,
+    grafana: cmm_testkit::grafana::FakeGrafana,
+    g: GrafanaClient,
+    material: cmm_testkit::pki::CentralMaterial,
+    config: String,
+}
+
+async fn world(
+    test: &str,
+    material: cmm_testkit::pki::CentralMaterial,
+    grafana_started: SystemTime,
+) -> Option<World> {
+    let (helm, chart) = (support::helm()?, support::chart()?);
+    if !cmm_testkit::mtls_proxy::available(test) {
+        return None;
     }
-    let Some(prom) = cmm_testkit::prometheus::start("central-check", "alpha").await else {
-        return;
-    };
-    let Some(grafana) = cmm_testkit::grafana::FakeGrafana::start_or_skip("central-check").await
-    else {
-        return;
-    };
+    let prom = cmm_testkit::prometheus::start(test, "alpha").await?;
+    let grafana = cmm_testkit::grafana::FakeGrafana::start_or_skip(test).await?;
     let now = SystemTime::now();
-    // The central material as bootstrap made it 340 days ago: 25 days left on Grafana's
-    // certificate, inside the default 30-day window.
-    let issued = now - Duration::from_secs(340 * DAY);
-    let material = cmm_testkit::pki::CentralMaterial::at(issued);
     let sans = [
         cmm_pki::San::parse("cmm-prometheus").unwrap(),
         cmm_pki::San::parse("127.0.0.1").unwrap(),
@@ -167,7 +168,7 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
             ),
         ],
     ));
-    central.insert(grafana_deployment(now - Duration::from_secs(339 * DAY)));
+    central.insert(grafana_deployment(grafana_started));
     central.insert(cmm_testkit::scene::node("n1", &[]));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = central.write_kubeconfig(dir.path(), "central");
@@ -255,6 +256,43 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     .await
     .unwrap();
 
+    Some(World {
+        _prom: prom,
+        _proxy: proxy,
+        _dir: dir,
+        central,
+        grafana,
+        g,
+        material,
+        config,
+    })
+}
+
+/// A year's end in one run: Grafana's client certificate is 25 days from its end, one
+/// registration lost its place in the fleet rule, one cluster is unreachable. The central check
+/// shows each in its table and findings; `--repair` renews the certificate, hands it to the
+/// mutual-TLS datasource through the API, restarts Grafana (it reads the certificate from its
+/// environment at start), rebuilds the fleet rule — and Grafana's own check of cluster alpha,
+/// now presenting the new certificate to the real proxy, still passes.
+#[tokio::test]
+async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_cluster() {
+    let now = SystemTime::now();
+    // The central material as bootstrap made it 340 days ago: 25 days left on Grafana's
+    // certificate, inside the default 30-day window; Grafana started a day after.
+    let issued = now - Duration::from_secs(340 * DAY);
+    let material = cmm_testkit::pki::CentralMaterial::at(issued);
+    let Some(w) = world("central-check", material, issued + Duration::from_secs(DAY)).await else {
+        return;
+    };
+    let World {
+        central,
+        grafana,
+        g,
+        material,
+        config,
+        ..
+    } = &w;
+    let config = config.as_str();
     // 1. The check: one row per cluster, each defect a finding; nothing written.
     let writes = central.writes().len();
     let (o, report) = json_run(&["check", "--output", "json"], &config).await;
@@ -453,4 +491,94 @@ async fn a_restart_that_does_not_roll_out_is_bounded_and_named() {
         "{report:#}"
     );
     assert_eq!(o.status.code(), Some(1), "degraded: {}", text(&o));
+}
+
+/// A CA rotation from the central side: the CA is inside its rotation window (a leaf's year plus
+/// the renewal window before its end). `--repair` makes the next CA and keeps the old one
+/// trusted; Grafana keeps its certificate of the old CA (every cluster's proxy still trusts only
+/// that one), the datasource is given the trust bundle of both, Grafana restarts to read it —
+/// and Grafana's check of alpha, whose proxy knows only the old CA, passes throughout. Each
+/// cluster moves to the new CA on its own next `check --repair`.
+#[tokio::test]
+async fn a_ca_rotation_keeps_every_cluster_reachable_while_both_cas_are_trusted() {
+    let now = SystemTime::now();
+    let born = now - Duration::from_secs((cmm_pki::CA_VALIDITY_DAYS as u64 - 360) * DAY);
+    let ca = cmm_pki::Ca::generate(born).unwrap();
+    let grafana_cert = ca
+        .issue_client(
+            cmm_core::naming::GRAFANA_CLIENT_CN,
+            now - Duration::from_secs(10 * DAY),
+        )
+        .unwrap();
+    let material = cmm_testkit::pki::CentralMaterial {
+        ca,
+        grafana: grafana_cert,
+    };
+    let Some(w) = world(
+        "central-rotation",
+        material,
+        now - Duration::from_secs(9 * DAY),
+    )
+    .await
+    else {
+        return;
+    };
+    let (o, report) = json_run(&["check", "--output", "json"], &w.config).await;
+    let tls = finding(&report, "tls.central");
+    assert_eq!(tls["severity"], "warning", "{}", text(&o));
+    assert!(
+        tls["evidence"]
+            .to_string()
+            .contains("CA: to renew: 359 day(s) left, inside the rotation window"),
+        "{tls}"
+    );
+    let old_ca = w.material.ca.cert_pem().to_owned();
+    let old_grafana = secret_text(&w.central, "cmm-grafana-client", "tls.crt");
+
+    let (o, report) = json_run(&["check", "--repair", "--output", "json"], &w.config).await;
+    let repaired = report["repaired"].to_string();
+    assert!(
+        repaired.contains("Secret cmm-ca: issued (rotated"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        repaired.contains("datasource cmm-alpha: given"),
+        "{report:#}"
+    );
+    assert!(
+        repaired.contains("Deployment cmm-grafana: restarted"),
+        "{report:#}"
+    );
+    let new_ca = secret_text(&w.central, "cmm-ca", "tls.crt");
+    assert_ne!(new_ca, old_ca);
+    assert_eq!(
+        secret_text(&w.central, "cmm-ca", "previous.crt").trim(),
+        old_ca.trim()
+    );
+    let trust = secret_text(&w.central, "cmm-ca", "trust.crt");
+    assert!(trust.contains(new_ca.trim()) && trust.contains(old_ca.trim()));
+    // Grafana's certificate stays the old CA's until its own renewal window.
+    assert_eq!(
+        secret_text(&w.central, "cmm-grafana-client", "tls.crt"),
+        old_grafana
+    );
+    let ds = w.g.datasource_by_uid("cmm-alpha").await.unwrap().unwrap();
+    let want = cmm_central::register::tls_identity(&old_grafana, &trust).unwrap();
+    assert_eq!(ds.json_data["cmmTlsIdentity"], want.as_str());
+    // No gap: Grafana's check of alpha passes right after the rotation.
+    assert_eq!(row(&report, "alpha")["severity"], "ok", "{report:#}");
+    let tls = finding(&report, "tls.central");
+    assert_eq!(tls["severity"], "ok", "{report:#}");
+    assert!(
+        tls["evidence"]
+            .to_string()
+            .contains("a CA rotation is under way"),
+        "{tls}"
+    );
+    assert_eq!(
+        finding(&report, "tls.consumer")["severity"],
+        "ok",
+        "{report:#}"
+    );
 }

@@ -837,7 +837,10 @@ async fn clusters_registering_at_the_same_moment_are_all_counted() {
     });
     futures_util::future::join_all(runs).await;
     let mut counted: Vec<String> = cmm_central::rules::fleet_members(
-        &g.rule_group("cmm_fleet", "fleet-health").await.unwrap().unwrap(),
+        &g.rule_group("cmm_fleet", "fleet-health")
+            .await
+            .unwrap()
+            .unwrap(),
     )
     .iter()
     .map(ToString::to_string)
@@ -862,11 +865,17 @@ async fn clusters_registering_at_the_same_moment_are_all_counted() {
     });
     futures_util::future::join_all(runs).await;
     let mut expected: Vec<String> = cmm_central::rules::shared_members(
-        &g.rule_group("cmm_fleet", "shared-health").await.unwrap().unwrap(),
+        &g.rule_group("cmm_fleet", "shared-health")
+            .await
+            .unwrap()
+            .unwrap(),
     )
     .iter()
     .map(ToString::to_string)
     .collect();
     expected.sort();
-    assert_eq!(expected, names, "the shared rule set lost a racing registration");
+    assert_eq!(
+        expected, names,
+        "the shared rule set lost a racing registration"
+    );
 }
