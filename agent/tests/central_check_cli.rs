@@ -295,7 +295,7 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     let config = config.as_str();
     // 1. The check: one row per cluster, each defect a finding; nothing written.
     let writes = central.writes().len();
-    let (o, report) = json_run(&["check", "--output", "json"], &config).await;
+    let (o, report) = json_run(&["check", "--output", "json"], config).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(report["role"], "central");
     let a = row(&report, "alpha");
@@ -349,7 +349,7 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     );
 
     // The same as a person reads it: the table, the worst row first.
-    let o = agent(&["check"], &config).await;
+    let o = agent(&["check"], config).await;
     let out = String::from_utf8_lossy(&o.stdout);
     if std::env::var_os("CMM_SHOW").is_some() {
         eprintln!("{out}");
@@ -369,8 +369,8 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     );
 
     // 2. --repair: renewed, handed over, restarted, rebuilt; alpha never goes dark.
-    let old_cert = secret_text(&central, "cmm-grafana-client", "tls.crt");
-    let (o, report) = json_run(&["check", "--repair", "--output", "json"], &config).await;
+    let old_cert = secret_text(central, "cmm-grafana-client", "tls.crt");
+    let (o, report) = json_run(&["check", "--repair", "--output", "json"], config).await;
     let repaired = report["repaired"].to_string();
     assert!(
         repaired.contains("Secret cmm-grafana-client: issued"),
@@ -388,7 +388,7 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
         repaired.contains("fleet rule rebuilt: counts alpha, beta"),
         "{report:#}"
     );
-    let new_cert = secret_text(&central, "cmm-grafana-client", "tls.crt");
+    let new_cert = secret_text(central, "cmm-grafana-client", "tls.crt");
     assert_ne!(new_cert, old_cert);
     assert_eq!(
         finding(&report, "tls.central")["severity"],
@@ -434,10 +434,10 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
 
     // 3. Beta deregistered: healthy, and a second repair has nothing to do.
-    cmm_central::deregister(&g, &ClusterName::parse("beta").unwrap())
+    cmm_central::deregister(g, &ClusterName::parse("beta").unwrap())
         .await
         .unwrap();
-    let (o, report) = json_run(&["check", "--repair", "--output", "json"], &config).await;
+    let (o, report) = json_run(&["check", "--repair", "--output", "json"], config).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(report["repaired"], json!([]), "{report:#}");
     assert_eq!(report["fleet"].as_array().unwrap().len(), 1);
