@@ -302,6 +302,11 @@ async fn the_central_check_shows_the_fleet_and_repair_renews_without_a_dark_clus
     assert_eq!(a["severity"], "ok", "{report:#}");
     assert_eq!(a["datasource"], "ok");
     assert!(a["newest_sample_seconds"].as_f64().unwrap() < 120.0, "{a}");
+    // Read from the certificate alpha's real proxy presents (issued today for a year).
+    assert!(
+        (364..=365).contains(&a["cert_days_left"].as_i64().unwrap()),
+        "{a}"
+    );
     let alpha_rules = grafana
         .rule_uids("cmm-alpha", cmm_central::rules::GROUP)
         .len();

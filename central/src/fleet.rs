@@ -26,6 +26,10 @@ pub const LATE_AFTER_SECS: f64 = 120.0;
 /// Why the newest sample was not read: the datasource's own check failed first.
 const NOT_READ: &str = "not read: the datasource fails Grafana's check";
 
+/// A cluster's agent renews its certificate 30 days (its default `cert-renew-before`) before
+/// the end; fewer days left than a week means its timer has stopped.
+const CERT_WARN_DAYS: i64 = 7;
+
 /// How many datasources are read at once: a fleet of a hundred must not open a hundred
 /// connections through one Grafana.
 const CONCURRENT_READS: usize = 8;
@@ -80,8 +84,21 @@ pub struct FleetRow {
     pub cert_days_left: Option<i64>,
 }
 
-/// Read the fleet through Grafana. Each read fails on its own and is judged as such.
-pub async fn gather(g: &GrafanaClient, reading: Reading) -> FleetFacts {
+/// The identity Grafana presents to the clusters, for reading each cluster's server certificate
+/// as Grafana meets it (pull: the agent dials the datasource's URL itself).
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub client: crate::prometheus::ClientIdentity,
+    pub trust_pem: String,
+}
+
+/// Read the fleet through Grafana. Each read fails on its own and is judged as such. With
+/// `presented`, each pull cluster's server certificate is read too (its days left).
+pub async fn gather(
+    g: &GrafanaClient,
+    reading: Reading,
+    presented: Option<&Presented>,
+) -> FleetFacts {
     use futures_util::stream::{self, StreamExt};
     let datasources = g.list_datasources().await;
     let (registered, fleet_rule) = match &reading {
@@ -119,6 +136,7 @@ pub async fn gather(g: &GrafanaClient, reading: Reading) -> FleetFacts {
     let mut senders = Vec::new();
     let members = match &reading {
         Reading::PerCluster => {
+            let datasources = &datasources;
             stream::iter(clusters)
                 .map(|c| async move {
                     let uid = c.datasource_uid();
@@ -133,11 +151,20 @@ pub async fn gather(g: &GrafanaClient, reading: Reading) -> FleetFacts {
                             .map(|v| ages_by_cluster(&v).get(c.as_str()).copied()),
                         _ => Err(NOT_READ.into()),
                     };
+                    let url = datasources
+                        .as_ref()
+                        .ok()
+                        .and_then(|d| d.iter().find(|d| d.uid == uid))
+                        .map(|d| d.url.clone());
+                    let cert_days_left = match (url, presented, &health) {
+                        (Some(url), Some(p), Ok(h)) if h.ok => server_cert_days(&url, p).await,
+                        _ => None,
+                    };
                     Member {
                         health,
                         newest_sample,
                         cluster: c,
-                        cert_days_left: None,
+                        cert_days_left,
                     }
                 })
                 .buffered(CONCURRENT_READS)
@@ -180,6 +207,28 @@ pub async fn gather(g: &GrafanaClient, reading: Reading) -> FleetFacts {
         rule_states,
         senders,
     }
+}
+
+/// Days left on the server certificate at `url`, dialled with Grafana's identity; `None` when it
+/// cannot be read (plain HTTP, or no answer: the health check already says why).
+async fn server_cert_days(url: &str, p: &Presented) -> Option<i64> {
+    let target = crate::prometheus::PrometheusTarget {
+        url: url.to_owned(),
+        basic_auth: None,
+        ca_pem: Some(p.trust_pem.clone()),
+        tls_skip_verify: false,
+        client: Some(p.client.clone()),
+    };
+    let retry = crate::retry::RetryPolicy {
+        attempts: 1,
+        ..crate::retry::RetryPolicy::default()
+    };
+    let probe = crate::prometheus::PrometheusProbe::new(target, retry).ok()?;
+    probe
+        .server_cert_days_left(std::time::SystemTime::now())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A Prometheus instant-vector answer as `cluster` → value.
@@ -292,14 +341,21 @@ fn judge_member(m: &Member, facts: &FleetFacts, topology: &str) -> (FleetRow, Fi
     if !firing.is_empty() {
         evidence.push(format!("firing: {}", firing.join(", ")));
     }
-    if let Some(days) = m.cert_days_left {
-        if days <= 0 {
-            raise(
-                Severity::Failed,
-                "its server certificate has expired".into(),
-                &mut evidence,
-            );
-        }
+    match m.cert_days_left {
+        Some(days) if days <= 0 => raise(
+            Severity::Failed,
+            "its server certificate has expired".into(),
+            &mut evidence,
+        ),
+        Some(days) if days < CERT_WARN_DAYS => raise(
+            Severity::Warning,
+            format!(
+                "its server certificate has {days} day(s) left: its agent renews it 30 days \
+                 before the end, so its timer has not run for a while"
+            ),
+            &mut evidence,
+        ),
+        _ => {}
     }
     if evidence.is_empty() {
         evidence.push(format!(
@@ -627,6 +683,28 @@ mod tests {
         let rule = findings.iter().find(|f| f.id == "fleet.rule").unwrap();
         assert_eq!(rule.severity, Severity::Failed);
         assert!(rule.evidence[0].starts_with("beta send(s) samples"));
+    }
+
+    #[test]
+    fn a_cluster_whose_certificate_runs_out_unrenewed_is_named() {
+        let mut late = healthy("beta", 5.0);
+        late.cert_days_left = Some(3);
+        let facts = pull(
+            vec![healthy("alpha", 5.0), late],
+            Some(vec!["alpha", "beta"]),
+        );
+        let (rows, findings) = judge(&facts, "pull");
+        assert_eq!(rows[0].severity, Severity::Ok);
+        assert_eq!(rows[1].severity, Severity::Warning);
+        assert_eq!(rows[1].cert_days_left, Some(3));
+        let beta = findings
+            .iter()
+            .find(|f| f.subject == "cluster beta")
+            .unwrap();
+        assert!(
+            beta.evidence.iter().any(|e| e.contains("3 day(s) left")),
+            "{beta:?}"
+        );
     }
 
     #[test]

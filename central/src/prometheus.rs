@@ -93,7 +93,10 @@ pub struct PrometheusProbe {
 impl PrometheusProbe {
     pub fn new(target: PrometheusTarget, retry: RetryPolicy) -> Result<Self> {
         let base = target.parsed_url()?;
-        let mut builder = reqwest::Client::builder().timeout(retry.timeout);
+        // tls_info: the server's certificate is kept with each answer, for its days left.
+        let mut builder = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .tls_info(true);
         if let Some(pem) = &target.ca_pem {
             for cert in pem_certificates(pem, "prometheus-ca-file")? {
                 builder = builder.add_root_certificate(cert);
@@ -326,6 +329,37 @@ impl PrometheusProbe {
             Ok((status, body)) => Err(format!("/-/ready answered {status}: {}", self.shown(&body))),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Days left on the server certificate the endpoint presents (through its mutual-TLS proxy,
+    /// as Grafana meets it); `Ok(None)` over plain HTTP.
+    pub async fn server_cert_days_left(
+        &self,
+        now: std::time::SystemTime,
+    ) -> std::result::Result<Option<i64>, String> {
+        if self.base.scheme() != "https" {
+            return Ok(None);
+        }
+        let resp = self
+            .http
+            .get(self.url("-/ready"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(der) = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+        else {
+            return Ok(None);
+        };
+        let info =
+            cmm_pki::inspect_der(der, "the server certificate").map_err(|e| e.to_string())?;
+        let left = info
+            .not_after
+            .duration_since(now)
+            .map_or(0, |d| (d.as_secs() / 86_400) as i64);
+        Ok(Some(left))
     }
 
     async fn json(&self, path: &str, query: &[(&str, &str)]) -> std::result::Result<Value, String> {

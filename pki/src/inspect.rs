@@ -53,6 +53,15 @@ pub fn inspect(pem: &str, what: &str) -> Result<CertInfo> {
         })
 }
 
+/// One DER certificate, as a TLS handshake hands over the peer's (`what` names it in errors).
+pub fn inspect_der(der: &[u8], what: &str) -> Result<CertInfo> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| Error::Parse {
+        what: what.into(),
+        problem: format!("not X.509: {e}"),
+    })?;
+    Ok(info(&cert))
+}
+
 /// Every certificate of a PEM bundle (a trust bundle holds the new and the old CA during a
 /// rotation).
 pub fn inspect_bundle(pem: &str, what: &str) -> Result<Vec<CertInfo>> {

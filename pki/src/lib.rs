@@ -16,7 +16,7 @@ mod password;
 mod verify;
 
 pub use ca::{Ca, Issued, Leaf, San, BACKDATE_SECS, CA_VALIDITY_DAYS, LEAF_VALIDITY_DAYS};
-pub use inspect::{expiry, fingerprint, inspect, inspect_bundle, CertInfo, Expiry};
+pub use inspect::{expiry, fingerprint, inspect, inspect_bundle, inspect_der, CertInfo, Expiry};
 pub use password::password;
 pub use verify::{verify, Usage};
 

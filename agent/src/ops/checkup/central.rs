@@ -103,7 +103,7 @@ pub async fn findings(
     let mut rows = Vec::new();
     match grafana {
         Some(g) => {
-            let facts = grafana_side(s, g).await;
+            let facts = grafana_side(s, g, pki.as_ref()).await;
             out.extend(facts.1);
             let (r, f) = fleet::judge(&facts.0, s.plan.wiring.topology.as_str());
             rows = r;
@@ -158,7 +158,11 @@ fn reading(s: &CheckSettings) -> Reading {
 }
 
 /// Grafana's own health, its contact points, and the fleet's reads.
-async fn grafana_side(s: &CheckSettings, g: &GrafanaClient) -> (FleetFacts, Vec<Finding>) {
+async fn grafana_side(
+    s: &CheckSettings,
+    g: &GrafanaClient,
+    pki: Option<&CentralPki>,
+) -> (FleetFacts, Vec<Finding>) {
     let mut out = Vec::new();
     out.push(match g.health_facts().await {
         Ok((version, db)) if db == "ok" => {
@@ -185,7 +189,14 @@ async fn grafana_side(s: &CheckSettings, g: &GrafanaClient) -> (FleetFacts, Vec<
         &points,
         deliveries.as_ref(),
     ));
-    let facts = fleet::gather(g, reading(s)).await;
+    let presented = pki.map(|p| fleet::Presented {
+        client: cmm_central::prometheus::ClientIdentity {
+            cert_pem: p.grafana.cert_pem.clone(),
+            key: cmm_central::Secret::new(p.grafana.key_pem.clone()),
+        },
+        trust_pem: p.trust_pem.clone(),
+    });
+    let facts = fleet::gather(g, reading(s), presented.as_ref()).await;
     (facts, out)
 }
 
@@ -336,7 +347,7 @@ async fn rebuild_fleet_rule(
         },
         Reading::Shared { datasource_uid } => {
             let listed: Vec<&str> = found.fleet.iter().map(|r| r.cluster.as_str()).collect();
-            let senders = fleet::gather(g, reading(s)).await.senders;
+            let senders = fleet::gather(g, reading(s), None).await.senders;
             let joining: Vec<cmm_core::ClusterName> = senders
                 .iter()
                 .filter(|c| !listed.contains(&c.as_str()))
