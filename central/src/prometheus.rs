@@ -358,7 +358,7 @@ impl PrometheusProbe {
         let left = info
             .not_after
             .duration_since(now)
-            .map_or(0, |d| (d.as_secs() / 86_400) as i64);
+            .map_or(0, |d| (d.as_secs() / cmm_pki::clock::day_secs()) as i64);
         Ok(Some(left))
     }
 

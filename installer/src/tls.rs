@@ -262,7 +262,7 @@ fn leaf_action(
 /// How long before the CA's end a new CA takes over: a leaf lives [`LEAF_VALIDITY_DAYS`], so
 /// every certificate the old CA signed expires before the old CA does, and `renew_before` on top.
 pub fn ca_rotate_before(renew_before: Duration) -> Duration {
-    Duration::from_secs(LEAF_VALIDITY_DAYS as u64 * 86_400) + renew_before
+    cmm_pki::clock::days(LEAF_VALIDITY_DAYS as u64) + renew_before
 }
 
 /// Pure: keep the CA, or rotate it (it is inside [`ca_rotate_before`] of its end, or unreadable).
@@ -276,7 +276,7 @@ pub fn decide_ca(cert_pem: &str, now: SystemTime, renew_before: Duration) -> Tls
                     why: format!(
                         "{} day(s) left, inside the rotation window of {} days",
                         e.days_left,
-                        ca_rotate_before(renew_before).as_secs() / 86_400
+                        ca_rotate_before(renew_before).as_secs() / cmm_pki::clock::day_secs()
                     ),
                 }
             } else {
@@ -730,7 +730,7 @@ pub fn judge(
         renew(
             Finding::warn(st, "tls.certificates", &subject).with(format!(
                 "inside the renewal window ({} days)",
-                renew_before.as_secs() / 86_400
+                renew_before.as_secs() / cmm_pki::clock::day_secs()
             )),
         )
     } else {

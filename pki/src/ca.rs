@@ -109,7 +109,10 @@ impl Ca {
     /// A new CA valid from `now` for [`CA_VALIDITY_DAYS`]. Its name carries its birth time, so
     /// two generations (during a rotation) are told apart in every report.
     pub fn generate(now: SystemTime) -> Result<Self> {
-        Self::generate_for(now, Duration::days(CA_VALIDITY_DAYS))
+        Self::generate_for(
+            now,
+            Duration::seconds(CA_VALIDITY_DAYS * crate::clock::day_secs() as i64),
+        )
     }
 
     pub fn generate_for(now: SystemTime, validity: Duration) -> Result<Self> {
@@ -226,6 +229,7 @@ fn leaf_params(common_name: &str, now: SystemTime) -> Result<CertificateParams> 
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
-    params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
+    params.not_after =
+        now + Duration::seconds(LEAF_VALIDITY_DAYS * crate::clock::day_secs() as i64);
     Ok(params)
 }

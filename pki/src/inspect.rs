@@ -139,7 +139,7 @@ pub fn expiry(info: &CertInfo, now: SystemTime, renew_before: Duration) -> Expir
     let expired = left <= 0;
     let not_yet = info.not_before > now;
     Expiry {
-        days_left: left.div_euclid(86_400),
+        days_left: left.div_euclid(crate::clock::day_secs() as i64),
         expired,
         renew: expired || not_yet || left < renew_before.as_secs() as i64,
     }

@@ -11,6 +11,7 @@
 //! stored (Kubernetes Secrets) is the caller's business.
 
 mod ca;
+pub mod clock;
 mod inspect;
 mod password;
 mod verify;

@@ -205,6 +205,22 @@ scrape_configs:
         })
     }
 
+    /// Replace the TLS files its remote write reads, as the kubelet updates the mounted Secret
+    /// after a renewal. Prometheus reads the client certificate again for each new connection
+    /// and the CA file when it changes (prometheus/common `config/http_config.go`).
+    pub fn write_tls(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) {
+        for (f, text) in [
+            ("ca.crt", ca_pem),
+            ("client.crt", cert_pem),
+            ("client.key", key_pem),
+        ] {
+            let path = self._dir.path().join(f);
+            let tmp = self._dir.path().join(format!(".{f}.new"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(tmp, path).unwrap();
+        }
+    }
+
     /// The sender Prometheus' process id (for its memory).
     pub fn pid(&self) -> Option<u32> {
         self.prom.as_ref().map(Proc::id)
@@ -319,6 +335,19 @@ impl ProtectedReceiver {
         ca: &cmm_pki::Ca,
         lookback: &str,
     ) -> Option<ProtectedReceiver> {
+        Self::start_with_reload(test, nginx_conf, run_sh, ca, lookback, 30).await
+    }
+
+    /// [`start`](Self::start), the proxy looking for a renewed Secret every
+    /// `reload_check_secs` (30 in a pod).
+    pub async fn start_with_reload(
+        test: &str,
+        nginx_conf: &str,
+        run_sh: &str,
+        ca: &cmm_pki::Ca,
+        lookback: &str,
+        reload_check_secs: u32,
+    ) -> Option<ProtectedReceiver> {
         if !crate::mtls_proxy::available(test) {
             return None;
         }
@@ -343,7 +372,7 @@ impl ProtectedReceiver {
                 ca_bundle: ca.cert_pem(),
             },
             receiver.port,
-            30,
+            reload_check_secs,
         )
         .await;
         Some(ProtectedReceiver { receiver, proxy })

@@ -335,7 +335,10 @@ impl CentralSide {
             context: args.central_context.clone(),
             kubeconfig: args.central_kubeconfig.clone().or_else(|| own.cloned()),
             namespace: args.central_namespace.clone(),
-            renew_before: DurationSetting::CertRenewBefore.parse(&args.cert_renew_before)?,
+            // In certificate days (cmm_pki::clock): the same as given, outside a test.
+            renew_before: cmm_pki::clock::scaled(
+                DurationSetting::CertRenewBefore.parse(&args.cert_renew_before)?,
+            ),
         })
     }
 

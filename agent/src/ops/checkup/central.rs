@@ -99,6 +99,9 @@ pub async fn findings(
             s.central.renew_before,
         ));
         out.extend(consumer_findings(s, conn, pki).await);
+        if s.plan.wiring.topology == cmm_installer::topology::Topology::Push {
+            out.push(receiver_finding(s, conn, pki, now).await);
+        }
     }
     let mut rows = Vec::new();
     match grafana {
@@ -137,6 +140,44 @@ async fn consumer_findings(s: &CheckSettings, conn: &Connected, pki: &CentralPki
             "what reads the client certificate at start",
         )
         .with(e.to_string())],
+    }
+}
+
+/// Push: the receiver's server certificate (Secret cmm-receiver-tls), which every cluster's
+/// remote write checks by the name `cmm-receiver`. Its proxy reloads a renewed Secret by itself.
+async fn receiver_finding(
+    s: &CheckSettings,
+    conn: &Connected,
+    pki: &CentralPki,
+    now: SystemTime,
+) -> Finding {
+    use cmm_installer::tls::{decide_cluster, read_cluster, TlsAction};
+    let secret = cmm_core::naming::RECEIVER_TLS_SECRET;
+    let subject = format!("Secret {secret} (the push receiver)");
+    let state = match read_cluster(conn, &s.namespace, secret).await {
+        Ok(st) => st,
+        Err(e) => {
+            return Finding::failed(Stage::Endpoint, "tls.receiver", subject).with(e.to_string())
+        }
+    };
+    let mut sans = vec![cmm_pki::San::Dns(
+        cmm_installer::topology::RECEIVER_SERVER_NAME.into(),
+    )];
+    match crate::ops::endpoint::advertised_sans(conn, &s.prometheus).await {
+        Ok(more) => sans.extend(more),
+        Err(e) => {
+            return Finding::failed(Stage::Endpoint, "tls.receiver", subject).with(format!("{e:#}"))
+        }
+    }
+    match decide_cluster(&state, &pki.trust_pem, &sans, now, s.central.renew_before) {
+        TlsAction::Keep { days_left } => Finding::ok(Stage::Endpoint, "tls.receiver", subject)
+            .with(format!("{days_left} day(s) left")),
+        TlsAction::Issue { why } => Finding::warn(Stage::Endpoint, "tls.receiver", subject)
+            .with(format!("to renew: {why}"))
+            .repair(
+                RepairKind::RenewCertificates,
+                "`cmm-agent check --role central --repair` issues it; the receiver's proxy reloads it",
+            ),
     }
 }
 
@@ -215,7 +256,8 @@ pub async fn repair(
                 && f.repair.as_ref().is_some_and(|r| r.kind == kind)
         })
     };
-    let renew = wanted("tls.central", RepairKind::RenewCertificates);
+    let renew = wanted("tls.central", RepairKind::RenewCertificates)
+        || wanted("tls.receiver", RepairKind::RenewCertificates);
     let restart = wanted("tls.consumer", RepairKind::RenewCertificates);
     let fleet_rule = wanted("fleet.rule", RepairKind::Register);
     if !(renew || restart || fleet_rule) {
