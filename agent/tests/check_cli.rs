@@ -1495,3 +1495,74 @@ async fn check_names_older_operator_crds_and_repair_brings_them_to_the_charts() 
         "{report:#}"
     );
 }
+
+/// Thanos: each Prometheus pod's sidecar reads the cluster's certificate once, at start (Thanos
+/// v0.36.1 pkg/tls/options.go). A pod started before the certificate was issued is named, and
+/// `--repair` restarts it — delete, its StatefulSet makes it again — under the run lock.
+#[tokio::test]
+async fn in_thanos_a_sidecar_older_than_its_certificate_is_restarted() {
+    let kube = installed_cluster(cmm_testkit::prometheus::free_port()).await;
+    kube.insert(release(1, "deployed", "some-plan"));
+    let material = cmm_testkit::pki::CentralMaterial::new();
+    let sans = [
+        cmm_pki::San::parse("cmm-prometheus").unwrap(),
+        cmm_pki::San::parse("127.0.0.1").unwrap(),
+    ];
+    kube.insert(material.cluster_secret("monitor", "kr-mum", &sans));
+    kube.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "prometheus-cmm-0", "namespace": "monitor", "uid": "first",
+                     "labels": {"operator.prometheus.io/name": "cmm"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                          "name": "prometheus-cmm", "uid": "s1"}]},
+        "spec": {"nodeName": "n1", "containers": [{"name": "prometheus", "image": "p"},
+                                                  {"name": "thanos-sidecar", "image": "t"}]},
+        "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                   "conditions": [{"type": "Ready", "status": "True"}]}}));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(dir.path(), "kr-mum");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster = \"kr-mum\"\nkubeconfig = \"{}\"\nhost-proc-version = \"/nonexistent\"\n\
+             topology = \"thanos\"\ntimeout = \"20s\"\n",
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let env = [("CMM_CONFIG", config.as_str())];
+    let o = agent(&["check", "--output", "json"], &env).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let f = finding(&report, "tls.consumer");
+    assert_eq!(f["severity"], "warning", "{report:#}");
+    assert_eq!(f["repair"]["kind"], "restart", "{report:#}");
+    assert!(
+        f["evidence"].to_string().contains("prometheus-cmm-0"),
+        "{f}"
+    );
+
+    let o = agent(&["check", "--repair", "--output", "json"], &env).await;
+    let report: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert!(
+        report["repaired"]
+            .to_string()
+            .contains("pod prometheus-cmm-0: restarted"),
+        "{report:#}"
+    );
+    assert_eq!(
+        finding(&report, "tls.consumer")["severity"],
+        "ok",
+        "{report:#}"
+    );
+    let pod = kube
+        .get("/api/v1/namespaces/monitor/pods", "prometheus-cmm-0")
+        .unwrap();
+    assert_ne!(pod["metadata"]["uid"], "first", "{pod}");
+    assert!(kube
+        .writes()
+        .iter()
+        .any(|w| w.method == "DELETE" && w.path.ends_with("/pods/prometheus-cmm-0")));
+}

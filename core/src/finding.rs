@@ -87,6 +87,9 @@ pub enum RepairKind {
     /// Issue the cluster's certificates anew from the central CMM CA, under the run lock
     /// (`--repair`, with the central cluster's context set).
     RenewCertificates,
+    /// Restart what reads a certificate only when it starts (Grafana, Thanos Query, a Thanos
+    /// sidecar), one at a time, each waited for.
+    Restart,
     /// Server-side apply the chart's operator CRDs over older ones, under the run lock
     /// (`--repair`).
     UpdateCrds,
@@ -106,6 +109,7 @@ impl RepairKind {
                 | RepairKind::RecoverRelease
                 | RepairKind::FixStorage
                 | RepairKind::RenewCertificates
+                | RepairKind::Restart
         )
     }
 }

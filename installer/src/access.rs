@@ -711,6 +711,14 @@ pub fn check() -> Vec<Access> {
             Namespace,
             "the mutual-TLS Secret: days to expiry, the self-scrape identity for probes",
         ),
+        a(
+            Check,
+            "delete",
+            "",
+            "pods",
+            Namespace,
+            "repair, thanos: restart a Prometheus pod whose sidecar holds an old certificate",
+        ),
     ];
     t.extend(register());
     t

@@ -95,7 +95,7 @@ pub fn judge(
                         stamp(changed)
                     ))
                     .repair(
-                        RepairKind::RenewCertificates,
+                        RepairKind::Restart,
                         "restart it (`cmm-agent check --role central --repair` does, one \
                          Deployment at a time)",
                     ),
@@ -200,6 +200,104 @@ pub async fn wait_rolled_out(
     }
 }
 
+/// A cluster's Prometheus pods in thanos: the Thanos sidecar in each reads the cluster's
+/// certificate, key and CAs (Secret cmm-prometheus-tls, thanos-sidecar.yaml's `grpcServerTlsConfig`)
+/// once at start, like Query, so a renewal or a CA rotation reaches it only with a new pod.
+pub fn stale_pods(pods: &[k8s_openapi::api::core::v1::Pod], changed: SystemTime) -> Vec<&str> {
+    let mut out: Vec<&str> = pods
+        .iter()
+        .filter(|p| {
+            let started = p
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| SystemTime::from(t.0));
+            started.is_none_or(|t| t < changed)
+        })
+        .filter_map(|p| p.metadata.name.as_deref())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Pure: the cluster's finding on its sidecars (thanos only).
+pub fn judge_pods(namespace: &str, stale: &[&str], changed: SystemTime) -> Finding {
+    let subject = format!(
+        "Prometheus pods in {namespace} (the Thanos sidecar reads the certificate at start)"
+    );
+    if stale.is_empty() {
+        return Finding::ok(Stage::Endpoint, "tls.consumer", subject).with(format!(
+            "started after the certificate last changed ({})",
+            stamp(changed)
+        ));
+    }
+    Finding::warn(Stage::Endpoint, "tls.consumer", subject)
+        .with(format!(
+            "{} started before the certificate changed ({}): the sidecar still presents the old one",
+            stale.join(", "),
+            stamp(changed)
+        ))
+        .repair(
+            RepairKind::Restart,
+            "restart them (`cmm-agent check --repair` deletes one pod at a time; its StatefulSet \
+             makes it again)",
+        )
+}
+
+/// Restart pods of a StatefulSet one at a time: delete one, wait until its successor (same
+/// name, a new uid) is Ready, then the next; at most `deadline` each. With two replicas the
+/// cluster keeps one answering throughout.
+pub async fn restart_pods(
+    conn: &Connected,
+    namespace: &str,
+    names: &[&str],
+    deadline: Duration,
+) -> Result<Vec<String>> {
+    use k8s_openapi::api::core::v1::Pod;
+    let mut done = Vec::new();
+    for name in names {
+        let old_uid = conn
+            .list_in::<Pod>(namespace)
+            .await?
+            .into_iter()
+            .find(|p| p.metadata.name.as_deref() == Some(*name))
+            .and_then(|p| p.metadata.uid);
+        conn.delete_pod(namespace, name).await?;
+        let start = tokio::time::Instant::now();
+        loop {
+            let pods: Vec<Pod> = conn.list_in(namespace).await?;
+            let back = pods.iter().find(|p| {
+                p.metadata.name.as_deref() == Some(*name)
+                    && p.metadata.uid != old_uid
+                    && p.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .flatten()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+            });
+            if back.is_some() {
+                done.push(format!(
+                    "pod {name}: restarted to read the current certificate, Ready"
+                ));
+                break;
+            }
+            if start.elapsed() >= deadline {
+                return Err(Error::NotReady {
+                    what: format!("pod {namespace}/{name}"),
+                    message: format!(
+                        "not Ready again within {}s after its restart: see `kubectl -n {namespace} \
+                         describe pod {name}`",
+                        deadline.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,10 +338,7 @@ mod tests {
         );
         assert_eq!(f[0].severity, cmm_core::finding::Severity::Warning);
         assert!(f[0].evidence[0].contains("still presents or trusts the old ones"));
-        assert_eq!(
-            f[0].repair.as_ref().unwrap().kind,
-            RepairKind::RenewCertificates
-        );
+        assert_eq!(f[0].repair.as_ref().unwrap().kind, RepairKind::Restart);
         assert_eq!(f[1].severity, cmm_core::finding::Severity::Ok);
         assert_eq!(f[2].severity, cmm_core::finding::Severity::Ok);
         let missing = judge("monitor", &[("cmm-thanos-query", None)], changed);
@@ -260,6 +355,30 @@ mod tests {
         st.observed_generation = Some(3);
         st.replicas = Some(2);
         assert!(!rolled_out(&d), "an old pod is still there");
+    }
+
+    #[test]
+    fn only_the_pods_started_before_the_renewal_are_restarted() {
+        let pod = |name: &str, started: Option<&str>| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(json!({"metadata": {"name": name},
+                "status": {"startTime": started}}))
+            .unwrap()
+        };
+        let pods = [
+            pod("prometheus-cmm-1", Some("2026-01-01T00:00:00Z")),
+            pod("prometheus-cmm-0", Some("2026-01-01T00:00:00Z")),
+            pod("prometheus-cmm-2", Some("2026-07-01T00:00:00Z")),
+            pod("prometheus-cmm-3", None),
+        ];
+        let changed = at("2026-06-01T00:00:00Z");
+        let stale = stale_pods(&pods, changed);
+        assert_eq!(
+            stale,
+            ["prometheus-cmm-0", "prometheus-cmm-1", "prometheus-cmm-3"]
+        );
+        let f = judge_pods("monitor", &stale, changed);
+        assert_eq!(f.severity, cmm_core::finding::Severity::Warning);
+        assert!(judge_pods("monitor", &[], changed).severity == cmm_core::finding::Severity::Ok);
     }
 
     #[test]

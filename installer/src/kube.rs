@@ -588,6 +588,19 @@ impl Connected {
             .map_err(self.api_err(format!("patching Deployment {namespace}/{name}")))
     }
 
+    /// Delete one pod (its controller makes it again); a pod already gone is as good.
+    pub async fn delete_pod(&self, namespace: &str, name: &str) -> Result<()> {
+        use k8s_openapi::api::core::v1::Pod;
+        match Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(self.api_err(format!("deleting pod {namespace}/{name}"))(e)),
+        }
+    }
+
     /// One key of a ConfigMap (`None`: no such ConfigMap or key).
     pub async fn configmap_key(
         &self,

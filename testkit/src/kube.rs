@@ -563,6 +563,9 @@ fn delete(s: &mut State, route: &Route, name: &str) -> Response {
         .map_or(0, Vec::len);
     if finalizers == 0 {
         s.objects.remove(&key);
+        if route.resource == "pods" {
+            statefulset_recreates(s, &key, &object);
+        }
         return axum::Json(object).into_response();
     }
     if object["metadata"]["deletionTimestamp"].is_null() {
@@ -647,6 +650,30 @@ fn deployment_changed(s: &State, before: &Value, object: &mut Value) {
         "readyReplicas": replicas,
         "availableReplicas": replicas,
     });
+}
+
+/// A pod of a StatefulSet deleted: the StatefulSet controller makes it again under the same
+/// name (pkg/controller/statefulset/stateful_set_control.go: a missing ordinal is created), and
+/// the kubelet starts it. The fake does both at once — a new uid, creation and start time now,
+/// Ready — unless the controllers are paused.
+fn statefulset_recreates(s: &mut State, key: &(String, String), gone: &Value) {
+    let owned = gone["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|r| r["kind"] == "StatefulSet"));
+    if !owned || s.controllers_paused {
+        return;
+    }
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string();
+    let mut pod = gone.clone();
+    pod["metadata"]["uid"] = json!(format!("recreated-{}", s.resource_version + 1));
+    pod["metadata"]["creationTimestamp"] = json!(now);
+    pod["metadata"]["resourceVersion"] = json!(s.next_rv());
+    pod["status"] = json!({"phase": "Running", "startTime": now,
+        "conditions": [{"type": "Ready", "status": "True"}]});
+    s.objects.insert(key.clone(), pod);
 }
 
 /// The pvc-protection controller (pkg/controller/volume/pvcprotection/

@@ -258,7 +258,7 @@ pub async fn repair(
     };
     let renew = wanted("tls.central", RepairKind::RenewCertificates)
         || wanted("tls.receiver", RepairKind::RenewCertificates);
-    let restart = wanted("tls.consumer", RepairKind::RenewCertificates);
+    let restart = wanted("tls.consumer", RepairKind::Restart);
     let fleet_rule = wanted("fleet.rule", RepairKind::Register);
     if !(renew || restart || fleet_rule) {
         return Vec::new();

@@ -339,13 +339,57 @@ async fn tls_findings(i: &Inputs<'_>, conn: &Connected) -> Vec<Finding> {
     let view = i
         .central
         .map(|pki| cmm_installer::tls::CentralView { pki, sans: &sans });
-    cmm_installer::tls::judge(
+    let mut out = cmm_installer::tls::judge(
         &state,
         view.as_ref(),
         insecure,
         std::time::SystemTime::now(),
         i.s.central.renew_before,
-    )
+    );
+    if i.s.plan.wiring.topology == cmm_installer::topology::Topology::Thanos {
+        out.extend(sidecar_finding(conn, ns, &state).await);
+    }
+    out
+}
+
+/// Thanos: whether the Prometheus pods (their sidecars) started after the cluster's
+/// certificate was last issued (`cmm_installer::consumers`).
+async fn sidecar_finding(
+    conn: &Connected,
+    ns: &str,
+    state: &cmm_installer::tls::ClusterTlsState,
+) -> Option<Finding> {
+    let changed = sidecar_changed(state)?;
+    Some(match sidecar_pods(conn, ns).await {
+        Ok(pods) => {
+            let stale = cmm_installer::consumers::stale_pods(&pods, changed);
+            cmm_installer::consumers::judge_pods(ns, &stale, changed)
+        }
+        Err(e) => Finding::failed(Stage::Endpoint, "tls.consumer", "the Prometheus pods")
+            .with(e.to_string()),
+    })
+}
+
+/// When the sidecar's material last changed: the server certificate's issue (a changed trust
+/// bundle is always issued together with a new one).
+pub(crate) fn sidecar_changed(
+    state: &cmm_installer::tls::ClusterTlsState,
+) -> Option<std::time::SystemTime> {
+    let info = cmm_pki::inspect(state.server_cert.as_deref()?, "the server certificate").ok()?;
+    Some(info.not_before + std::time::Duration::from_secs(cmm_pki::BACKDATE_SECS as u64))
+}
+
+/// The operator's Prometheus pods of this release.
+pub(crate) async fn sidecar_pods(
+    conn: &Connected,
+    ns: &str,
+) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, cmm_installer::Error> {
+    let selector = format!(
+        "{}={}",
+        cmm_core::naming::OPERATOR_PROMETHEUS_NAME_LABEL,
+        cmm_core::naming::PROMETHEUS_CR
+    );
+    conn.list_labeled(ns, &selector).await
 }
 
 fn sorted(mut f: Vec<Finding>) -> Vec<Finding> {

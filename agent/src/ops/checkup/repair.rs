@@ -28,6 +28,7 @@ pub fn plan(findings: &[Finding], reinstall: bool) -> Vec<RepairKind> {
         RepairKind::FixStorage,
         RepairKind::UpdateCrds,
         RepairKind::RenewCertificates,
+        RepairKind::Restart,
         RepairKind::Register,
     ]
     .into_iter()
@@ -77,7 +78,12 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
                 Err(e) => done.push(format!("storage repair: cannot read the plan: {e}")),
             },
             RepairKind::UpdateCrds => done.push(update_crds(i, conn).await),
-            RepairKind::RenewCertificates => done.push(renew_certificates(i, conn).await),
+            RepairKind::RenewCertificates => {
+                done.push(renew_certificates(i, conn).await);
+                // A renewal here makes the sidecars stale at once: restarted in the same run.
+                done.extend(restart_sidecars(i, conn).await);
+            }
+            RepairKind::Restart => done.extend(restart_sidecars(i, conn).await),
             RepairKind::Register => done.extend(reregister(i, conn).await),
             RepairKind::Manual => {}
         }
@@ -86,6 +92,47 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
         tracing::info!("repair: {d}");
     }
     done
+}
+
+/// Thanos: restart, one at a time, the Prometheus pods whose sidecar started before the
+/// cluster's certificate was last issued (it reads it only at start), under the run lock.
+async fn restart_sidecars(i: &Inputs<'_>, conn: &Connected) -> Vec<String> {
+    if i.s.plan.wiring.topology != cmm_installer::topology::Topology::Thanos {
+        return Vec::new();
+    }
+    let ns = &i.s.namespace;
+    let state =
+        match cmm_installer::tls::read_cluster(conn, ns, cmm_core::naming::PROMETHEUS_TLS_SECRET)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return vec![format!("sidecars not restarted: {e}")],
+        };
+    let Some(changed) = super::sidecar_changed(&state) else {
+        return Vec::new();
+    };
+    let pods = match super::sidecar_pods(conn, ns).await {
+        Ok(p) => p,
+        Err(e) => return vec![format!("sidecars not restarted: {e}")],
+    };
+    let stale = cmm_installer::consumers::stale_pods(&pods, changed);
+    if stale.is_empty() {
+        return Vec::new();
+    }
+    let holder = cmm_installer::lock::holder_identity();
+    let lock = match conn.acquire_lock(ns, i.s.cluster.release(), &holder).await {
+        Ok(l) => l,
+        Err(e) => return vec![format!("sidecars not restarted: {e}")],
+    };
+    let result =
+        cmm_installer::consumers::restart_pods(conn, ns, &stale, i.s.helm_run.timeout).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the run lock");
+    }
+    match result {
+        Ok(lines) => lines,
+        Err(e) => vec![format!("sidecars: restart did not finish: {e}")],
+    }
 }
 
 /// Bring older operator CRDs to the chart's, holding the run lock (as bootstrap does).
