@@ -17,7 +17,7 @@ use cmm_core::naming::{GRAFANA_DEPLOYMENT, THANOS_QUERY_DEPLOYMENT};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::kube::Connected;
-use crate::topology::Topology;
+use crate::topology::Wiring;
 use crate::{Error, Result};
 
 /// The annotation `kubectl rollout restart` sets on a pod template (kubectl's
@@ -27,11 +27,12 @@ pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// The Deployments of the central release that read the TLS Secrets at start, in the order they
 /// are restarted: Grafana first (it is what people look at), then what it reads through.
-pub fn consumers(topology: Topology) -> Vec<&'static str> {
-    match topology {
-        Topology::Thanos => vec![GRAFANA_DEPLOYMENT, THANOS_QUERY_DEPLOYMENT],
-        Topology::Pull | Topology::Push => vec![GRAFANA_DEPLOYMENT],
+pub fn consumers(wiring: &Wiring) -> Vec<&'static str> {
+    let mut out = vec![GRAFANA_DEPLOYMENT];
+    if wiring.query_on_central() {
+        out.push(THANOS_QUERY_DEPLOYMENT);
     }
+    out
 }
 
 /// When a Deployment's pods last started from a fresh template: the later of its creation and
@@ -139,10 +140,10 @@ pub fn rolled_out(d: &Deployment) -> bool {
 pub async fn gather(
     conn: &Connected,
     namespace: &str,
-    topology: Topology,
+    wiring: &Wiring,
 ) -> Result<Vec<(&'static str, Option<Deployment>)>> {
     let all: Vec<Deployment> = conn.list_in(namespace).await?;
-    Ok(consumers(topology)
+    Ok(consumers(wiring)
         .into_iter()
         .map(|name| {
             let d = all
@@ -383,10 +384,18 @@ mod tests {
 
     #[test]
     fn thanos_restarts_query_after_grafana() {
+        let wiring = |t: crate::topology::Topology| {
+            let mut w = Wiring::pull();
+            w.topology = t;
+            w
+        };
         assert_eq!(
-            consumers(Topology::Thanos),
+            consumers(&wiring(crate::topology::Topology::Thanos)),
             vec![GRAFANA_DEPLOYMENT, THANOS_QUERY_DEPLOYMENT]
         );
-        assert_eq!(consumers(Topology::Push), vec![GRAFANA_DEPLOYMENT]);
+        assert_eq!(
+            consumers(&wiring(crate::topology::Topology::Push)),
+            vec![GRAFANA_DEPLOYMENT]
+        );
     }
 }

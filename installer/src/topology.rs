@@ -292,6 +292,22 @@ impl Wiring {
         !self.agent_mode
     }
 
+    /// Push: the central release runs the receiver, with a server certificate of its own.
+    pub fn receiver_on_central(&self) -> bool {
+        self.topology == Topology::Push
+    }
+
+    /// Thanos: the central release runs Query, which reads Grafana's client certificate at start.
+    pub fn query_on_central(&self) -> bool {
+        self.topology == Topology::Thanos
+    }
+
+    /// Thanos: each cluster's Prometheus pods carry a sidecar that reads the cluster's
+    /// certificate at start.
+    pub fn sidecar_on_cluster(&self) -> bool {
+        self.topology == Topology::Thanos
+    }
+
     /// Whether the central Grafana reaches the cluster (pull) rather than the other way round.
     pub fn central_reads_cluster(&self) -> bool {
         self.topology == Topology::Pull

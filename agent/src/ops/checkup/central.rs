@@ -13,7 +13,6 @@ use cmm_core::finding::{Finding, RepairKind, Severity, Stage};
 use cmm_installer::health::{self, Expected};
 use cmm_installer::kube::Connected;
 use cmm_installer::tls::CentralPki;
-use cmm_installer::topology::Registration;
 
 use crate::settings::CheckSettings;
 
@@ -99,7 +98,7 @@ pub async fn findings(
             s.central.renew_before,
         ));
         out.extend(consumer_findings(s, conn, pki).await);
-        if s.plan.wiring.topology == cmm_installer::topology::Topology::Push {
+        if s.plan.wiring.receiver_on_central() {
             out.push(receiver_finding(s, conn, pki, now).await);
         }
     }
@@ -132,7 +131,7 @@ async fn consumer_findings(s: &CheckSettings, conn: &Connected, pki: &CentralPki
     let Some(changed) = cmm_installer::tls::central_changed_at(pki) else {
         return Vec::new();
     };
-    match cmm_installer::consumers::gather(conn, &s.namespace, s.plan.wiring.topology).await {
+    match cmm_installer::consumers::gather(conn, &s.namespace, &s.plan.wiring).await {
         Ok(found) => cmm_installer::consumers::judge(&s.namespace, &found, changed),
         Err(e) => vec![Finding::failed(
             Stage::Workloads,
@@ -184,17 +183,11 @@ async fn receiver_finding(
 /// How the fleet is read in this topology: pull through each cluster's datasource, push and
 /// thanos through the one shared datasource.
 fn reading(s: &CheckSettings) -> Reading {
-    match s.plan.wiring.registration() {
-        Registration::DatasourcePerCluster => Reading::PerCluster,
-        _ => Reading::Shared {
-            datasource_uid: s
-                .plan
-                .wiring
-                .topology
-                .shared_datasource_uid()
-                .unwrap_or_default()
-                .to_owned(),
+    match s.plan.wiring.topology.shared_datasource_uid() {
+        Some(uid) => Reading::Shared {
+            datasource_uid: uid.to_owned(),
         },
+        None => Reading::PerCluster,
     }
 }
 
@@ -335,7 +328,7 @@ async fn certificates(
     let Some(changed) = cmm_installer::tls::central_changed_at(&pki) else {
         return done;
     };
-    let found = match cmm_installer::consumers::gather(conn, ns, s.plan.wiring.topology).await {
+    let found = match cmm_installer::consumers::gather(conn, ns, &s.plan.wiring).await {
         Ok(f) => f,
         Err(e) => {
             done.push(format!("consumers not read: {e}"));

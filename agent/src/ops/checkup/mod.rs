@@ -346,7 +346,7 @@ async fn tls_findings(i: &Inputs<'_>, conn: &Connected) -> Vec<Finding> {
         std::time::SystemTime::now(),
         i.s.central.renew_before,
     );
-    if i.s.plan.wiring.topology == cmm_installer::topology::Topology::Thanos {
+    if i.s.plan.wiring.sidecar_on_cluster() {
         out.extend(sidecar_finding(conn, ns, &state).await);
     }
     out

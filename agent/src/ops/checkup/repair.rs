@@ -97,7 +97,7 @@ pub async fn repair(i: &Inputs<'_>, conn: &Connected, findings: &[Finding]) -> V
 /// Thanos: restart, one at a time, the Prometheus pods whose sidecar started before the
 /// cluster's certificate was last issued (it reads it only at start), under the run lock.
 async fn restart_sidecars(i: &Inputs<'_>, conn: &Connected) -> Vec<String> {
-    if i.s.plan.wiring.topology != cmm_installer::topology::Topology::Thanos {
+    if !i.s.plan.wiring.sidecar_on_cluster() {
         return Vec::new();
     }
     let ns = &i.s.namespace;
