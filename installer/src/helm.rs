@@ -15,6 +15,8 @@ pub const MIN_HELM_TEXT: &str = "3.12";
 pub struct Helm {
     bin: PathBuf,
     stop: crate::stop::Stop,
+    /// Where helm's version is remembered per binary (crate::helm_cache); `None`: always ask.
+    version_cache: Option<PathBuf>,
 }
 
 /// How long helm gets to finish after it is asked to stop. helm 3 cancels its context on
@@ -98,7 +100,14 @@ impl Helm {
         Self {
             bin,
             stop: crate::stop::Stop::new(),
+            version_cache: None,
         }
+    }
+
+    /// Remember helm's version in `dir` (the agent's cache directory), per binary.
+    pub fn with_version_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.version_cache = dir;
+        self
     }
 
     /// Stop helm (SIGTERM, then after [`HELM_STOP_GRACE`] SIGKILL) when `stop` is raised.
@@ -213,10 +222,31 @@ impl Helm {
 
     /// The helm version, checked against [`MIN_HELM`].
     pub async fn version(&self) -> Result<String> {
-        let out = self
-            .run(&["version".into(), "--template".into(), "{{.Version}}".into()])
-            .await?;
-        let found = out.trim().to_owned();
+        let key = self.version_cache.as_ref().and_then(|_| {
+            let path = std::env::var_os("PATH");
+            crate::helm_cache::resolve(&self.bin, path.as_deref())
+                .and_then(|b| crate::helm_cache::key(&b))
+        });
+        let remembered = match (&self.version_cache, &key) {
+            (Some(dir), Some(k)) => crate::helm_cache::lookup(dir, k),
+            _ => None,
+        };
+        let found = match remembered {
+            Some(v) => v,
+            None => {
+                let out = self
+                    .run(&["version".into(), "--template".into(), "{{.Version}}".into()])
+                    .await?;
+                let v = out.trim().to_owned();
+                // Only a version that passes is remembered: a refused one is asked again, so
+                // the upgrade that fixes it is seen at once.
+                let passes = parse_version(&v).is_some_and(|p| p >= MIN_HELM);
+                if let (Some(dir), Some(k), true) = (&self.version_cache, &key, passes) {
+                    crate::helm_cache::store(dir, k, &v);
+                }
+                v
+            }
+        };
         match parse_version(&found) {
             Some(v) if v >= MIN_HELM => Ok(found),
             _ => Err(Error::HelmTooOld {
@@ -526,6 +556,49 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains('\u{1b}') && s.chars().count() < 2100);
+    }
+
+    #[tokio::test]
+    async fn helms_version_is_asked_once_per_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let bin = dir.path().join("helm");
+        let write = |version: &str| {
+            std::fs::write(
+                &bin,
+                format!(
+                    "#!/bin/sh\necho \"$1\" >> {}\nprintf {version}\n",
+                    calls.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write("v3.17.3");
+        let cache = dir.path().join("cache");
+        let helm = Helm::new(bin.clone()).with_version_cache(Some(cache.clone()));
+        let asked = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        assert_eq!(helm.version().await.unwrap(), "v3.17.3");
+        assert_eq!(helm.version().await.unwrap(), "v3.17.3");
+        assert_eq!(asked(), 1, "the second run asked helm again");
+        // An upgraded helm is asked again; a too-old one is still refused, and not remembered.
+        write("v3.18.10");
+        assert_eq!(helm.version().await.unwrap(), "v3.18.10");
+        assert_eq!(asked(), 2);
+        write("v3.9.0");
+        assert!(helm.version().await.is_err());
+        assert!(helm.version().await.is_err());
+        assert_eq!(asked(), 4, "a refused version is never remembered");
+        // Without a cache directory every run asks.
+        let plain = Helm::new(bin);
+        let _ = plain.version().await;
+        assert_eq!(asked(), 5);
     }
 
     #[tokio::test]

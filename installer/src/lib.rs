@@ -28,6 +28,7 @@ pub mod fleet;
 pub mod grafana_secrets;
 pub mod health;
 pub mod helm;
+pub mod helm_cache;
 pub mod kube;
 pub mod lock;
 pub mod preflight;

@@ -57,6 +57,22 @@ pub fn namespace(arg: &cli::NamespaceArg) -> anyhow::Result<String> {
 
 /// The cluster a command talks to (resolved to a file and context, kubectl's way, by
 /// `cmm_installer::kube::connect`).
+/// The agent's cache directory, as XDG says: `$XDG_CACHE_HOME/cmm-agent`, else
+/// `$HOME/.cache/cmm-agent` (the packaged unit's HOME is its state directory). `None` without
+/// either: nothing is remembered.
+pub fn agent_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".cache"))
+        })?;
+    Some(base.join("cmm-agent"))
+}
+
 pub fn kube_target(args: &cli::KubeTargetArgs) -> KubeTarget {
     KubeTarget {
         kubeconfig: args.kubeconfig.clone(),
@@ -82,7 +98,9 @@ impl ChartSettings {
             chart,
             // Every helm child, in every command, ends the same way on SIGINT/SIGTERM:
             // forwarded, given its grace, then killed (`cmm_installer::helm`).
-            helm: Helm::new(args.helm.clone()).with_stop(crate::interrupt::stop()),
+            helm: Helm::new(args.helm.clone())
+                .with_stop(crate::interrupt::stop())
+                .with_version_cache(agent_cache_dir()),
         })
     }
 }
