@@ -8,14 +8,20 @@ relabelings.
 
 from __future__ import annotations
 
+import http.server
+import json
 import re
 import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
 import yaml
 
 from cmm_values import require_tool
-from promql_lab import Lab, metric_names
+from promql_lab import Lab, free_port, metric_names
 
 # CMM expressions that cannot return data here, and why. Anything else that returns nothing fails.
 CMM_NO_DATA_HERE = {
@@ -115,6 +121,66 @@ def test_the_keep_list_drops_most_series_and_no_used_one(lab, outcomes):
     # The figure itself is reported by `scripts/dev bench`; this only guards against a keep list
     # that silently stopped dropping anything.
     assert c["kept"] < c["exposed"] / 2, c
+
+
+# Interfaces a node has: its own, and one per pod under each common CNI.
+HOST_INTERFACES = ("eth0", "ens5", "enp0s3", "bond0", "cni0", "flannel.1", "docker0", "lo")
+POD_INTERFACES = ("veth3f2a1b", "cali1a2b3c4d5e6", "lxc0a1b2c3d", "eni1a2b3c4d5e6", "gke0a1b2c3d", "azv0a1b2c3")
+
+
+def test_pod_interfaces_are_dropped_and_the_hosts_kept(lab, tmp_path):
+    """A real Prometheus scrapes an exposition with host and pod interfaces through the rendered
+    metricRelabelings: the pod ends (9 series each) are gone, the host's interfaces all there."""
+    body = "".join(f'{m}{{device="{d}"}} 1\n'
+                   for d in HOST_INTERFACES + POD_INTERFACES
+                   for m in ("node_network_receive_bytes_total", "node_network_up"))
+    body += 'node_filesystem_avail_bytes{device="veth-named-disk",mountpoint="/x"} 1\n'
+
+    class Exposition(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposition)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prom_port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "node-exporter",
+                            "static_configs": [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}],
+                            "metric_relabel_configs": lab.metric_relabelings()}]}))
+    proc = subprocess.Popen([lab.bins["prometheus"], f"--config.file={cfg}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def devices(metric):
+            q = urllib.parse.urlencode({"query": f"{metric}{{job=\"node-exporter\"}}"})
+            with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/query?{q}", timeout=5) as r:
+                return {s["metric"]["device"] for s in json.load(r)["data"]["result"]}
+
+        deadline = time.monotonic() + 60
+        seen = set()
+        while time.monotonic() < deadline and not seen:
+            try:
+                seen = devices("node_network_up")
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert seen == set(HOST_INTERFACES), seen
+        assert devices("node_network_receive_bytes_total") == set(HOST_INTERFACES)
+        # Only network series are judged by their device.
+        assert devices("node_filesystem_avail_bytes") == {"veth-named-disk"}
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        server.shutdown()
 
 
 # -- rule thresholds: promtool test rules over CMM's rules written as a Prometheus rule file
