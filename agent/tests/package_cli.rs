@@ -4,8 +4,8 @@
 //! upgrade keeps an edited config, remove and purge clean up); the .rpm installed into a
 //! scratch root with `rpm --root` (scriptlets run), upgraded and erased.
 //!
-//! Packages are looked for in target/debian/ and target/generate-rpm/; without them these
-//! tests skip, unless CMM_REQUIRE_PACKAGES is set (scripts/dev test builds them first).
+//! Packages are looked for in target/<triple>/debian/ and target/<triple>/generate-rpm/ for
+//! both static builds (x86_64 and aarch64, musl); without them these tests skip, unless CMM_REQUIRE_PACKAGES is set (scripts/dev test builds them first).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,29 +23,45 @@ use cmm_testkit::grafana::ADMIN_TOKEN;
 use cmm_testkit::scene::drifted_cluster;
 use cmm_testkit::systemd::{whiteout, Systemd};
 
+/// The static x86_64 build's packages, and the aarch64 build's.
 struct Packages {
     deb: PathBuf,
     rpm: PathBuf,
+    deb_arm64: PathBuf,
+    rpm_aarch64: PathBuf,
 }
+
+const X86_64: &str = "x86_64-unknown-linux-musl";
+const AARCH64: &str = "aarch64-unknown-linux-musl";
 
 fn packages(test: &str) -> Option<Packages> {
     let root = support::workspace_root();
-    let find = |dir: &str, ext: &str| -> Option<PathBuf> {
-        std::fs::read_dir(root.join(dir))
+    let find = |target: &str, dir: &str, ext: &str| -> Option<PathBuf> {
+        std::fs::read_dir(root.join("target").join(target).join(dir))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|e| e == ext))
     };
     match (
-        find("target/debian", "deb"),
-        find("target/generate-rpm", "rpm"),
+        find(X86_64, "debian", "deb"),
+        find(X86_64, "generate-rpm", "rpm"),
+        find(AARCH64, "debian", "deb"),
+        find(AARCH64, "generate-rpm", "rpm"),
     ) {
-        (Some(deb), Some(rpm)) => Some(Packages { deb, rpm }),
+        (Some(deb), Some(rpm), Some(deb_arm64), Some(rpm_aarch64)) => Some(Packages {
+            deb,
+            rpm,
+            deb_arm64,
+            rpm_aarch64,
+        }),
         _ if std::env::var_os("CMM_REQUIRE_PACKAGES").is_some() => {
             panic!("{test}: CMM_REQUIRE_PACKAGES is set but no packages were built (scripts/dev package)")
         }
         _ => {
-            cmm_testkit::skip(test, "no packages in target/ (scripts/dev package)");
+            cmm_testkit::skip(
+                test,
+                "no packages in target/<triple>/ (scripts/dev package)",
+            );
             None
         }
     }
@@ -448,6 +464,134 @@ async fn the_deb_installs_runs_its_timer_upgrades_keeping_the_edit_and_removes_a
     .unwrap();
 }
 
+/// Debian 11 (glibc 2.31, systemd 247), the oldest Debian the mirror still serves: the static
+/// .deb installs with apt, its timer fires, and the hardened unit's check reaches the fakes
+/// with its credentials from LoadCredential=. Then the route a systemd older than 247 takes by
+/// itself (postinst, forced here with CMM_LEGACY_CREDENTIALS=1 as no older systemd can be had):
+/// the check runs as the static user cmm-agent, which owns the two 0600 files, and repairs.
+#[tokio::test]
+async fn on_debian_11_the_static_deb_runs_its_timer_and_the_older_systemd_route_works() {
+    let Some(root) = cmm_testkit::systemd::bullseye_root_or_skip(module_path!()) else {
+        return;
+    };
+    let Some(p) = packages(module_path!()) else {
+        return;
+    };
+    let Some(prom) = cmm_testkit::prometheus::start("package-bullseye", "kr-mum").await else {
+        return;
+    };
+    let kube = drifted_cluster(prom.port()).await;
+    let grafana = cmm_testkit::fake_grafana!();
+    let host = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(host.path(), "kr-mum");
+    let deb = p.deb.clone();
+    let grafana_url = grafana.url.clone();
+    let sd = tokio::task::spawn_blocking(move || {
+        let sd = Systemd::boot_scratch(&root, |up| {
+            whiteout(up, "var/lib/cmm-agent");
+            whiteout(up, "var/lib/private/cmm-agent");
+            let pkgs = up.join("root/pkgs");
+            std::fs::create_dir_all(&pkgs).unwrap();
+            std::fs::copy(&deb, pkgs.join("cmm-agent_0.1.0-1_amd64.deb")).unwrap();
+            std::fs::copy(&kubeconfig, pkgs.join("kubeconfig")).unwrap();
+        });
+        // The host is what the test says it is.
+        assert!(sd.sh("systemctl --version").starts_with("systemd 247"));
+        assert!(sd.sh("ldd --version").contains("2.31"));
+        let (code, out) = sd.sh_status(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/pkgs/cmm-agent_0.1.0-1_amd64.deb",
+        );
+        assert_eq!(code, Some(0), "apt-get install: {out}");
+        assert_eq!(sd.sh("systemctl is-active cmm-agent-check.timer").trim(), "active");
+        // No older-systemd route on 247: the unit's own credentials.
+        assert!(sd
+            .sh("ls /etc/systemd/system/cmm-agent-check.service.d 2>/dev/null")
+            .trim()
+            .is_empty());
+        sd.sh(&format!(
+            "printf %s '{ADMIN_TOKEN}' > /etc/cmm/grafana-token && \
+             cat /root/pkgs/kubeconfig > /etc/cmm/kubeconfig && \
+             printf 'cluster = \"kr-mum\"\\ngrafana-url = \"{grafana_url}\"\\ngrafana-retries = 2\\n\
+             first-scrape-wait = \"30s\"\\ninsecure-plain-http = true\\n' >> /etc/cmm/agent.toml"
+        ));
+        // The timer fires the hardened unit: degraded (drifted release), datasource repaired.
+        sd.sh(&format!(
+            "{SHORT_TIMER} && systemctl daemon-reload && systemctl restart cmm-agent-check.timer"
+        ));
+        // systemd 247 says "Finished <Description>." without the unit's name: the agent's own
+        // last line (its verdict and exit status) marks the run's end instead.
+        let ran = |sd: &Systemd| {
+            sd.sh("journalctl -u cmm-agent-check.service -o cat --no-pager")
+                .contains(r#""exit":"#)
+        };
+        let fired = std::time::Instant::now();
+        while !ran(&sd) && fired.elapsed() < std::time::Duration::from_secs(90) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert!(
+            ran(&sd),
+            "the packaged timer did not run the check within 90s: {}{}",
+            sd.sh("systemctl list-timers --all --no-pager; systemctl status cmm-agent-check.service --no-pager"),
+            sd.sh("journalctl -u cmm-agent-check.service -o cat --no-pager")
+        );
+        sd.sh("systemctl stop cmm-agent-check.timer");
+        let journal = sd.sh("journalctl -u cmm-agent-check.service -o cat --no-pager");
+        assert!(journal.contains(r#""code":"degraded","exit":1"#), "{journal}");
+        assert!(journal.contains("re-registered"), "{journal}");
+        assert!(!journal.contains(ADMIN_TOKEN), "token in the journal");
+        sd
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        grafana.datasources().len(),
+        1,
+        "the check did not reach Grafana"
+    );
+
+    // The older-systemd route: the package configured again as on systemd < 247.
+    grafana.drop_group("cmm-kr-mum", "cluster-health");
+    let sd = tokio::task::spawn_blocking(move || {
+        let (code, out) = sd.sh_status(
+            "CMM_LEGACY_CREDENTIALS=1 DEBIAN_FRONTEND=noninteractive dpkg-reconfigure cmm-agent",
+        );
+        assert_eq!(code, Some(0), "reconfigure: {out}");
+        let dropin = sd.sh(
+            "cat /etc/systemd/system/cmm-agent-check.service.d/10-cmm-legacy-credentials.conf",
+        );
+        assert!(dropin.contains("User=cmm-agent"), "{dropin}");
+        let perms = sd.sh("stat -c '%a %U' /etc/cmm/grafana-token /etc/cmm/kubeconfig");
+        assert_eq!(perms.trim(), "600 cmm-agent\n600 cmm-agent", "{perms}");
+        // Nobody else reads them.
+        let (code, _) = sd.sh_status("setpriv --reuid=65534 --regid=65534 --clear-groups cat /etc/cmm/grafana-token");
+        assert_ne!(code, Some(0), "another user read the token");
+
+        sd.sh("systemctl daemon-reload && systemctl start cmm-agent-check.service");
+        let id = sd.sh("systemctl show -p InvocationID --value cmm-agent-check.service");
+        let run = sd.sh(&format!(
+            "journalctl _SYSTEMD_INVOCATION_ID={} -o cat --no-pager",
+            id.trim()
+        ));
+        let uid = sd.sh("id -u cmm-agent");
+        let owner = sd.sh(&format!(
+            "journalctl _SYSTEMD_INVOCATION_ID={} _COMM=cmm-agent -o verbose --no-pager | grep -m1 ' _UID='",
+            id.trim()
+        ));
+        assert!(owner.contains(&format!("_UID={}", uid.trim())), "not run as cmm-agent: {owner}");
+        assert!(!run.contains("not configured"), "{run}");
+        assert!(run.contains(r#""exit":1"#) || run.contains(r#""exit":0"#), "{run}");
+        assert!(!run.contains(ADMIN_TOKEN), "token in the journal");
+        sd
+    })
+    .await
+    .unwrap();
+    assert!(
+        !grafana.rules("cmm-kr-mum", "cluster-health").is_empty(),
+        "the static user's check did not repair the rule group"
+    );
+    drop(sd);
+}
+
 /// A drop-in (printed by this shell command) that makes the packaged timer fire a second
 /// after it starts, instead of every 15 minutes.
 const SHORT_TIMER: &str = "mkdir -p /etc/systemd/system/cmm-agent-check.timer.d && printf \
@@ -479,7 +623,7 @@ fn newer_rpm(out: &Path) -> Option<PathBuf> {
     std::fs::write(&file, toml::to_string(&meta).unwrap()).unwrap();
     let rpm = out.join("cmm-agent-0.1.1-1.x86_64.rpm");
     let o = Command::new("cargo")
-        .args(["generate-rpm", "-p", "agent", "-o"])
+        .args(["generate-rpm", "-p", "agent", "--target", X86_64, "-o"])
         .arg(&rpm)
         .arg(format!("--metadata-overwrite={}", file.display()))
         .current_dir(&ws)
@@ -591,30 +735,58 @@ fn the_timer_has_one_schedule_and_catches_up() {
     assert!(unit.contains("Persistent=true"), "{unit}");
 }
 
-/// docs/operations.md states the glibc the packaged binary needs; hold it to the binary.
+/// Both architectures' packages: the same files, their own architecture in the metadata, and a
+/// binary for that machine with nothing to load at start (no interpreter, no shared library),
+/// so it runs whatever libc the host has. docs/operations.md says so; hold it to the binaries.
 #[test]
-fn the_documented_glibc_floor_is_the_binarys() {
-    if packages("the_documented_glibc_floor_is_the_binarys").is_none() {
+fn both_architectures_ship_the_same_files_with_a_static_binary_each() {
+    let Some(p) = packages(module_path!()) else {
         return;
+    };
+    assert_eq!(deb_files(&p.deb), deb_files(&p.deb_arm64));
+    assert_eq!(rpm_files(&p.rpm), rpm_files(&p.rpm_aarch64));
+    let arch = |deb: &Path| {
+        run(
+            "dpkg-deb",
+            &["--field", deb.to_str().unwrap(), "Architecture"],
+        )
+    };
+    assert_eq!(arch(&p.deb).trim(), "amd64");
+    assert_eq!(arch(&p.deb_arm64).trim(), "arm64");
+    let rpm_arch = |rpm: &Path| run("rpm", &["-qp", "--qf", "%{ARCH}", rpm.to_str().unwrap()]);
+    assert_eq!(rpm_arch(&p.rpm), "x86_64");
+    assert_eq!(rpm_arch(&p.rpm_aarch64), "aarch64");
+
+    let tmp = tempfile::tempdir().unwrap();
+    for (deb, machine) in [(&p.deb, "X86-64"), (&p.deb_arm64, "AArch64")] {
+        let x = tmp.path().join(machine);
+        run(
+            "dpkg-deb",
+            &["-x", deb.to_str().unwrap(), x.to_str().unwrap()],
+        );
+        let bin = x.join("usr/bin/cmm-agent");
+        let header = run("readelf", &["--file-header", bin.to_str().unwrap()]);
+        assert!(header.contains(machine), "not {machine}: {header}");
+        let segments = run("readelf", &["--program-headers", bin.to_str().unwrap()]);
+        assert!(
+            !segments.contains("INTERP"),
+            "{machine}: needs a loader: {segments}"
+        );
+        let dynamic = run("readelf", &["--dynamic", bin.to_str().unwrap()]);
+        assert!(
+            !dynamic.contains("(NEEDED)"),
+            "{machine}: needs shared libraries: {dynamic}"
+        );
+        let size = std::fs::metadata(&bin).unwrap().len();
+        assert!(
+            size <= 12 * 1024 * 1024,
+            "{machine}: {size} bytes, over the 12 MiB a small binary may take"
+        );
     }
-    let bin = support::workspace_root().join("target/release/cmm-agent");
-    let symbols = run("objdump", &["-T", bin.to_str().unwrap()]);
-    let needed = symbols
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .filter_map(|w| w.strip_prefix("GLIBC_"))
-        .filter_map(|v| {
-            let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
-            Some((it.next()??, it.next().flatten().unwrap_or(0)))
-        })
-        .max()
-        .expect("the binary links glibc");
     let docs =
         std::fs::read_to_string(support::workspace_root().join("docs/operations.md")).unwrap();
-    let stated = format!("**glibc {}.{}**", needed.0, needed.1);
     assert!(
-        docs.contains(&stated),
-        "docs/operations.md must say {stated}: the binary needs GLIBC_{}.{}",
-        needed.0,
-        needed.1
+        docs.contains("**statically linked**"),
+        "docs/operations.md must say the binary is **statically linked**"
     );
 }

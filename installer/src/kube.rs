@@ -20,6 +20,10 @@ use crate::access::Permission;
 use crate::helm::KubeArgs;
 use crate::{Error, Result};
 
+/// Access reviews in flight at once: below client-go's default burst of 10 (kubectl's), so the
+/// API server's priority and fairness sees no more than kubectl would send.
+pub const REVIEWS_IN_FLIGHT: usize = 8;
+
 /// What the user told us about the cluster to talk to.
 #[derive(Debug, Clone, Default)]
 pub struct KubeTarget {
@@ -400,12 +404,18 @@ impl Connected {
         Ok(list.items)
     }
 
-    /// Ask the API server, per permission, whether the current identity has it.
+    /// Ask the API server, per permission, whether the current identity has it. At most
+    /// [`REVIEWS_IN_FLIGHT`] at once: over HTTP/1.1 each request in flight holds its own
+    /// connection, so ~90 reviews fired together opened ~90 connections (90 TLS handshakes on a
+    /// real server); bounded, the client's pool hands the same few connections from one review
+    /// to the next.
     pub async fn can_i(&self, perms: &[Permission]) -> Result<Vec<(bool, String)>> {
         let api = Api::<SelfSubjectAccessReview>::all(self.client.clone());
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(REVIEWS_IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, p) in perms.iter().enumerate() {
             let api = api.clone();
+            let slots = slots.clone();
             let review = SelfSubjectAccessReview {
                 spec: SelfSubjectAccessReviewSpec {
                     resource_attributes: Some(ResourceAttributes {
@@ -419,7 +429,11 @@ impl Connected {
                 },
                 ..Default::default()
             };
-            tasks.spawn(async move { (i, api.create(&PostParams::default(), &review).await) });
+            tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _slot = slots.acquire_owned().await;
+                (i, api.create(&PostParams::default(), &review).await)
+            });
         }
         let mut out = vec![(false, String::new()); perms.len()];
         while let Some(joined) = tasks.join_next().await {

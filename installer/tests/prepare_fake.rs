@@ -113,6 +113,28 @@ async fn access_reviews_and_reads_follow_the_api_contract() {
     assert!(matches!(p.next, Next::Install));
 }
 
+/// The reviews of one preflight share a few connections: each connection to a real API
+/// server is a TLS handshake, and ~90 reviews fired at once used to open one each.
+#[tokio::test]
+async fn one_preflight_reuses_a_few_connections_for_all_its_reviews() {
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    let p = run(&fake).await;
+    assert!(p.report.preflight_failed().next().is_none());
+    let reviews = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/selfsubjectaccessreviews"))
+        .count();
+    assert!(reviews > 60, "{reviews}");
+    // No more than kubectl's burst (10), the reads before and beside the reviews included.
+    let connections = fake.connections();
+    assert!(
+        connections <= 10,
+        "{connections} connections for {reviews} reviews"
+    );
+}
+
 #[tokio::test]
 async fn stuck_storage_stops_the_install_and_points_to_fix_storage() {
     let fake = FakeKube::start().await;

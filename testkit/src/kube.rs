@@ -61,6 +61,8 @@ struct State {
     resource_version: u64,
     /// kube-controller-manager down (or lagging): the pvc-protection controller does nothing.
     controllers_paused: bool,
+    /// TCP connections accepted: what each would cost in TLS handshakes on a real server.
+    connections: usize,
 }
 
 impl State {
@@ -98,6 +100,7 @@ impl FakeKube {
             git_version: "v1.33.1".to_owned(),
             resource_version: 100,
             controllers_paused: false,
+            connections: 0,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -113,6 +116,11 @@ impl FakeKube {
         let task = tokio::spawn({
             let state = state.clone();
             async move {
+                use axum::serve::ListenerExt;
+                let counted = listener.tap_io({
+                    let state = state.clone();
+                    move |_| state.lock().unwrap().connections += 1
+                });
                 // The pvc-protection controller runs beside the API, as in a real cluster.
                 let controller = tokio::spawn(async move {
                     loop {
@@ -120,7 +128,7 @@ impl FakeKube {
                         pvc_protection(&mut state.lock().unwrap());
                     }
                 });
-                let _ = axum::serve(listener, app).await;
+                let _ = axum::serve(counted, app).await;
                 controller.abort();
             }
         });
@@ -129,6 +137,11 @@ impl FakeKube {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TCP connections accepted so far (each one a TLS handshake on a real, HTTPS API server).
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
     }
 
     /// A kubeconfig whose context `name` points at this fake with a bearer token.

@@ -21,6 +21,8 @@ pub mod remote_write;
 pub mod scene;
 /// Not a fake: a real systemd as PID 1 in namespaces over a Debian root.
 pub mod systemd;
+/// Not a fake: a real nginx terminating TLS in front of a fake (benchmarks over HTTPS).
+pub mod tls_front;
 
 /// A `http://127.0.0.1:PORT` URL nothing listens on: the port was bound and released, so a
 /// connection is refused at once (an unreachable Grafana or Prometheus without a slow timeout).

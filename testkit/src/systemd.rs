@@ -12,17 +12,27 @@ use std::time::{Duration, Instant};
 /// The Debian root from `CMM_SYSTEMD_ROOT`; `None` (the test skips, saying so) unless
 /// `CMM_REQUIRE_SYSTEMD` or `CI=true` is set, where a missing root fails the test.
 pub fn root_or_skip(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("CMM_SYSTEMD_ROOT") {
+    named_root_or_skip("CMM_SYSTEMD_ROOT", "tests/systemd/root.sh", test)
+}
+
+/// The Debian 11 root (glibc 2.31, systemd 247) from `CMM_SYSTEMD_ROOT_BULLSEYE`, as
+/// [`root_or_skip`].
+pub fn bullseye_root_or_skip(test: &str) -> Option<PathBuf> {
+    named_root_or_skip(
+        "CMM_SYSTEMD_ROOT_BULLSEYE",
+        "tests/systemd/root.sh bullseye",
+        test,
+    )
+}
+
+fn named_root_or_skip(var: &str, builder: &str, test: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(r) if Path::new(&r).join("lib/systemd/systemd").exists() => Some(PathBuf::from(r)),
-        _ if std::env::var_os("CMM_REQUIRE_SYSTEMD").is_some() => panic!(
-            "{test}: CMM_REQUIRE_SYSTEMD is set but CMM_SYSTEMD_ROOT holds no Debian root \
-             (tests/systemd/root.sh)"
-        ),
+        _ if std::env::var_os("CMM_REQUIRE_SYSTEMD").is_some() => {
+            panic!("{test}: CMM_REQUIRE_SYSTEMD is set but {var} holds no Debian root ({builder})")
+        }
         _ => {
-            crate::skip(
-                test,
-                "no CMM_SYSTEMD_ROOT (tests/systemd/root.sh builds one, as root)",
-            );
+            crate::skip(test, &format!("no {var} ({builder} builds one, as root)"));
             None
         }
     }
