@@ -16,6 +16,12 @@ mod render;
 mod settings;
 mod version;
 
+/// The static (musl) builds: musl's malloc is slow for the many small allocations of parsing
+/// YAML and JSON (Cargo.toml has the figures); glibc builds keep glibc's.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let settings::Startup {
