@@ -1031,8 +1031,25 @@ async fn check_reports_days_to_expiry_and_repair_renews_before_the_end() {
 /// (real nginx), fed by a real Prometheus sending as kr-mum — and `--repair` registers it.
 #[tokio::test]
 async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_registration() {
-    use cmm_testkit::remote_write::{ProtectedReceiver, Sender};
-    let test = "in_push_check_proves_the_samples_at_the_receiver";
+    push_check_on(
+        "in_push_check_proves_the_samples_at_the_receiver",
+        "values/overlays/central-receiver.yaml",
+    )
+    .await;
+}
+
+/// The same with VictoriaMetrics as the receiver (the default), run with its rendered arguments.
+#[tokio::test]
+async fn in_push_check_proves_the_samples_at_a_victoriametrics_receiver() {
+    push_check_on(
+        "in_push_check_proves_the_samples_at_a_victoriametrics_receiver",
+        "values/overlays/central-receiver-victoriametrics.yaml",
+    )
+    .await;
+}
+
+async fn push_check_on(test: &str, receiver_file: &str) {
+    use cmm_testkit::remote_write::{ProtectedReceiver, Receiver as Store, Sender};
     if !cmm_testkit::mtls_proxy::available(test) {
         return;
     }
@@ -1050,28 +1067,42 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
         .args(["-n", "monitor", "-f"])
         .arg(support::workspace_root().join("values/central_monitor.yaml"))
         .arg("-f")
-        .arg(support::workspace_root().join("values/overlays/central-receiver.yaml"))
+        .arg(support::workspace_root().join(receiver_file))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
+    let objects: Vec<Value> = serde_yaml::Deserializer::from_slice(&o.stdout)
         .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .find(|v: &Value| {
-            v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-receiver-mtls-proxy"
-        })
+        .collect();
+    let cm = objects
+        .iter()
+        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-receiver-mtls-proxy")
         .expect("the receiver proxy's ConfigMap");
+    let vm = objects
+        .iter()
+        .find(|v| v["kind"] == "StatefulSet" && v["metadata"]["name"] == "cmm-receiver-vm");
+    let store = match vm {
+        Some(vm) => {
+            let args: Vec<String> = serde_json::from_value(
+                vm["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+            )
+            .unwrap();
+            Store::start_victoriametrics(test, &args, "10s").await
+        }
+        None => Store::start(test, "10s").await,
+    };
+    let Some(store) = store else {
+        return;
+    };
     let material = cmm_testkit::pki::CentralMaterial::new();
-    let Some(store) = ProtectedReceiver::start(
-        test,
+    let store = ProtectedReceiver::around(
+        store,
         cm["data"]["nginx.conf"].as_str().unwrap(),
         cm["data"]["run.sh"].as_str().unwrap(),
         &material.ca,
-        "10s",
+        30,
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let rw = store.remote_write(&material.ca, "kr-mum", 2000, "1s");
     let mut sender = Sender::start(test, "kr-mum", &rw, false, "1s")
         .await
@@ -1131,8 +1162,9 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
         }
     };
 
-    // The samples arrive within a few batches; not registered yet.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The samples arrive within a few batches (VictoriaMetrics shows them 30 s later); not
+    // registered yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let report = loop {
         let r = check(false).await;
         if finding(&r, "push.receiver")["severity"] == "ok" || std::time::Instant::now() > deadline
@@ -1182,9 +1214,10 @@ async fn in_push_check_proves_the_samples_at_the_receiver_and_repairs_the_regist
         .iter()
         .all(|d| d["uid"] == "cmm_receiver"));
 
-    // The sender is lost: once its samples leave the receiver's lookback, check says so.
+    // The sender is lost: once its samples leave the receiver's lookback, check says so
+    // (VictoriaMetrics answers an instant query as of 30 s ago, -search.latencyOffset).
     sender.kill();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
     let report = loop {
         let r = check(false).await;
         if finding(&r, "push.receiver")["severity"] == "failed"

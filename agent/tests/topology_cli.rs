@@ -384,7 +384,7 @@ async fn the_central_bootstrap_makes_what_its_topology_needs() {
             .map(|v| v.as_str().unwrap())
             .collect();
         let overlay = if topology == "push" {
-            "values/overlays/central-receiver.yaml"
+            "values/overlays/central-receiver-victoriametrics.yaml"
         } else {
             "values/overlays/thanos-query.yaml"
         };
@@ -418,4 +418,80 @@ async fn the_central_bootstrap_makes_what_its_topology_needs() {
         }
         assert!(!out.contains("PRIVATE KEY") && !err.contains("PRIVATE KEY"));
     }
+}
+
+/// A central installed with the Prometheus receiver keeps it across an agent whose default is
+/// VictoriaMetrics: the run stops in preflight, before any change, naming both ways on; the
+/// receiver named explicitly goes ahead with that one's file.
+#[tokio::test]
+async fn a_new_default_receiver_never_replaces_the_one_a_central_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, kc) = bare_central(dir.path()).await;
+    // What central-receiver.yaml's release left: the chart's Service of the receiver.
+    kube.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cmm-receiver-prometheus", "namespace": "monitor",
+            "annotations": {"meta.helm.sh/release-name": "monitor",
+                            "meta.helm.sh/release-namespace": "monitor"}},
+        "spec": {"ports": [{"port": 9090}]}}));
+    let log = dir.path().join("helm.log");
+    let helm = dir.path().join("helm");
+    std::fs::write(
+        &helm,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\ncase \"$1\" in\n  version) echo 'v3.17.3' ;;\n  upgrade|show|template) exit 0 ;;\n  *) exit 1 ;;\nesac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helm = helm.display().to_string();
+    let home = [("HOME", dir.path().to_str().unwrap())];
+
+    let o = agent(
+        &[central_args(&kc, &helm), vec!["--topology", "push"]].concat(),
+        &home,
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "preflight: {out}\n{err}");
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    let check = rep["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "receiver")
+        .unwrap_or_else(|| panic!("no receiver check: {rep:#}"));
+    assert_eq!(check["ok"], false, "{check}");
+    let detail = check["detail"].as_str().unwrap();
+    for needle in [
+        "runs the prometheus receiver",
+        "--receiver prometheus",
+        "--receiver victoriametrics",
+    ] {
+        assert!(detail.contains(needle), "{needle}: {detail}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!calls.contains("upgrade"), "helm ran {calls}");
+    assert!(kube
+        .get("/api/v1/namespaces/monitor/secrets", "cmm-receiver-tls")
+        .is_none());
+
+    let o = agent(
+        &[
+            central_args(&kc, &helm),
+            vec!["--topology", "push", "--receiver", "prometheus"],
+        ]
+        .concat(),
+        &home,
+    )
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        rep["values"][1], "values/overlays/central-receiver.yaml",
+        "{rep:#}"
+    );
+    assert!(std::fs::read_to_string(&log).unwrap().contains("upgrade"));
 }

@@ -26,6 +26,8 @@ pub const OVERLAY_PUSH_YAML: &str = include_str!("../../values/overlays/push.yam
 pub const OVERLAY_AGENT_MODE_YAML: &str = include_str!("../../values/overlays/agent-mode.yaml");
 pub const OVERLAY_CENTRAL_RECEIVER_YAML: &str =
     include_str!("../../values/overlays/central-receiver.yaml");
+pub const OVERLAY_CENTRAL_RECEIVER_VM_YAML: &str =
+    include_str!("../../values/overlays/central-receiver-victoriametrics.yaml");
 pub const OVERLAY_THANOS_SIDECAR_YAML: &str =
     include_str!("../../values/overlays/thanos-sidecar.yaml");
 pub const OVERLAY_THANOS_OBJECT_STORAGE_YAML: &str =

@@ -16,7 +16,7 @@ use cmm_installer::bootstrap::values_for;
 use cmm_installer::chart::ChartSource;
 use cmm_installer::helm::Helm;
 use cmm_installer::topology::Role;
-use cmm_installer::topology::{Choice, Topology, Wiring};
+use cmm_installer::topology::{Choice, Receiver, Topology, Wiring};
 use cmm_pki::Ca;
 use cmm_testkit::remote_write::{
     client, metric_sum, rss_bytes, ProtectedReceiver, Sender, Synthetic,
@@ -39,6 +39,7 @@ async fn receiver_proxy_conf() -> (String, String) {
     let chart = ChartSource::parse(&chart).unwrap();
     let wiring = Wiring::new(&Choice {
         topology: Topology::Push,
+        receiver: Some(Receiver::Prometheus),
         central: true,
         ..Default::default()
     })

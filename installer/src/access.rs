@@ -134,8 +134,12 @@ fn rendered(
         (Role::Cluster, Topology::Push) => {
             kinds.push(("monitoring.coreos.com", "prometheusagents", Namespace))
         }
-        // The receiver: an operator-run Prometheus, as on a cluster.
+        // The receiver, either kind (topology::Receiver): VictoriaMetrics is a StatefulSet of
+        // the release; the Prometheus receiver is operator-run, as on a cluster. One row set
+        // for both keeps the table a function of the topology; a central's installer is the
+        // cluster's admin, who holds both.
         (Role::Central, Topology::Push) => kinds.extend([
+            ("apps", "statefulsets", Namespace),
             ("batch", "jobs", Namespace),
             ("monitoring.coreos.com", "prometheuses", Namespace),
             (

@@ -179,6 +179,46 @@ impl crate::kube::Connected {
     }
 }
 
+/// Push, central: the Service each receiver's files make, by which an installed one is known.
+const RECEIVER_SERVICES: [(crate::topology::Receiver, &str); 2] = [
+    (
+        crate::topology::Receiver::Prometheus,
+        "cmm-receiver-prometheus",
+    ),
+    (
+        crate::topology::Receiver::VictoriaMetrics,
+        "cmm-receiver-vm",
+    ),
+];
+
+/// Push, central: the receiver this release runs now, when it is not the one `want` names and
+/// `want` was only the default. Moving to the other store leaves every sample of the old one
+/// behind (helm deletes it; its volume is kept but nothing reads it), so that must be asked
+/// for by name, never arrive with a new version's default.
+pub fn receiver_switch(
+    existing: &[Existing],
+    release: &str,
+    namespace: &str,
+    want: crate::topology::Receiver,
+    chosen: bool,
+) -> Option<crate::topology::Receiver> {
+    if chosen {
+        return None;
+    }
+    RECEIVER_SERVICES
+        .iter()
+        .filter(|(r, _)| *r != want)
+        .find(|(_, service)| {
+            existing.iter().any(|e| {
+                e.kind == "Service"
+                    && e.name == *service
+                    && e.namespace.as_deref() == Some(namespace)
+                    && e.owned_by(release, namespace)
+            })
+        })
+        .map(|(r, _)| *r)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -250,5 +290,41 @@ mod tests {
             ),
         ];
         assert!(judge(&rendered, &own, "kr-mum", "monitor").is_empty());
+    }
+
+    #[test]
+    fn a_default_never_swaps_the_receiver_a_central_runs() {
+        use crate::topology::Receiver::{Prometheus, VictoriaMetrics};
+        let prom = [existing(
+            "Service",
+            Some("monitor"),
+            "cmm-receiver-prometheus",
+            ("monitor", "monitor"),
+            &[],
+        )];
+        // Installed with the Prometheus receiver; the new default would replace it.
+        assert_eq!(
+            receiver_switch(&prom, "monitor", "monitor", VictoriaMetrics, false),
+            Some(Prometheus)
+        );
+        // Asked for by name: the operator chose the move.
+        assert_eq!(
+            receiver_switch(&prom, "monitor", "monitor", VictoriaMetrics, true),
+            None
+        );
+        // Kept: nothing to say.
+        assert_eq!(
+            receiver_switch(&prom, "monitor", "monitor", Prometheus, false),
+            None
+        );
+        // Another release's, or a new central: not this release's store.
+        assert_eq!(
+            receiver_switch(&prom, "other", "monitor", VictoriaMetrics, false),
+            None
+        );
+        assert_eq!(
+            receiver_switch(&[], "monitor", "monitor", VictoriaMetrics, false),
+            None
+        );
     }
 }

@@ -38,6 +38,9 @@ pub struct Central {
     /// push: the receiver's write URL as the clusters reach it.
     #[serde(default)]
     pub receiver_url: Option<String>,
+    /// push: what stores the samples centrally (`victoriametrics`, the default, or `prometheus`).
+    #[serde(default)]
+    pub receiver: Option<crate::topology::Receiver>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +141,14 @@ impl Fleet {
                 });
             }
         }
+        // The central choices alone (a receiver only in push), before anything uses them.
+        Wiring::new(&Choice {
+            topology: fleet.central.topology,
+            receiver: fleet.central.receiver,
+            central: true,
+            names: Names::fleet(0),
+            ..Default::default()
+        })?;
         Ok(fleet)
     }
 
@@ -147,6 +158,7 @@ impl Fleet {
         Wiring::new(&Choice {
             topology: self.central.topology,
             receiver_url: self.central.receiver_url.as_deref(),
+            receiver: self.central.receiver,
             agent_mode: c.agent_mode,
             object_storage: c.thanos_object_storage,
             insecure_plain_http: c.overlays.contains(&Overlay::InsecurePlainHttp),
@@ -159,10 +171,11 @@ impl Fleet {
     pub fn central_wiring(&self) -> Wiring {
         Wiring::new(&Choice {
             topology: self.central.topology,
+            receiver: self.central.receiver,
             central: true,
             ..Default::default()
         })
-        .expect("a topology alone is always valid for the central role")
+        .expect("parse checked the central wiring")
     }
 
     pub fn example() -> Self {
@@ -361,7 +374,7 @@ mod tests {
             names(&m[0]),
             [
                 "central_monitor.yaml",
-                "overlays/central-receiver.yaml",
+                "overlays/central-receiver-victoriametrics.yaml",
                 "central_content.yaml"
             ]
         );
@@ -424,6 +437,10 @@ mod tests {
             (
                 "[central]\ntopology = \"thanos\"\n[[clusters]]\nname = \"a\"\nagent_mode = true\n",
                 "clusters[0].agent_mode",
+            ),
+            (
+                "[central]\ntopology = \"thanos\"\nreceiver = \"prometheus\"\n[[clusters]]\nname = \"a\"\n",
+                "central.receiver = is only used with central.topology = push",
             ),
             (
                 "[central]\ntopology = \"push\"\nreceiver_url = \"https://r/api/v1/write\"\n[[clusters]]\nname = \"a\"\noverlays = [\"insecure-plain-http\"]\n",

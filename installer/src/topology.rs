@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    ValuesFile, AGENT_MODE, CENTRAL_RECEIVER, PUSH, THANOS_OBJECT_STORAGE, THANOS_QUERY,
-    THANOS_SIDECAR,
+    ValuesFile, AGENT_MODE, CENTRAL_RECEIVER, CENTRAL_RECEIVER_VM, PUSH, THANOS_OBJECT_STORAGE,
+    THANOS_QUERY, THANOS_SIDECAR,
 };
 use crate::{Error, Result};
 
@@ -63,7 +63,46 @@ impl std::fmt::Display for Topology {
     }
 }
 
-/// The datasource central-receiver.yaml provisions.
+/// What stores the clusters' samples in push, on the central cluster. Both sit behind the same
+/// mutual-TLS proxy at the same address, so a cluster's release is the same for either.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Receiver {
+    /// VictoriaMetrics single-node (central-receiver-victoriametrics.yaml): its proxy stamps
+    /// each sample with the cluster its certificate names, so no cluster can write as another;
+    /// about a third of the Prometheus receiver's memory (docs/scaling.md).
+    #[default]
+    #[serde(rename = "victoriametrics")]
+    VictoriaMetrics,
+    /// A Prometheus with the remote-write receiver (central-receiver.yaml): stores the
+    /// `cluster` label each sender wrote.
+    Prometheus,
+}
+
+impl Receiver {
+    pub const ALL: [Receiver; 2] = [Receiver::VictoriaMetrics, Receiver::Prometheus];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receiver::VictoriaMetrics => "victoriametrics",
+            Receiver::Prometheus => "prometheus",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The datasource both receivers' files provision.
 pub const RECEIVER_DATASOURCE_UID: &str = "cmm_receiver";
 /// The datasource thanos-query.yaml provisions.
 pub const THANOS_DATASOURCE_UID: &str = "cmm_thanos";
@@ -94,6 +133,11 @@ pub struct Wiring {
     pub topology: Topology,
     /// Push: the receiver's write URL as the clusters reach it.
     pub receiver_url: Option<String>,
+    /// Push: what stores the samples centrally (the default in every other topology).
+    pub receiver: Receiver,
+    /// Whether `receiver` was given rather than defaulted: only a given one may replace the
+    /// receiver a central already runs (`clash::receiver_switch`).
+    pub receiver_chosen: bool,
     /// Push: Prometheus in agent mode (overlays/agent-mode.yaml).
     pub agent_mode: bool,
     /// Thanos: upload blocks to the bucket of Secret cmm-thanos-objstore.
@@ -118,6 +162,8 @@ pub enum Transport {
 pub struct Choice<'a> {
     pub topology: Topology,
     pub receiver_url: Option<&'a str>,
+    /// `None`: not given (push takes the default).
+    pub receiver: Option<Receiver>,
     pub agent_mode: bool,
     pub object_storage: bool,
     /// No mutual TLS (--insecure-plain-http): only pull can do without certificates.
@@ -133,6 +179,7 @@ pub struct Choice<'a> {
 pub struct Names {
     pub topology: String,
     pub receiver_url: String,
+    pub receiver: String,
     pub agent_mode: String,
     pub object_storage: String,
     pub insecure: String,
@@ -144,6 +191,7 @@ impl Default for Names {
         Names {
             topology: "--topology".into(),
             receiver_url: "--receiver-url".into(),
+            receiver: "--receiver".into(),
             agent_mode: "--agent-mode".into(),
             object_storage: "--thanos-object-storage".into(),
             insecure: "--insecure-plain-http".into(),
@@ -157,6 +205,7 @@ impl Names {
         Names {
             topology: "central.topology =".into(),
             receiver_url: "central.receiver_url".into(),
+            receiver: "central.receiver =".into(),
             agent_mode: format!("clusters[{index}].agent_mode"),
             object_storage: format!("clusters[{index}].thanos_object_storage"),
             insecure: format!("clusters[{index}].overlays insecure-plain-http"),
@@ -198,6 +247,12 @@ impl Wiring {
                 n.object_storage, n.topology
             )));
         }
+        if c.receiver.is_some() && c.topology != Topology::Push {
+            return Err(bad(format!(
+                "{} is only used with {} push; drop it",
+                n.receiver, n.topology
+            )));
+        }
         let receiver_url = match (c.topology, c.receiver_url) {
             (Topology::Push, None) if c.central => None,
             (Topology::Push, None) => {
@@ -222,6 +277,8 @@ impl Wiring {
         Ok(Wiring {
             topology: c.topology,
             receiver_url,
+            receiver: c.receiver.unwrap_or_default(),
+            receiver_chosen: c.receiver.is_some(),
             agent_mode: c.agent_mode,
             object_storage: c.object_storage,
             transport: if c.insecure_plain_http {
@@ -271,7 +328,10 @@ impl Wiring {
     pub fn central_file(&self) -> Option<ValuesFile> {
         match self.topology {
             Topology::Pull => None,
-            Topology::Push => Some(CENTRAL_RECEIVER),
+            Topology::Push => Some(match self.receiver {
+                Receiver::VictoriaMetrics => CENTRAL_RECEIVER_VM,
+                Receiver::Prometheus => CENTRAL_RECEIVER,
+            }),
             Topology::Thanos => Some(THANOS_QUERY),
         }
     }
@@ -324,6 +384,8 @@ impl Wiring {
         }
         if let Some(url) = &self.receiver_url {
             s.push_str(&format!(" to {url}"));
+        } else if self.topology == Topology::Push {
+            s.push_str(&format!(" ({} receiver)", self.receiver));
         }
         s
     }
@@ -384,6 +446,34 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_is_only_taken_with_push_and_named_as_given() {
+        for t in [Topology::Pull, Topology::Thanos] {
+            let err = Wiring::new(&Choice {
+                receiver: Some(Receiver::Prometheus),
+                central: true,
+                ..choice(t)
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("--receiver is only used with --topology push"),
+                "{err}"
+            );
+        }
+        for r in Receiver::ALL {
+            assert_eq!(Receiver::parse(r.as_str()), Some(r));
+            let w = Wiring::new(&Choice {
+                receiver: Some(r),
+                central: true,
+                ..choice(Topology::Push)
+            })
+            .unwrap();
+            assert_eq!(w.describe(), format!("push ({r} receiver)"));
+        }
+        assert_eq!(Receiver::parse("victoria-metrics"), None);
+    }
+
+    #[test]
     fn push_composes_its_overlays_in_order_with_the_url_as_a_file() {
         let w = Wiring::new(&Choice {
             receiver_url: Some("https://10.0.0.5:30091/api/v1/write"),
@@ -406,7 +496,17 @@ mod tests {
             v["cmm"]["receiverUrl"],
             "https://10.0.0.5:30091/api/v1/write"
         );
-        assert_eq!(w.central_file(), Some(CENTRAL_RECEIVER));
+        // VictoriaMetrics unless told otherwise; the cluster's files are the same for both.
+        assert_eq!(w.central_file(), Some(CENTRAL_RECEIVER_VM));
+        let prom = Wiring::new(&Choice {
+            receiver_url: Some("https://10.0.0.5:30091/api/v1/write"),
+            receiver: Some(Receiver::Prometheus),
+            agent_mode: true,
+            ..choice(Topology::Push)
+        })
+        .unwrap();
+        assert_eq!(prom.central_file(), Some(CENTRAL_RECEIVER));
+        assert_eq!(prom.cluster_files(), files);
         assert_eq!(
             w.registration(),
             Registration::SharedRules {

@@ -114,6 +114,10 @@ pub const CENTRAL_RECEIVER: ValuesFile = ValuesFile {
     name: "overlays/central-receiver.yaml",
     text: content::OVERLAY_CENTRAL_RECEIVER_YAML,
 };
+pub const CENTRAL_RECEIVER_VM: ValuesFile = ValuesFile {
+    name: "overlays/central-receiver-victoriametrics.yaml",
+    text: content::OVERLAY_CENTRAL_RECEIVER_VM_YAML,
+};
 pub const THANOS_SIDECAR: ValuesFile = ValuesFile {
     name: "overlays/thanos-sidecar.yaml",
     text: content::OVERLAY_THANOS_SIDECAR_YAML,
@@ -129,7 +133,7 @@ pub const THANOS_QUERY: ValuesFile = ValuesFile {
 
 /// Every overlay, as shipped (packages put them under values/overlays/): the one list of
 /// their names. The operator's and the environment's ([`Overlay`]), then the topologies'.
-pub const OVERLAYS: [ValuesFile; 12] = [
+pub const OVERLAYS: [ValuesFile; 13] = [
     WSL,
     KUBE_METRICS,
     MANAGED_CONTROL_PLANE,
@@ -139,6 +143,7 @@ pub const OVERLAYS: [ValuesFile; 12] = [
     PUSH,
     AGENT_MODE,
     CENTRAL_RECEIVER,
+    CENTRAL_RECEIVER_VM,
     THANOS_SIDECAR,
     THANOS_OBJECT_STORAGE,
     THANOS_QUERY,

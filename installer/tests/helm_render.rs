@@ -244,10 +244,23 @@ fn assert_covered(role: Role, topology: Topology, rendered: &Rendered) {
 async fn the_access_table_covers_every_topology() {
     use cmm_installer::topology::Choice;
     let Some((helm, chart)) = tools() else { return };
-    for topology in [Topology::Push, Topology::Thanos] {
-        for role in [Role::Cluster, Role::Central] {
+    use cmm_installer::topology::Receiver;
+    let cases = [
+        (Topology::Push, Role::Cluster, None),
+        (
+            Topology::Push,
+            Role::Central,
+            Some(Receiver::VictoriaMetrics),
+        ),
+        (Topology::Push, Role::Central, Some(Receiver::Prometheus)),
+        (Topology::Thanos, Role::Cluster, None),
+        (Topology::Thanos, Role::Central, None),
+    ];
+    for (topology, role, receiver) in cases {
+        {
             let wiring = Wiring::new(&Choice {
                 topology,
+                receiver,
                 receiver_url: (role == Role::Cluster && topology == Topology::Push)
                     .then_some("https://10.0.0.5:30091/api/v1/write"),
                 agent_mode: role == Role::Cluster && topology == Topology::Push,

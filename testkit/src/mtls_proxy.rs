@@ -1,9 +1,11 @@
 //! A real nginx (Debian package) run with the proxy configuration and start script that
-//! each_cluster.yaml renders into ConfigMap `cmm-mtls-proxy`, in front of a real Prometheus.
+//! each_cluster.yaml (or a receiver's overlay) renders, in front of a real Prometheus or
+//! VictoriaMetrics.
 //!
 //! Only deployment paths are rewritten, to this machine's: the pod's mounts (/etc/cmm-tls,
-//! /etc/cmm-proxy, /tmp), the upstream 127.0.0.1:9090 and the listen port 9443. Every TLS and
-//! admission directive runs as rendered. Killed on drop.
+//! /etc/cmm-proxy, /tmp), the upstream (Prometheus' 127.0.0.1:9090 or VictoriaMetrics'
+//! 127.0.0.1:8428), the listen port 9443 and the plain health port 8429. Every TLS and
+//! admission directive, and every rewrite of a request, runs as rendered. Killed on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,8 @@ pub struct TlsFiles<'a> {
 
 pub struct RealProxy {
     pub port: u16,
+    /// The plain health server's port, when the rendered conf has one (`listen 8429;`).
+    pub health_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Child,
 }
@@ -86,8 +90,16 @@ impl RealProxy {
                     &format!("{}/", root.join("proxy").display()),
                 )
         };
-        let conf =
-            paths(nginx_conf).replace("127.0.0.1:9090", &format!("127.0.0.1:{upstream_port}"));
+        let upstream = format!("127.0.0.1:{upstream_port}");
+        let mut conf = paths(nginx_conf)
+            .replace("127.0.0.1:9090", &upstream)
+            .replace("127.0.0.1:8428", &upstream);
+        let health_port = conf
+            .contains("listen 8429;")
+            .then(crate::prometheus::free_port);
+        if let Some(h) = health_port {
+            conf = conf.replace("listen 8429;", &format!("listen 127.0.0.1:{h};"));
+        }
         assert_ne!(
             conf,
             paths(nginx_conf),
@@ -110,6 +122,7 @@ impl RealProxy {
         write_tls(&root.join("tls"), tls);
         let proxy = RealProxy {
             port,
+            health_port,
             child: Command::new("/bin/sh")
                 .arg(root.join("proxy/run.sh"))
                 .env("CMM_RELOAD_CHECK", reload_check_secs.to_string())

@@ -1,5 +1,6 @@
-//! Not a fake: the push topology on real processes (Debian's Prometheus 2.42 and
-//! node_exporter). A receiver Prometheus with `--web.enable-remote-write-receiver`, and
+//! Not a fake: the push topology on real processes (Debian's Prometheus 2.42, node_exporter
+//! and VictoriaMetrics 1.79). A receiver (a Prometheus with `--web.enable-remote-write-receiver`
+//! or a VictoriaMetrics single-node run with the arguments its overlay renders), and
 //! "cluster" Prometheus servers (optionally in agent mode) that scrape a node_exporter and
 //! remote-write what they scrape, as the operator configures them from push.yaml.
 
@@ -8,6 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::prometheus::{free_port, missing, Proc, NODE_EXPORTER, PROMETHEUS};
+
+/// Debian's `victoria-metrics` package.
+pub const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
 
 /// A receiver: stores what it is sent, scrapes nothing (central-receiver.yaml's Prometheus).
 pub struct Receiver {
@@ -55,8 +59,78 @@ impl Receiver {
         Some(r)
     }
 
+    /// A VictoriaMetrics single-node run with `rendered_args` (the container's arguments as
+    /// central-receiver-victoriametrics.yaml renders them), only its listen address and
+    /// storage path pointed at this machine. `lookback` is `-search.maxStalenessInterval`,
+    /// which stands for Prometheus' lookback delta: how long a series with no new sample
+    /// still answers an instant query (VictoriaMetrics' app/vmselect/promql/eval.go).
+    pub async fn start_victoriametrics(
+        test: &str,
+        rendered_args: &[String],
+        lookback: &str,
+    ) -> Option<Receiver> {
+        if missing(
+            test,
+            VICTORIA_METRICS,
+            "apt-get install victoria-metrics; scripts/dev tools",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let data_dir = dir.path().join("data");
+        let mut args: Vec<String> = rendered_args
+            .iter()
+            .map(|a| {
+                if a.starts_with("-httpListenAddr=") {
+                    format!("-httpListenAddr=127.0.0.1:{port}")
+                } else if a.starts_with("-storageDataPath=") {
+                    format!("-storageDataPath={}", data_dir.display())
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        assert!(
+            args.iter().any(|a| a.ends_with(&format!(":{port}"))),
+            "the rendered arguments set no -httpListenAddr: {rendered_args:?}"
+        );
+        args.push(format!("-search.maxStalenessInterval={lookback}"));
+        let child = Command::new(VICTORIA_METRICS)
+            .current_dir(dir.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics");
+        let r = Receiver {
+            port,
+            data_dir,
+            proc: Proc::new(child),
+            _dir: dir,
+        };
+        wait_healthy(test, &format!("http://127.0.0.1:{port}/health")).await;
+        Some(r)
+    }
+
     pub fn pid(&self) -> u32 {
         self.proc.id()
+    }
+}
+
+async fn wait_healthy(test: &str, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{test}: {url} not OK within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -352,6 +426,17 @@ impl ProtectedReceiver {
             return None;
         }
         let receiver = Receiver::start(test, lookback).await?;
+        Some(Self::around(receiver, nginx_conf, run_sh, ca, reload_check_secs).await)
+    }
+
+    /// `receiver` (either kind) behind the rendered proxy, the certificates from `ca`.
+    pub async fn around(
+        receiver: Receiver,
+        nginx_conf: &str,
+        run_sh: &str,
+        ca: &cmm_pki::Ca,
+        reload_check_secs: u32,
+    ) -> ProtectedReceiver {
         let name = "cmm-receiver";
         let server = ca
             .issue_server(
@@ -375,7 +460,7 @@ impl ProtectedReceiver {
             reload_check_secs,
         )
         .await;
-        Some(ProtectedReceiver { receiver, proxy })
+        ProtectedReceiver { receiver, proxy }
     }
 
     /// The proxy's base URL (what Grafana's datasource and the clusters' URL point at).

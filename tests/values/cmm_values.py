@@ -36,6 +36,7 @@ TOPOLOGY_OVERLAYS = {
     "push": VALUES / "overlays" / "push.yaml",
     "agent-mode": VALUES / "overlays" / "agent-mode.yaml",
     "central-receiver": VALUES / "overlays" / "central-receiver.yaml",
+    "central-receiver-victoriametrics": VALUES / "overlays" / "central-receiver-victoriametrics.yaml",
     "thanos-sidecar": VALUES / "overlays" / "thanos-sidecar.yaml",
     "thanos-object-storage": VALUES / "overlays" / "thanos-object-storage.yaml",
     "thanos-query": VALUES / "overlays" / "thanos-query.yaml",

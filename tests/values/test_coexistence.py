@@ -22,7 +22,8 @@ PUSH_SETS = ("cmm.receiverUrl=https://10.0.0.5:30091/api/v1/write",)
 TOPOLOGIES = {
     # cluster files, central files (before the content file), sets
     "pull": ((), (), ()),
-    "push": (("push",), ("central-receiver",), PUSH_SETS),
+    "push": (("push",), ("central-receiver-victoriametrics",), PUSH_SETS),
+    "push-prometheus-receiver": (("push",), ("central-receiver",), PUSH_SETS),
     "thanos": (("thanos-sidecar",), ("thanos-query",), ()),
 }
 

@@ -19,6 +19,7 @@ REGENERATE = "scripts/dev golden"
 TOPOLOGY_GOLDEN = {
     "push": ("cluster", "push-agent"),
     "central-receiver": ("central", "receiver"),
+    "central-receiver-victoriametrics": ("central", "receiver-victoriametrics"),
     "thanos-sidecar": ("cluster", "thanos"),
     "thanos-query": ("central", "thanos-query"),
 }

@@ -1,9 +1,11 @@
 """The growth paths, rendered by the real helm and chart: push (overlays/push.yaml, agent-mode.yaml
-on the clusters, central-receiver.yaml on the central node) and Thanos (thanos-sidecar.yaml,
+on the clusters, central-receiver-victoriametrics.yaml or central-receiver.yaml on the central node) and Thanos (thanos-sidecar.yaml,
 thanos-object-storage.yaml on the clusters, thanos-query.yaml on the central node). Nothing of
 Thanos runs here: these renders and their schema checks are what is verified of it."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import yaml
@@ -24,6 +26,7 @@ CLUSTER_VARIANTS = {
 }
 CENTRAL_VARIANTS = {
     "receiver": "central-receiver",
+    "receiver-victoriametrics": "central-receiver-victoriametrics",
     "thanos-query": "thanos-query",
 }
 
@@ -140,9 +143,39 @@ def test_receiver_is_a_protected_prometheus_and_grafanas_one_datasource(renderer
     assert "$cmm_role != reader" in conf
 
 
-def test_receiver_names_no_cluster(renderer):
+@pytest.mark.parametrize("release", RELEASES)
+def test_victoriametrics_receiver_stamps_the_writers_name_and_is_grafanas_one_datasource(renderer, release):
+    r = render_central(renderer, release, "receiver-victoriametrics")
+    # No operator and no Prometheus on the central node: one StatefulSet of the release.
+    assert not [o for o in r.objects if o["kind"] in ("Prometheus", "PrometheusAgent")]
+    assert not find(r.objects, "DaemonSet") and not find(r.objects, "ServiceMonitor")
+    assert not [d for d in find(r.objects, "Deployment") if "operator" in d["metadata"]["name"]]
+    sts = one(r.objects, "StatefulSet", "cmm-receiver-vm")
+    pod = sts["spec"]["template"]["spec"]
+    vm, proxy = pod["containers"]
+    assert vm["name"] == "victoria-metrics" and vm["image"].endswith(":v1.79.5")
+    # Only the proxy is the way in; the store answers on the pod's loopback.
+    assert "-httpListenAddr=127.0.0.1:8428" in vm["args"]
+    assert [p["containerPort"] for p in proxy["ports"]] == [9443, 8429]
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/health", "port": "health"}
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "50Gi"
+    assert node_ports(r) == [(30091, "cmm-receiver-external", "http-web")]
+    [ds] = datasources(r)
+    assert ds["uid"] == "cmm_receiver" and ds["url"] == "https://cmm-receiver-vm.monitor.svc:9443"
+    assert ds["jsonData"]["serverName"] == "cmm-receiver"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["cmm-tls"]["secret"]["secretName"] == "cmm-receiver-tls"
+    conf = one(r.objects, "ConfigMap", vols["cmm-proxy"]["configMap"]["name"])["data"]["nginx.conf"]
+    # The writer's name is the only cluster label a write can carry; readers see a list.
+    assert "extra_label=cluster=$cmm_writer;" in conf
+    assert re.search(r"location / \{\s*return 403;\s*\}", conf), "paths outside the list are not refused"
+
+
+@pytest.mark.parametrize("overlay", ["central-receiver", "central-receiver-victoriametrics"])
+def test_receiver_names_no_cluster(renderer, overlay):
     # One file for every fleet: adding a cluster changes nothing on the central node.
-    text = (OVERLAYS["central-receiver"]).read_text()
+    text = (OVERLAYS[overlay]).read_text()
     assert "kr-mum" not in text and "wai-eks" not in text
 
 
@@ -222,7 +255,7 @@ def effective_before(chart_default, chart_root, base: dict, path):
 
 @pytest.mark.parametrize("overlay,base", [
     ("push", EACH), ("agent-mode", EACH), ("thanos-sidecar", EACH), ("thanos-object-storage", EACH),
-    ("central-receiver", CENTRAL), ("thanos-query", CENTRAL),
+    ("central-receiver", CENTRAL), ("central-receiver-victoriametrics", CENTRAL), ("thanos-query", CENTRAL),
 ])
 def test_topology_overlays_hold_only_overrides(chart_root, overlay, base):
     from test_each_cluster import chart_default, leaves

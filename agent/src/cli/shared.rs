@@ -57,6 +57,11 @@ pub struct TopologyArgs {
     /// https://10.0.0.5:30091/api/v1/write
     #[arg(help_heading = "Topology", long, env = "CMM_RECEIVER_URL")]
     pub receiver_url: Option<String>,
+    /// push, central: what stores every cluster's samples: victoriametrics (the default; its
+    /// proxy stamps each sample with its sender's certificate name) or prometheus
+    /// (overlays/central-receiver-victoriametrics.yaml or overlays/central-receiver.yaml).
+    #[arg(help_heading = "Topology", long, env = "CMM_RECEIVER", value_enum)]
+    pub receiver: Option<ReceiverArg>,
     /// push: run Prometheus in agent mode (no local queries, rules or storage; overlays/agent-mode.yaml).
     #[arg(help_heading = "Topology", long, env = "CMM_AGENT_MODE")]
     pub agent_mode: bool,
@@ -70,6 +75,23 @@ pub enum TopologyArg {
     Pull,
     Push,
     Thanos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReceiverArg {
+    #[value(name = "victoriametrics")]
+    VictoriaMetrics,
+    Prometheus,
+}
+
+impl From<ReceiverArg> for cmm_installer::topology::Receiver {
+    fn from(r: ReceiverArg) -> Self {
+        use cmm_installer::topology::Receiver;
+        match r {
+            ReceiverArg::VictoriaMetrics => Receiver::VictoriaMetrics,
+            ReceiverArg::Prometheus => Receiver::Prometheus,
+        }
+    }
 }
 
 impl From<TopologyArg> for cmm_installer::topology::Topology {

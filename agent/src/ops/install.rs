@@ -192,6 +192,30 @@ async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered
     };
     let clashes =
         cmm_installer::clash::judge(&rendered.objects, &existing, run.opts.cluster.release(), ns);
+    let w = &run.opts.wiring;
+    if run.opts.role == Role::Central && w.receiver_on_central() {
+        let now = cmm_installer::clash::receiver_switch(
+            &existing,
+            run.opts.cluster.release(),
+            ns,
+            w.receiver,
+            w.receiver_chosen,
+        );
+        prepared.report.preflight.push(Check {
+            check: "receiver".into(),
+            ok: now.is_none(),
+            detail: match now {
+                None => format!("{} stores the clusters' samples", w.receiver),
+                Some(now) => format!(
+                    "this central runs the {now} receiver and the default is now {}: moving \
+                     leaves its samples behind (its volume is kept, nothing reads it). Keep it \
+                     with --receiver {now} (agent.toml: receiver = \"{now}\"), or move with \
+                     --receiver {} (docs/scaling.md, \"Choosing the receiver\")",
+                    w.receiver, w.receiver
+                ),
+            },
+        });
+    }
     prepared.report.preflight.push(Check {
         check: "coexistence".into(),
         ok: clashes.is_empty(),

@@ -115,6 +115,7 @@ pub fn wiring(
     Wiring::new(&Choice {
         topology: args.choice.topology.into(),
         receiver_url: args.receiver_url.as_deref(),
+        receiver: args.receiver.map(Into::into),
         agent_mode: args.agent_mode,
         object_storage: args.thanos_object_storage,
         insecure_plain_http,
