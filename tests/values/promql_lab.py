@@ -10,6 +10,11 @@ relabelings, node_exporter started with the DaemonSet's collector flags, and the
 PrometheusRules loaded as rule files, so the chart's recording rules (which its node dashboards
 read) are evaluated. A second job, `raw`, scrapes the same node_exporter WITHOUT CMM's metric
 relabelings: what the chart's default would keep. Only 127.0.0.1; every wait is bounded.
+
+Given a VictoriaMetrics binary, the lab also runs one with the arguments
+central-receiver-victoriametrics.yaml renders, and the Prometheus remote-writes everything to it
+with the `extra_label` the receiver proxy adds for this cluster: push's default store, holding the
+same samples, recording rules' outputs included, for the same queries.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cmm_values import CENTRAL, CONTENT, EACH, REPO, find, one, parse_objects  # noqa: E402
+from cmm_values import CENTRAL, CONTENT, EACH, REPO, TOPOLOGY_OVERLAYS, find, one, parse_objects  # noqa: E402
 
 RELEASE = "kr-mum"
 NODE_JOB = "node-exporter"
@@ -225,9 +230,12 @@ def cmm_rule_file() -> dict:
 class Lab:
     """node_exporter + Prometheus, started from the rendered values; a context manager."""
 
-    def __init__(self, helm: str, chart: str, node_exporter: str, prometheus: str, promtool: str):
+    def __init__(self, helm: str, chart: str, node_exporter: str, prometheus: str, promtool: str,
+                 victoria_metrics: str | None = None):
         self.helm, self.chart = helm, chart
-        self.bins = {"node_exporter": node_exporter, "prometheus": prometheus, "promtool": promtool}
+        self.bins = {"node_exporter": node_exporter, "prometheus": prometheus, "promtool": promtool,
+                     "victoria_metrics": victoria_metrics}
+        self.vm_base: str | None = None
         self.cluster_objs = helm_render(helm, chart, EACH)
         self.central_objs = helm_render(helm, chart, CENTRAL, CONTENT)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -248,6 +256,12 @@ class Lab:
         for pr in find(self.cluster_objs, "PrometheusRule"):
             groups += pr["spec"]["groups"]
         return groups
+
+    def victoria_metrics_args(self) -> list[str]:
+        objs = helm_render(self.helm, self.chart, CENTRAL, TOPOLOGY_OVERLAYS["central-receiver-victoriametrics"])
+        sts = one(objs, "StatefulSet", "cmm-receiver-vm")
+        args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        return [a for a in args if not a.startswith(("-httpListenAddr=", "-storageDataPath="))]
 
     def config(self, ne_port: int, prom_port: int) -> dict:
         cr = one(self.cluster_objs, "Prometheus", "cmm")["spec"]
@@ -278,12 +292,26 @@ class Lab:
             g.pop("interval", None)  # evaluate every group each second here
         (self.tmp / "chart-rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
         cfg = self.tmp / "prometheus.yml"
-        cfg.write_text(yaml.safe_dump(self.config(ne_port, prom_port)))
+        config = self.config(ne_port, prom_port)
+        if self.bins["victoria_metrics"]:
+            vm_port = free_port()
+            self.vm_base = f"http://127.0.0.1:{vm_port}"
+            # What the receiver proxy sends on for cmm-self-kr-mum's writes.
+            config["remote_write"] = [{"url": f"{self.vm_base}/api/v1/write?extra_label=cluster={RELEASE}",
+                                       "queue_config": {"batch_send_deadline": "1s"}}]
+        cfg.write_text(yaml.safe_dump(config))
         check = subprocess.run([self.bins["promtool"], "check", "config", str(cfg)],
                                capture_output=True, text=True, timeout=60)
         if check.returncode:
             raise AssertionError(f"promtool rejects the lab's config:\n{check.stdout}{check.stderr}")
-        self.logs = {n: self.tmp / f"{n}.log" for n in ("node_exporter", "prometheus")}
+        self.logs = {n: self.tmp / f"{n}.log" for n in ("node_exporter", "prometheus", "victoria_metrics")}
+        if self.vm_base:
+            with open(self.logs["victoria_metrics"], "w") as log:
+                self.procs["victoria_metrics"] = subprocess.Popen(
+                    [self.bins["victoria_metrics"], *self.victoria_metrics_args(),
+                     f"-httpListenAddr={self.vm_base.removeprefix('http://')}",
+                     f"-storageDataPath={self.tmp / 'vm-data'}"],
+                    stdout=log, stderr=subprocess.STDOUT)
         with open(self.logs["node_exporter"], "w") as log:
             self.procs["node_exporter"] = subprocess.Popen(
                 [self.bins["node_exporter"], f"--web.listen-address=127.0.0.1:{ne_port}", *self.node_exporter_args()],
@@ -301,6 +329,10 @@ class Lab:
                           lambda: self.query("instance:node_cpu_utilisation:rate5m")[0]
                           and self.query(f'count(up{{job="{SELF_JOB}"}} == 1)')[0])
             time.sleep(3)
+            if self.vm_base:
+                self.wait_for("the same samples in VictoriaMetrics",
+                              lambda: self.query_vm("instance:node_cpu_utilisation:rate5m")[0]
+                              and self.query_vm(f'count(rate(node_cpu_seconds_total{{job="{NODE_JOB}"}}[1m]))')[0])
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -340,6 +372,21 @@ class Lab:
 
     def query(self, promql: str) -> tuple[list, str | None]:
         body = self._get("/api/v1/query", [("query", promql)])
+        if body.get("status") != "success":
+            return [], body.get("error", str(body))
+        return body["data"]["result"], None
+
+    def query_vm(self, promql: str) -> tuple[list, str | None]:
+        """The same instant query at VictoriaMetrics. nocache=1: it otherwise answers as of 30 s
+        ago (-search.latencyOffset), longer than this lab has run; Grafana and the check see that
+        delay, which the push tests on real processes cover."""
+        assert self.vm_base, "the lab runs no VictoriaMetrics"
+        url = f"{self.vm_base}/api/v1/query?" + urllib.parse.urlencode([("query", promql), ("nocache", "1")])
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as e:
+            body = {"status": "error", "error": e.read().decode(errors="replace")[:300]}
         if body.get("status") != "success":
             return [], body.get("error", str(body))
         return body["data"]["result"], None
@@ -433,7 +480,7 @@ def lab_from_env() -> Lab:
     helm = os.environ.get("CMM_HELM") or str(REPO / ".tools" / "bin" / "helm")
     chart = os.environ.get("CMM_CHART") or str(REPO.parent / "shared" / "charts" / "kube-prometheus-stack")
     return Lab(helm, chart, "/usr/bin/prometheus-node-exporter", shutil.which("prometheus") or "/usr/bin/prometheus",
-               shutil.which("promtool") or "/usr/bin/promtool")
+               shutil.which("promtool") or "/usr/bin/promtool", shutil.which("victoria-metrics"))
 
 
 def main() -> int:
