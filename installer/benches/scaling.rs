@@ -5,7 +5,11 @@
 //! - series per node: a real node_exporter, everything vs what each_cluster.yaml keeps;
 //! - remote-write bytes per sample: the sender's own counters over a steady stretch;
 //! - receiver memory per 100k series: its RSS at 100k and 200k active series (synthetic
-//!   targets), and the sender's RSS for 100k series as a Prometheus and as an agent.
+//!   targets), and the sender's RSS for 100k series as a Prometheus and as an agent;
+//! - both receivers side by side (`receivers` section): the Prometheus receiver and
+//!   VictoriaMetrics (run with central-receiver-victoriametrics.yaml's rendered arguments),
+//!   each behind its rendered proxy, each fed by a Prometheus agent scraping the same 100k,
+//!   then 200k, synthetic series: memory per 100k series, CPU per 1k samples, disk.
 //!
 //! Run: `cargo bench -p cmm-installer --bench scaling` (or `scripts/dev bench`).
 
@@ -19,12 +23,19 @@ use cmm_installer::topology::Role;
 use cmm_installer::topology::{Choice, Receiver, Topology, Wiring};
 use cmm_pki::Ca;
 use cmm_testkit::remote_write::{
-    client, metric_sum, rss_bytes, ProtectedReceiver, Sender, Synthetic,
+    client, cpu_time, disk_bytes, metric_sum, rss_bytes, ProtectedReceiver, Receiver as Store,
+    Sender, Synthetic,
 };
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 async fn receiver_proxy_conf() -> (String, String) {
+    let (conf, run, _) = rendered_receiver(Receiver::Prometheus).await;
+    (conf, run)
+}
+
+/// The receiver proxy's nginx.conf and run.sh for `receiver`, and VictoriaMetrics' arguments.
+async fn rendered_receiver(receiver: Receiver) -> (String, String, Vec<String>) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let helm = Helm::new(
         std::env::var_os("CMM_HELM")
@@ -39,7 +50,7 @@ async fn receiver_proxy_conf() -> (String, String) {
     let chart = ChartSource::parse(&chart).unwrap();
     let wiring = Wiring::new(&Choice {
         topology: Topology::Push,
-        receiver: Some(Receiver::Prometheus),
+        receiver: Some(receiver),
         central: true,
         ..Default::default()
     })
@@ -55,11 +66,155 @@ async fn receiver_proxy_conf() -> (String, String) {
     )
     .await
     .expect("helm template of the central push release (CMM_HELM, CMM_CHART)");
-    let data = &r.find("ConfigMap", "cmm-mtls-proxy").unwrap()["data"];
+    let data = &r.find("ConfigMap", "cmm-receiver-mtls-proxy").unwrap()["data"];
+    let vm_args = r
+        .find("StatefulSet", "cmm-receiver-vm")
+        .map(|s| {
+            serde_json::from_value(s["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+                .unwrap()
+        })
+        .unwrap_or_default();
     (
         data["nginx.conf"].as_str().unwrap().to_owned(),
         data["run.sh"].as_str().unwrap().to_owned(),
+        vm_args,
     )
+}
+
+/// How many series `base` (either receiver, read directly) holds for job `synthetic`.
+async fn synthetic_series(base: &str) -> f64 {
+    let c = reqwest::Client::new();
+    // nocache=1: VictoriaMetrics otherwise answers as of 30 s ago (Prometheus ignores it).
+    let v: serde_json::Value = match c
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", r#"count({job="synthetic"})"#), ("nocache", "1")])
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => return 0.0,
+    };
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One receiver of the side-by-side run, with its feed.
+struct Side {
+    name: &'static str,
+    store: ProtectedReceiver,
+    senders: Vec<Sender>,
+}
+
+/// Both receivers, each behind its rendered proxy, fed the same synthetic series by a
+/// Prometheus agent each (push.yaml's queue): 100k series, then 200k. Per receiver: RSS at
+/// each size, CPU per 1k samples over a steady stretch at 200k, and its data directory.
+async fn receivers_side_by_side(test: &str, ca: &Ca) {
+    let mut sides = Vec::new();
+    for (name, kind) in [
+        (
+            "Prometheus 2.42 (remote-write receiver)",
+            Receiver::Prometheus,
+        ),
+        (
+            "VictoriaMetrics 1.79 single-node",
+            Receiver::VictoriaMetrics,
+        ),
+    ] {
+        let (conf, run, args) = rendered_receiver(kind).await;
+        let store = match kind {
+            Receiver::Prometheus => Store::start(test, "5m").await,
+            Receiver::VictoriaMetrics => Store::start_victoriametrics(test, &args, "5m").await,
+        };
+        let Some(store) = store else {
+            println!("receivers side by side: SKIPPED ({name} is missing)");
+            return;
+        };
+        let store = ProtectedReceiver::around(store, &conf, &run, ca, 30).await;
+        sides.push(Side {
+            name,
+            store,
+            senders: Vec::new(),
+        });
+    }
+    let targets = [
+        Synthetic::start(100_000).await,
+        Synthetic::start(100_000).await,
+    ];
+    let mut rss = vec![Vec::new(); sides.len()];
+    for (step, target) in targets.iter().enumerate() {
+        let want = 100_000.0 * (step + 1) as f64;
+        for side in &mut sides {
+            let cluster = format!("side-{step}");
+            let rw = side.store.remote_write(ca, &cluster, 2000, "5s");
+            side.senders.push(
+                Sender::start_with(
+                    test,
+                    &cluster,
+                    &rw,
+                    true,
+                    "10s",
+                    std::slice::from_ref(&target.addr),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for side in &sides {
+            let deadline = Instant::now() + Duration::from_secs(240);
+            while synthetic_series(&side.store.direct_url()).await < want
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        // A few more scrapes (10 s apart), so every series has samples and chunks.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        for (i, side) in sides.iter().enumerate() {
+            rss[i].push(rss_bytes(side.store.receiver.pid()));
+        }
+    }
+    // A steady stretch at 200k series: each receiver's CPU against the samples sent to it.
+    let mut cpu0 = Vec::new();
+    let mut sent0 = Vec::new();
+    for side in &sides {
+        cpu0.push(cpu_time(side.store.receiver.pid()));
+        let mut n = 0.0;
+        for s in &side.senders {
+            n += s.counter("prometheus_remote_storage_samples_total").await;
+        }
+        sent0.push(n);
+    }
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    println!(
+        "receivers side by side, one stream (100k then 200k synthetic series, scraped every 10 s):"
+    );
+    println!(
+        "{:<42} {:>12} {:>12} {:>10} {:>10} {:>14} {:>10}",
+        "receiver", "RSS 100k", "RSS 200k", "MiB/100k", "slope", "CPU ms/1k smp", "disk MiB"
+    );
+    for (i, side) in sides.iter().enumerate() {
+        let cpu = cpu_time(side.store.receiver.pid()) - cpu0[i];
+        let mut n = 0.0;
+        for s in &side.senders {
+            n += s.counter("prometheus_remote_storage_samples_total").await;
+        }
+        let samples = (n - sent0[i]).max(1.0);
+        println!(
+            "{:<42} {:>8.1} MiB {:>8.1} MiB {:>10.1} {:>10.1} {:>14.2} {:>10.1}",
+            side.name,
+            rss[i][0] as f64 / MIB,
+            rss[i][1] as f64 / MIB,
+            rss[i][1] as f64 / MIB / 2.0,
+            (rss[i][1] as f64 - rss[i][0] as f64) / MIB,
+            cpu.as_secs_f64() * 1e3 / (samples / 1000.0),
+            disk_bytes(&side.store.receiver.data_dir) as f64 / MIB,
+        );
+    }
+    println!(
+        "(MiB/100k: RSS at 200k series / 2; slope: RSS at 200k - at 100k; CPU over 100 s at 200k series; disk after the run)"
+    );
 }
 
 async fn query_scalar(base: &str, client: &reqwest::Client, q: &str) -> f64 {
@@ -98,6 +253,11 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let test = "bench scaling";
+        // `CMM_BENCH_SCALING=receivers`: only the side-by-side section (the others take minutes).
+        if std::env::var("CMM_BENCH_SCALING").as_deref() == Ok("receivers") {
+            receivers_side_by_side(test, &Ca::generate(SystemTime::now()).unwrap()).await;
+            return;
+        }
         let (conf, run) = receiver_proxy_conf().await;
         let ca = Ca::generate(SystemTime::now()).unwrap();
         let Some(store) = ProtectedReceiver::start(test, &conf, &run, &ca, "5m").await else {
@@ -202,6 +362,9 @@ fn main() {
             "sender RSS, 100k series, agent mode             {:>10.1} MiB",
             sender_agent as f64 / MIB
         );
-        drop((b, c, target));
+        drop((b, c, target, store));
+
+        // 3. Both receivers on one stream.
+        receivers_side_by_side(test, &ca).await;
     });
 }
