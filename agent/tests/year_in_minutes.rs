@@ -10,7 +10,8 @@
 //!   the fake Grafana's health check of its datasource presents the stored client certificate
 //!   to that proxy, once a second, for the whole run;
 //! - cluster beta (push): a real Prometheus remote-writing with its own certificate through the
-//!   rendered receiver proxy (real nginx) into a real receiver Prometheus.
+//!   rendered receiver proxy (real nginx) into the default receiver, a real VictoriaMetrics run
+//!   with the arguments central-receiver-victoriametrics.yaml renders.
 //!
 //! Over the whole run: no failed health check of alpha's datasource, no gap in beta's samples
 //! at the receiver longer than two scrape intervals, beta never silent in the central check's
@@ -34,7 +35,7 @@ use cmm_central::{Credentials, GrafanaClient, Secret};
 use cmm_core::ClusterName;
 use cmm_testkit::grafana::ADMIN_TOKEN;
 use cmm_testkit::kube::FakeKube;
-use cmm_testkit::remote_write::{ProtectedReceiver, Sender};
+use cmm_testkit::remote_write::{ProtectedReceiver, Receiver as Store, Sender};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmm-agent");
@@ -72,12 +73,14 @@ fn text_of(kube: &FakeKube, name: &str, key: &str) -> Option<String> {
     cmm_testkit::pki::secret_text(&s, key)
 }
 
-fn rendered(
+/// The proxy ConfigMap `cm` of the central release these files make, and VictoriaMetrics'
+/// container arguments when they render it.
+fn rendered_with_args(
     helm: &std::path::Path,
     chart: &std::path::Path,
     files: &[&str],
     cm: &str,
-) -> (String, String) {
+) -> (String, String, Vec<String>) {
     let mut cmd = std::process::Command::new(helm);
     cmd.args(["template", "monitor"])
         .arg(chart)
@@ -87,13 +90,25 @@ fn rendered(
     }
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
+    let objects: Vec<Value> = serde_yaml::Deserializer::from_slice(&o.stdout)
         .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .find(|v: &Value| v["kind"] == "ConfigMap" && v["metadata"]["name"] == cm)
+        .collect();
+    let cm = objects
+        .iter()
+        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == cm)
         .expect("the proxy's ConfigMap");
+    let args = objects
+        .iter()
+        .find(|v| v["kind"] == "StatefulSet" && v["metadata"]["name"] == "cmm-receiver-vm")
+        .map(|s| {
+            serde_json::from_value(s["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+                .unwrap()
+        })
+        .unwrap_or_default();
     (
         cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
         cm["data"]["run.sh"].as_str().unwrap().to_owned(),
+        args,
     )
 }
 
@@ -149,21 +164,20 @@ async fn a_year_of_renewals_and_a_ca_rotation_pass_with_no_dark_minute() {
         grafana: grafana_cert,
     };
 
-    // The receiver (push), behind the rendered receiver proxy.
-    let (rconf, rrun) = rendered(
+    // The receiver (push, the default VictoriaMetrics), behind the rendered receiver proxy.
+    let (rconf, rrun, rargs) = rendered_with_args(
         &helm,
         &chart,
         &[
             "values/central_monitor.yaml",
-            "values/overlays/central-receiver.yaml",
+            "values/overlays/central-receiver-victoriametrics.yaml",
         ],
         "cmm-receiver-mtls-proxy",
     );
-    let Some(store) =
-        ProtectedReceiver::start_with_reload(test, &rconf, &rrun, &material.ca, "1m", 1).await
-    else {
+    let Some(vm) = Store::start_victoriametrics(test, &rargs, "1m").await else {
         return;
     };
+    let store = ProtectedReceiver::around(vm, &rconf, &rrun, &material.ca, 1).await;
 
     // Central cluster and Grafana.
     let central = FakeKube::start().await;
@@ -356,7 +370,8 @@ async fn a_year_of_renewals_and_a_ca_rotation_pass_with_no_dark_minute() {
             break;
         }
         assert!(
-            warm.elapsed() < Duration::from_secs(60),
+            // VictoriaMetrics shows a sample 30 s after it arrived (-search.latencyOffset).
+            warm.elapsed() < Duration::from_secs(90),
             "beta never reached the receiver"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
