@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    ResourceAttributes, ResourceRule, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    SelfSubjectRulesReview, SelfSubjectRulesReviewSpec, SubjectRulesReviewStatus,
 };
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -404,12 +405,64 @@ impl Connected {
         Ok(list.items)
     }
 
-    /// Ask the API server, per permission, whether the current identity has it. At most
-    /// [`REVIEWS_IN_FLIGHT`] at once: over HTTP/1.1 each request in flight holds its own
-    /// connection, so ~90 reviews fired together opened ~90 connections (90 TLS handshakes on a
-    /// real server); bounded, the client's pool hands the same few connections from one review
-    /// to the next.
+    /// Ask the API server, per permission, whether the current identity has it.
+    ///
+    /// Namespaced permissions first through one SelfSubjectRulesReview per namespace (what
+    /// `kubectl auth can-i --list` asks): a rule it lists grants; when the review is complete
+    /// (every authorizer could list its rules, as RBAC can) a permission no rule grants is
+    /// denied. What a review cannot settle (incomplete: a webhook authorizer, as on GKE; a
+    /// server that refuses the review) and every cluster-scoped permission (a namespace's
+    /// rules mix in RoleBindings, which never grant cluster-scoped access) is asked one
+    /// SelfSubjectAccessReview each, at most [`REVIEWS_IN_FLIGHT`] at once: over HTTP/1.1 each
+    /// request in flight holds its own connection, so ~90 reviews fired together opened ~90
+    /// connections; bounded, the client's pool hands the same few from one review to the next.
     pub async fn can_i(&self, perms: &[Permission]) -> Result<Vec<(bool, String)>> {
+        let mut settled: Vec<Option<(bool, String)>> = vec![None; perms.len()];
+        let namespaces: std::collections::BTreeSet<&str> = perms
+            .iter()
+            .filter_map(|p| p.namespace.as_deref())
+            .collect();
+        for ns in namespaces {
+            let Some(review) = self.rules_in(ns).await else {
+                continue;
+            };
+            for (i, p) in perms.iter().enumerate() {
+                if p.namespace.as_deref() == Some(ns) {
+                    settled[i] = rules_answer(&review, p, ns);
+                }
+            }
+        }
+        let rest: Vec<usize> = (0..perms.len()).filter(|&i| settled[i].is_none()).collect();
+        let asked = self
+            .access_reviews(&rest.iter().map(|&i| &perms[i]).collect::<Vec<_>>())
+            .await?;
+        for (i, answer) in rest.into_iter().zip(asked) {
+            settled[i] = Some(answer);
+        }
+        Ok(settled.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The rules the current identity has in `ns`, or `None` when the server does not answer
+    /// the review (then each permission is asked alone).
+    async fn rules_in(&self, ns: &str) -> Option<SubjectRulesReviewStatus> {
+        let api = Api::<SelfSubjectRulesReview>::all(self.client.clone());
+        let review = SelfSubjectRulesReview {
+            spec: SelfSubjectRulesReviewSpec {
+                namespace: Some(ns.to_owned()),
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &review).await {
+            Ok(r) => r.status,
+            Err(e) => {
+                tracing::debug!(namespace = ns, error = %e, "no rules review; asking each permission");
+                None
+            }
+        }
+    }
+
+    /// One SelfSubjectAccessReview per permission, bounded (see [`can_i`](Self::can_i)).
+    async fn access_reviews(&self, perms: &[&Permission]) -> Result<Vec<(bool, String)>> {
         let api = Api::<SelfSubjectAccessReview>::all(self.client.clone());
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(REVIEWS_IN_FLIGHT));
         let mut tasks = tokio::task::JoinSet::new();
@@ -730,4 +783,124 @@ impl Connected {
 /// The admin host's `/proc/version`, if readable (not on macOS, not in every container).
 pub fn host_proc_version(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
+}
+
+/// A permission in `ns` as a rules review settles it: granted by a listed rule; denied when
+/// the review is complete and no rule grants it; `None` (ask it alone) otherwise.
+fn rules_answer(
+    review: &SubjectRulesReviewStatus,
+    p: &Permission,
+    ns: &str,
+) -> Option<(bool, String)> {
+    if review.resource_rules.iter().any(|r| rule_grants(r, p)) {
+        Some((true, format!("granted in {ns} (SelfSubjectRulesReview)")))
+    } else if review.incomplete {
+        None
+    } else {
+        Some((
+            false,
+            format!("no rule grants it in {ns} (SelfSubjectRulesReview)"),
+        ))
+    }
+}
+
+/// Whether one listed rule grants `p` for any object of its kind, as RBAC matches a rule
+/// (kubernetes pkg/apis/rbac/v1/evaluation_helpers.go: VerbMatches, APIGroupMatches,
+/// ResourceMatches, ResourceNameMatches): `*` matches every verb, group or resource; a rule
+/// naming objects (`resourceNames`) grants only those, never a list or a create.
+fn rule_grants(rule: &ResourceRule, p: &Permission) -> bool {
+    let any = |list: &[String], want: &str| list.iter().any(|x| x == "*" || x == want);
+    let groups = rule.api_groups.as_deref().unwrap_or_default();
+    let resources = rule.resources.as_deref().unwrap_or_default();
+    let names = rule.resource_names.as_deref().unwrap_or_default();
+    any(&rule.verbs, p.verb)
+        && any(groups, p.group)
+        && any(resources, p.resource)
+        && names.is_empty()
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+
+    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> ResourceRule {
+        let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        ResourceRule {
+            verbs: v(verbs),
+            api_groups: Some(v(groups)),
+            resources: Some(v(resources)),
+            resource_names: (!names.is_empty()).then(|| v(names)),
+        }
+    }
+
+    fn perm(verb: &'static str, group: &'static str, resource: &'static str) -> Permission {
+        Permission {
+            verb,
+            group,
+            resource,
+            namespace: Some("monitor".into()),
+        }
+    }
+
+    #[test]
+    fn a_rule_grants_as_rbac_matches_it() {
+        let create_ds = perm("create", "apps", "daemonsets");
+        assert!(rule_grants(&rule(&["*"], &["*"], &["*"], &[]), &create_ds));
+        assert!(rule_grants(
+            &rule(&["get", "create"], &["apps"], &["daemonsets"], &[]),
+            &create_ds
+        ));
+        // Another verb, group or resource; a subresource; a rule for named objects only.
+        assert!(!rule_grants(
+            &rule(&["get"], &["apps"], &["daemonsets"], &[]),
+            &create_ds
+        ));
+        assert!(!rule_grants(
+            &rule(&["create"], &[""], &["daemonsets"], &[]),
+            &create_ds
+        ));
+        assert!(!rule_grants(
+            &rule(&["create"], &["apps"], &["daemonsets/status"], &[]),
+            &create_ds
+        ));
+        assert!(!rule_grants(
+            &rule(&["create"], &["apps"], &["daemonsets"], &["cmm"]),
+            &create_ds
+        ));
+        // The core group is the empty name.
+        assert!(rule_grants(
+            &rule(&["list"], &[""], &["pods"], &[]),
+            &perm("list", "", "pods")
+        ));
+    }
+
+    #[test]
+    fn a_complete_review_denies_what_no_rule_grants_an_incomplete_one_asks_again() {
+        let rules = vec![rule(&["list"], &[""], &["pods"], &[])];
+        let complete = SubjectRulesReviewStatus {
+            resource_rules: rules.clone(),
+            incomplete: false,
+            ..Default::default()
+        };
+        let incomplete = SubjectRulesReviewStatus {
+            resource_rules: rules,
+            incomplete: true,
+            ..Default::default()
+        };
+        let pods = perm("list", "", "pods");
+        let secrets = perm("list", "", "secrets");
+        assert_eq!(
+            rules_answer(&complete, &pods, "monitor").map(|a| a.0),
+            Some(true)
+        );
+        assert_eq!(
+            rules_answer(&complete, &secrets, "monitor").map(|a| a.0),
+            Some(false)
+        );
+        assert_eq!(
+            rules_answer(&incomplete, &pods, "monitor").map(|a| a.0),
+            Some(true)
+        );
+        assert_eq!(rules_answer(&incomplete, &secrets, "monitor"), None);
+    }
 }

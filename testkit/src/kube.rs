@@ -35,6 +35,7 @@ impl Recorded {
     /// nothing (the API server does not store them), so they do not count.
     pub fn is_write(&self) -> bool {
         let review = self.path.ends_with("/selfsubjectaccessreviews")
+            || self.path.ends_with("/selfsubjectrulesreviews")
             || self.path.ends_with("/selfsubjectreviews");
         matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") && !review
     }
@@ -337,6 +338,9 @@ fn handle(
     }
     if method == Method::POST && path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
         return access_review(&s, body_json);
+    }
+    if method == Method::POST && path == "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews" {
+        return rules_review(&s, body_json);
     }
     if method == Method::POST && path == "/apis/authentication.k8s.io/v1/selfsubjectreviews" {
         return axum::Json(json!({
@@ -829,6 +833,39 @@ fn merge_patch(target: &mut Value, patch: &Value) {
             merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
         }
     }
+}
+
+/// SelfSubjectRulesReview: `spec.namespace` is required (k8s.io/api authorization/v1 types.go,
+/// SelfSubjectRulesReviewSpec; the server's REST handler refuses a request without one, 400
+/// here). With nothing denied the identity is a cluster admin, and RBAC lists cluster-admin's
+/// one rule, `*` on everything (plugin/pkg/auth/authorizer/rbac `RulesFor`). The fake's
+/// denials are a deny-list, which RBAC's allow-only rules cannot state: with any, it answers
+/// as a server whose other authorizer cannot list rules does (a webhook: `incomplete`, an
+/// evaluation error; apiserver plugin/pkg/authorizer/webhook `RulesFor`), listing no rule, so
+/// each permission is asked alone. Rules are additive: one listed grants even when the list
+/// is incomplete (SubjectRulesReviewStatus' doc in the same types.go).
+fn rules_review(s: &State, body: Option<Value>) -> Response {
+    let mut review = body.unwrap_or_else(|| json!({}));
+    if review["spec"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "no namespace on request",
+        );
+    }
+    review["status"] = if s.denied.is_empty() {
+        json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+               "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+               "incomplete": false})
+    } else {
+        json!({"resourceRules": [], "nonResourceRules": [], "incomplete": true,
+               "evaluationError": "webhook authorizer does not support user rule resolution"})
+    };
+    (StatusCode::CREATED, axum::Json(review)).into_response()
 }
 
 fn access_review(s: &State, body: Option<Value>) -> Response {
