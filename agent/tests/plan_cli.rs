@@ -91,12 +91,16 @@ fn a_push_fleet_plans_a_receiver_next_to_grafana_and_senders_on_the_clusters() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: Value = serde_json::from_str(&stdout(&out)).expect("plan is JSON");
     let central = member(&plan, "monitor");
-    // The receiver: a Prometheus (with the operator that runs it) and its volume, beside
-    // Grafana's; still nothing scraped there.
-    assert_eq!(kind(central, "Prometheus"), 1, "{central}");
+    // The receiver (the example names VictoriaMetrics, the default): one StatefulSet beside
+    // Grafana, no Prometheus and no operator; still nothing scraped there.
+    assert_eq!(kind(central, "StatefulSet"), 1, "{central}");
+    assert_eq!(kind(central, "Prometheus"), 0, "{central}");
     assert_eq!(kind(central, "DaemonSet"), 0, "{central}");
     assert_eq!(kind(central, "ServiceMonitor"), 0, "{central}");
-    assert_eq!(central["values"][1], "overlays/central-receiver.yaml");
+    assert_eq!(
+        central["values"][1],
+        "overlays/central-receiver-victoriametrics.yaml"
+    );
     assert_eq!(kind(member(&plan, "kr-mum"), "Prometheus"), 1);
     let agent_mode = member(&plan, "wai-eks");
     assert_eq!(kind(agent_mode, "PrometheusAgent"), 1, "{agent_mode}");
