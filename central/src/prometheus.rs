@@ -102,6 +102,10 @@ impl PrometheusProbe {
         // otherwise pays once per client (~440 files read).
         if let Some(pem) = &target.ca_pem {
             builder = builder.tls_certs_only(pem_certificates(pem, "prometheus-ca-file")?);
+        } else if base.scheme() == "http" {
+            // Plain HTTP (--insecure-plain-http) opens no TLS connection: no system store to
+            // load for it (reqwest's default would read it while building the client).
+            builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
         }
         if target.tls_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);

@@ -83,6 +83,25 @@ impl ServerCertVerifier for PinnedOrSystem {
 /// The TLS configuration of a Grafana client given `ca_pem` (the `grafana-ca-file`): what
 /// reqwest would build with those roots (platform verifier, HTTP/1.1), plus the pin above.
 pub fn grafana_tls(ca_pem: &str) -> Result<rustls::ClientConfig> {
+    // One verifier per file for the whole run: the platform verifier reads the system's roots
+    // (~150 files on Debian) once per instance, and a check makes its Grafana client more than
+    // once (two loads per check before, by strace). A clone shares the verifier.
+    static BUILT: std::sync::Mutex<Option<(String, rustls::ClientConfig)>> =
+        std::sync::Mutex::new(None);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((pem, config)) = built.as_ref() {
+        if pem == ca_pem {
+            return Ok(config.clone());
+        }
+    }
+    let config = build_grafana_tls(ca_pem)?;
+    *built = Some((ca_pem.to_owned(), config.clone()));
+    Ok(config)
+}
+
+fn build_grafana_tls(ca_pem: &str) -> Result<rustls::ClientConfig> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {

@@ -103,3 +103,29 @@ async fn a_certificate_nobody_gave_is_a_setting_to_fix_not_an_unreachable_grafan
         assert!(!msg.contains("reachable"), "{msg}");
     }
 }
+
+/// The verifier built for a CA file is kept for the run (the system's roots are read once);
+/// another file gets its own, never the trust of the one before.
+#[tokio::test]
+async fn a_kept_verifier_trusts_only_the_file_it_was_built_for() {
+    let (a_cert, a_key) = self_signed();
+    let (b_cert, b_key) = self_signed();
+    let a = https_grafana(&a_cert, &a_key).await;
+    let b = https_grafana(&b_cert, &b_key).await;
+    for _ in 0..2 {
+        assert!(client(&a, Some(&a_cert)).unwrap().health().await.is_ok());
+        assert!(client(&b, Some(&b_cert)).unwrap().health().await.is_ok());
+        let err = client(&b, Some(&a_cert))
+            .unwrap()
+            .health()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("does not trust"), "{err}");
+        let err = client(&a, Some(&b_cert))
+            .unwrap()
+            .health()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("does not trust"), "{err}");
+    }
+}
