@@ -203,8 +203,9 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    // No fsync: helm reads the file from the page cache while it lives, and it is removed when
+    // helm is done; forcing it to disk only cost each run a journal commit (issue 26).
+    f.write_all(bytes)
 }
 
 #[cfg(test)]

@@ -281,3 +281,77 @@ async fn the_access_table_covers_every_topology() {
         }
     }
 }
+
+/// Bootstrap reads a render through `Heads` (only each object's apiVersion, kind and metadata,
+/// Services whole, the rest cut as text before parsing): on every role and topology's render of
+/// the real chart, that is exactly the full parse cut down, and most documents were cut.
+#[tokio::test]
+async fn bootstraps_heads_of_every_render_are_the_whole_render_cut_down() {
+    use cmm_installer::render::{stream, Heads};
+    use cmm_installer::topology::{Choice, Receiver};
+    let Some((helm, chart)) = tools() else { return };
+    let cases = [
+        (Topology::Pull, Role::Cluster, None),
+        (Topology::Pull, Role::Central, None),
+        (Topology::Push, Role::Cluster, None),
+        (
+            Topology::Push,
+            Role::Central,
+            Some(Receiver::VictoriaMetrics),
+        ),
+        (Topology::Push, Role::Central, Some(Receiver::Prometheus)),
+        (Topology::Thanos, Role::Cluster, None),
+        (Topology::Thanos, Role::Central, None),
+    ];
+    for (topology, role, receiver) in cases {
+        let wiring = Wiring::new(&Choice {
+            topology,
+            receiver,
+            receiver_url: (role == Role::Cluster && topology == Topology::Push)
+                .then_some("https://10.0.0.5:30091/api/v1/write"),
+            agent_mode: role == Role::Cluster && topology == Topology::Push,
+            central: role == Role::Central,
+            ..Default::default()
+        })
+        .unwrap();
+        let nodes = [node("kubeadm-onprem.json")];
+        let env = detect(&Observed {
+            nodes: &nodes,
+            api_url: "https://10.0.0.1:6443",
+            server_version: None,
+            host_proc_version: None,
+        });
+        let fixes = match role {
+            Role::Cluster => fixes(&env, Choices::kube_metrics(true)),
+            Role::Central => Vec::new(),
+        };
+        let values = values_for(role, None, None, &wiring, &fixes);
+        let text = stream(
+            &helm,
+            &chart,
+            "kr-mum",
+            "monitor",
+            values.iter().map(|(n, t)| (n.as_str(), t.clone())),
+            &[],
+        )
+        .await
+        .unwrap();
+        let whole = Rendered::parse(&text).unwrap();
+        let heads = Heads::parse(&text).unwrap();
+        let case = format!("{role:?} in {topology}");
+        assert_eq!(heads.objects.len(), whole.objects.len(), "{case}");
+        for (h, w) in heads.objects.iter().zip(&whole.objects) {
+            assert_eq!(*h, cmm_installer::render::head_of(w), "{case}");
+        }
+        assert_eq!(heads.kinds(), whole.kinds(), "{case}");
+        // Cut as text, not parsed whole and cut afterwards: only the Services (and Lists of
+        // them) went to the parser whole.
+        let services = whole.of_kind("Service").count();
+        assert!(
+            heads.parsed_whole <= services && heads.parsed_whole * 3 < whole.objects.len(),
+            "{case}: {} of {} documents parsed whole ({services} Services)",
+            heads.parsed_whole,
+            whole.objects.len()
+        );
+    }
+}

@@ -23,7 +23,7 @@ use cmm_installer::helm::{kube_version_args, Helm};
 use cmm_installer::kube::{connect, host_proc_version, Connected};
 use cmm_installer::preflight::Check;
 use cmm_installer::release::Next;
-use cmm_installer::render::Rendered;
+use cmm_installer::render::Heads;
 use cmm_installer::tls::CentralPki;
 use cmm_installer::topology::Role;
 use cmm_installer::workloads;
@@ -162,7 +162,7 @@ async fn start(s: &BootstrapSettings) -> anyhow::Result<Run<'_>> {
     Ok(run)
 }
 
-async fn render(run: &Run<'_>, prepared: &Prepared) -> anyhow::Result<Rendered> {
+async fn render(run: &Run<'_>, prepared: &Prepared) -> anyhow::Result<Heads> {
     let release = prepared.release(&run.opts);
     let mut args = Helm::template_args(&release);
     args.extend(kube_version_args(&prepared.report.server_version));
@@ -171,13 +171,13 @@ async fn render(run: &Run<'_>, prepared: &Prepared) -> anyhow::Result<Rendered> 
         .step("render with helm template", run.s.chart.helm.run(&args))
         .await
         .classify_by(installer_class)?;
-    Rendered::parse(&stream).classify(ExitCode::Chart)
+    Heads::parse(&stream).classify(ExitCode::Chart)
 }
 
 /// Another release of the chart on this cluster holding a name or NodePort this one would
 /// create (another install of the chart under CMM's names): a failed preflight line that
 /// names each and the fix, before anything is changed (cmm_installer::clash).
-async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Rendered) {
+async fn coexistence(run: &Run<'_>, prepared: &mut Prepared, rendered: &Heads) {
     let ns = &run.opts.namespace;
     let existing = match run.conn.existing_for_clash(ns).await {
         Ok(e) => e,
