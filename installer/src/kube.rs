@@ -413,7 +413,9 @@ impl Connected {
     /// denied. What a review cannot settle (incomplete: a webhook authorizer, as on GKE; a
     /// server that refuses the review) and every cluster-scoped permission (a namespace's
     /// rules mix in RoleBindings, which never grant cluster-scoped access) is asked one
-    /// SelfSubjectAccessReview each, at most [`REVIEWS_IN_FLIGHT`] at once: over HTTP/1.1 each
+    /// SelfSubjectAccessReview each, unless one review of `*` settles all the cluster-scoped
+    /// ones ([`may_do_anything_cluster_wide`](Self::may_do_anything_cluster_wide)); at most
+    /// [`REVIEWS_IN_FLIGHT`] at once: over HTTP/1.1 each
     /// request in flight holds its own connection, so ~90 reviews fired together opened ~90
     /// connections; bounded, the client's pool hands the same few from one review to the next.
     pub async fn can_i(&self, perms: &[Permission]) -> Result<Vec<(bool, String)>> {
@@ -422,13 +424,31 @@ impl Connected {
             .iter()
             .filter_map(|p| p.namespace.as_deref())
             .collect();
+        // Every namespace's review answered and complete: no authorizer that cannot list its
+        // rules (a webhook, the only kind that can deny) stands before RBAC.
+        let mut all_complete = !namespaces.is_empty();
         for ns in namespaces {
             let Some(review) = self.rules_in(ns).await else {
+                all_complete = false;
                 continue;
             };
+            all_complete &= !review.incomplete;
             for (i, p) in perms.iter().enumerate() {
                 if p.namespace.as_deref() == Some(ns) {
                     settled[i] = rules_answer(&review, p, ns);
+                }
+            }
+        }
+        let cluster_scoped = (0..perms.len())
+            .filter(|&i| settled[i].is_none() && perms[i].namespace.is_none())
+            .count();
+        if all_complete && cluster_scoped > 1 && self.may_do_anything_cluster_wide().await? {
+            for (i, p) in perms.iter().enumerate() {
+                if settled[i].is_none() && p.namespace.is_none() {
+                    settled[i] = Some((
+                        true,
+                        "granted by a cluster-wide rule for every verb and resource".to_owned(),
+                    ));
                 }
             }
         }
@@ -440,6 +460,25 @@ impl Connected {
             settled[i] = Some(answer);
         }
         Ok(settled.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// One SelfSubjectAccessReview for verb, group and resource `*`, cluster-scoped: RBAC
+    /// allows it only through a ClusterRoleBinding to a rule holding `*` in all three (a
+    /// requested `*` matches only a rule's `*`: kubernetes pkg/apis/rbac/v1/
+    /// evaluation_helpers.go, VerbMatches, APIGroupMatches, ResourceMatches; a cluster-scoped
+    /// request visits no RoleBinding: plugin/pkg/auth/authorizer/rbac/rbac.go), which grants
+    /// every cluster-scoped permission. Asked only when the rules reviews were complete, so no
+    /// webhook could deny one of them while allowing `*`: cluster-admin (what bootstrap is
+    /// usually run as) settles ~30 reviews with this one.
+    async fn may_do_anything_cluster_wide(&self) -> Result<bool> {
+        let all = Permission {
+            verb: "*",
+            group: "*",
+            resource: "*",
+            namespace: None,
+        };
+        let answer = self.access_reviews(&[&all]).await?;
+        Ok(answer.first().is_some_and(|(allowed, _)| *allowed))
     }
 
     /// The rules the current identity has in `ns`, or `None` when the server does not answer

@@ -102,17 +102,17 @@ async fn access_reviews_and_reads_follow_the_api_contract() {
     assert_eq!(rules[0]["kind"], "SelfSubjectRulesReview");
     assert_eq!(rules[0]["apiVersion"], "authorization.k8s.io/v1");
     assert_eq!(rules[0]["spec"], json!({"namespace": "monitor"}));
-    // The cluster-scoped ones: one access review each, none twice (a namespace's rules mix in
-    // RoleBindings, which grant nothing cluster-scoped).
-    let cluster_scoped = table.iter().filter(|p| p.namespace.is_none()).count();
-    assert_eq!(reviews.len(), cluster_scoped);
-    assert!(reviews
-        .iter()
-        .all(|b| b["apiVersion"] == "authorization.k8s.io/v1"
-            && b["kind"] == "SelfSubjectAccessReview"
-            && b["spec"]["resourceAttributes"].get("namespace").is_none()));
-    assert!(reviews.iter().any(|b| b["spec"]["resourceAttributes"]
-        == json!({"verb": "create", "group": "apiextensions.k8s.io", "resource": "customresourcedefinitions"})));
+    // The cluster-scoped ones (a namespace's rules mix in RoleBindings, which grant nothing
+    // cluster-scoped): the review was complete, so one access review of `*` cluster-wide,
+    // which cluster-admin passes, settles them all.
+    assert!(table.iter().filter(|p| p.namespace.is_none()).count() > 20);
+    assert_eq!(reviews.len(), 1, "{reviews:#?}");
+    assert_eq!(reviews[0]["apiVersion"], "authorization.k8s.io/v1");
+    assert_eq!(reviews[0]["kind"], "SelfSubjectAccessReview");
+    assert_eq!(
+        reviews[0]["spec"]["resourceAttributes"],
+        json!({"verb": "*", "group": "*", "resource": "*"})
+    );
     // helm's records are found by label, namespaced, like `helm list` does.
     assert!(reqs
         .iter()
@@ -120,6 +120,57 @@ async fn access_reviews_and_reads_follow_the_api_contract() {
             && r.query
                 .contains("labelSelector=owner%3Dhelm%2Cname%3Dkr-mum")));
     assert!(matches!(p.next, Next::Install));
+}
+
+/// An identity whose rules are listed in full but hold no `*` verb (a ClusterRole naming each
+/// verb, as a platform team writes for an installer): the `*` review is refused, so each
+/// cluster-scoped permission is asked alone, and the preflight passes on what the rules
+/// grant; take one verb away and the preflight names it.
+#[tokio::test]
+async fn named_verbs_are_asked_one_by_one_and_a_missing_one_is_named() {
+    let verbs = [
+        "get", "list", "watch", "create", "update", "patch", "delete", "escalate", "bind",
+    ];
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    fake.grant_only(json!([{"verbs": verbs, "apiGroups": ["*"], "resources": ["*"]}]));
+    let p = run(&fake).await;
+    assert!(
+        p.report.preflight_failed().next().is_none(),
+        "{:#?}",
+        p.report.preflight
+    );
+    let reviews: Vec<Value> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/selfsubjectaccessreviews"))
+        .map(|r| r.body.clone().unwrap()["spec"]["resourceAttributes"].clone())
+        .collect();
+    let table = cmm_installer::preflight::required_permissions(
+        cmm_installer::topology::Role::Cluster,
+        "monitor",
+        false,
+    );
+    let cluster_scoped = table.iter().filter(|p| p.namespace.is_none()).count();
+    assert_eq!(reviews.len(), 1 + cluster_scoped, "{reviews:#?}");
+    assert!(reviews.contains(
+        &json!({"verb": "create", "group": "apiextensions.k8s.io", "resource": "customresourcedefinitions"})
+    ));
+
+    let fake = FakeKube::start().await;
+    fake.insert(namespace("Active", false));
+    let no_delete: Vec<&str> = verbs.into_iter().filter(|v| *v != "delete").collect();
+    fake.grant_only(json!([{"verbs": no_delete, "apiGroups": ["*"], "resources": ["*"]}]));
+    let p = run(&fake).await;
+    let failed: Vec<String> = p
+        .report
+        .preflight_failed()
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect();
+    assert!(
+        failed.iter().any(|f| f.contains("delete clusterroles")),
+        "{failed:#?}"
+    );
 }
 
 /// The reviews of one preflight share a few connections: each connection to a real API

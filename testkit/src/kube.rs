@@ -55,6 +55,8 @@ struct State {
     objects: BTreeMap<(String, String), Value>,
     requests: Vec<Recorded>,
     denied: Vec<Denied>,
+    /// `Some`: the identity holds exactly these RBAC rules, cluster-wide (grant_only).
+    granted: Option<Vec<Value>>,
     username: String,
     groups: Vec<String>,
     git_version: String,
@@ -93,6 +95,7 @@ impl FakeKube {
             objects: BTreeMap::new(),
             requests: Vec::new(),
             denied: Vec::new(),
+            granted: None,
             username: "kubernetes-admin".to_owned(),
             groups: vec![
                 "system:masters".to_owned(),
@@ -198,6 +201,14 @@ impl FakeKube {
             group: group.to_owned(),
             resource: resource.to_owned(),
         });
+        self
+    }
+
+    /// The identity holds exactly these RBAC rules (`{verbs, apiGroups, resources}`), bound
+    /// cluster-wide as a ClusterRoleBinding binds a ClusterRole: the rules review lists them
+    /// (complete), an access review and the request itself are allowed only when one matches.
+    pub fn grant_only(&self, rules: Value) -> &Self {
+        self.state.lock().unwrap().granted = Some(rules.as_array().cloned().unwrap_or_default());
         self
     }
 
@@ -369,18 +380,19 @@ fn handle(
         (&Method::DELETE, _) => "delete",
         _ => "",
     };
-    if let Some(d) = s
+    let refused = s
         .denied
         .iter()
-        .find(|d| d.verb == verb && d.resource == route.resource && d.group == route.group)
-    {
+        .any(|d| d.verb == verb && d.resource == route.resource && d.group == route.group)
+        || !s.allows(verb, &route.group, &route.resource);
+    if refused {
         let scope = match &route.namespace {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_owned(),
         };
         let message = format!(
             "{} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
-            route.resource, s.username, d.verb, d.resource, d.group
+            route.resource, s.username, verb, route.resource, route.group
         );
         return status(StatusCode::FORBIDDEN, "Forbidden", &message);
     }
@@ -857,7 +869,9 @@ fn rules_review(s: &State, body: Option<Value>) -> Response {
             "no namespace on request",
         );
     }
-    review["status"] = if s.denied.is_empty() {
+    review["status"] = if let Some(rules) = &s.granted {
+        json!({"resourceRules": rules, "nonResourceRules": [], "incomplete": false})
+    } else if s.denied.is_empty() {
         json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                "incomplete": false})
@@ -887,16 +901,41 @@ fn access_review(s: &State, body: Option<Value>) -> Response {
     let verb = attrs["verb"].as_str().unwrap_or_default();
     let group = attrs["group"].as_str().unwrap_or_default();
     let resource = attrs["resource"].as_str().unwrap_or_default();
+    // A deny-list is no RBAC rule set: the identity holds no rule of `*` in all three, so a
+    // review asking `*` is refused as RBAC refuses it.
+    let wildcard = [verb, group, resource].contains(&"*");
     let denied = s
         .denied
         .iter()
-        .any(|d| d.verb == verb && d.group == group && d.resource == resource);
+        .any(|d| (d.verb == verb && d.group == group && d.resource == resource) || wildcard)
+        || !s.allows(verb, group, resource);
     review["status"] = if denied {
         json!({"allowed": false, "reason": ""})
     } else {
         json!({"allowed": true, "reason": "fake: allowed"})
     };
     (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+impl State {
+    /// Whether the granted rules (if any) allow `verb` on `group/resource`, as RBAC matches a
+    /// rule (kubernetes pkg/apis/rbac/v1/evaluation_helpers.go: VerbMatches, APIGroupMatches,
+    /// ResourceMatches): a rule's `*` matches anything, a requested `*` only a rule's `*`.
+    fn allows(&self, verb: &str, group: &str, resource: &str) -> bool {
+        let Some(rules) = &self.granted else {
+            return true;
+        };
+        let has = |rule: &Value, key: &str, want: &str| {
+            rule[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x == "*" || x == want)
+        };
+        rules.iter().any(|r| {
+            has(r, "verbs", verb) && has(r, "apiGroups", group) && has(r, "resources", resource)
+        })
+    }
 }
 
 fn percent_decode(raw: &str) -> String {
