@@ -84,8 +84,9 @@ impl ServerCertVerifier for PinnedOrSystem {
 /// reqwest would build with those roots (platform verifier, HTTP/1.1), plus the pin above.
 pub fn grafana_tls(ca_pem: &str) -> Result<rustls::ClientConfig> {
     // One verifier per file for the whole run: the platform verifier reads the system's roots
-    // (~150 files on Debian) once per instance, and a check makes its Grafana client more than
-    // once (two loads per check before, by strace). A clone shares the verifier.
+    // (~150 files on Debian) once per instance, and `bootstrap --role central` builds its
+    // Grafana client twice (its settings check the URL and CA file before anything runs, the
+    // install builds the one it uses). A clone shares the verifier.
     static BUILT: std::sync::Mutex<Option<(String, rustls::ClientConfig)>> =
         std::sync::Mutex::new(None);
     let mut built = BUILT
