@@ -14,7 +14,8 @@
 //! as a person would. Neither judges anything, so both are lower bounds for "the same facts by
 //! hand"; `--raw` skips kubectl's API discovery (the fake does not serve it), its cheapest use.
 //!
-//! Run: `scripts/dev bench` (or `cargo bench -p cmm-agent --bench check_cost`).
+//! Run: `scripts/dev bench` (or `cargo bench -p cmm-agent --bench check_cost`);
+//! `CMM_BENCH_SHOW_REQUESTS=1` also prints each API request of a bootstrap dry run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -376,6 +377,11 @@ async fn bootstrap_dry_run(bin: &str, dir: &Path) {
         .unwrap();
         assert!(ok, "bootstrap --dry-run failed");
         requests = kube.requests().len() - r0;
+        if std::env::var_os("CMM_BENCH_SHOW_REQUESTS").is_some() {
+            for r in &kube.requests()[r0..] {
+                eprintln!("REQ {} {}", r.method, r.path);
+            }
+        }
         let lines = std::fs::read_to_string(&log).unwrap_or_default();
         let mut helm_total = 0.0;
         for l in lines.lines() {
