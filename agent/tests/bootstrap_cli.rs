@@ -356,6 +356,77 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
     );
 }
 
+/// A values file or a kubeconfig that is not YAML is refused by its place (exit 2, nothing
+/// asked of the cluster), and the error never quotes it: the YAML parser's own message shows
+/// the lines around the fault, here a password and a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_yaml_is_named_by_line_and_its_secrets_never_show() {
+    let Some(helm) = real_helm() else { return };
+    let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
+    let r = r.env("CMM_HELM", &helm);
+    let values = r.home.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "grafana:\n  adminPassword: hunter2-not-real\n  x: [\n",
+    )
+    .unwrap();
+    let (r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--values",
+            values.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("is not YAML (at line 3, column"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        !err(&o).contains("hunter2") && !out(&o).contains("hunter2"),
+        "{}",
+        err(&o)
+    );
+
+    let kubeconfig = r.home.path().join("broken-kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: sk-not-a-real-token\n    x: [\n",
+    )
+    .unwrap();
+    let (_r, o) = run(
+        r,
+        &[
+            "bootstrap",
+            "--cluster",
+            "kr-mum",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("is not YAML at line 7, column"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        !err(&o).contains("sk-not") && !out(&o).contains("sk-not"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "bad input must not reach the API"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_lists_merge_like_kubectl_and_the_token_never_shows() {
     let fake = fake_with(&[]).await;
@@ -1680,8 +1751,10 @@ async fn a_cluster_release_beside_the_push_receiver_passes_coexistence() {
         .chain(cmm_installer::clash::NAMESPACED_KINDS.iter());
     let kinds: Vec<&str> = read.copied().collect();
     let mut inserted = 0;
-    for mut obj in serde_yaml::Deserializer::from_slice(&o.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+    for mut obj in cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
+        .unwrap()
+        .objects
+        .into_iter()
         .filter(|v: &Value| kinds.contains(&v["kind"].as_str().unwrap_or_default()))
     {
         obj["metadata"]["annotations"] = owned.clone();

@@ -1071,24 +1071,18 @@ async fn push_check_on(test: &str, receiver_file: &str) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let objects: Vec<Value> = serde_yaml::Deserializer::from_slice(&o.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .collect();
+    let objects: Vec<Value> =
+        cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
+            .unwrap()
+            .objects
+            .into_iter()
+            .collect();
     let cm = objects
         .iter()
         .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-receiver-mtls-proxy")
         .expect("the receiver proxy's ConfigMap");
-    let vm = objects
-        .iter()
-        .find(|v| v["kind"] == "StatefulSet" && v["metadata"]["name"] == "cmm-receiver-vm");
-    let store = match vm {
-        Some(vm) => {
-            let args: Vec<String> = serde_json::from_value(
-                vm["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
-            )
-            .unwrap();
-            Store::start_victoriametrics(test, &args, "10s").await
-        }
+    let store = match cmm_testkit::remote_write::rendered_vm_args(&objects) {
+        Some(args) => Store::start_victoriametrics(test, &args, "10s").await,
         None => Store::start(test, "10s").await,
     };
     let Some(store) = store else {

@@ -112,7 +112,7 @@ fn provisioned_contact_points(kube: &FakeKube) -> Vec<Value> {
     let text =
         std::fs::read_to_string(support::workspace_root().join("values/central_content.yaml"))
             .unwrap();
-    let values: Value = serde_yaml::from_str(&text).unwrap();
+    let values: Value = serde_saphyr::from_str(&text).unwrap();
     let file = &values["grafana"]["alerting"]["contactpoints.yaml"];
     let expand = |v: &str| {
         ["CMM_ALERT_EMAIL_TO", "CMM_TEAMS_WEBHOOK_URL"]

@@ -192,7 +192,7 @@ async fn thanos_registers_the_sidecar_in_the_central_endpoints_configmap() {
     // Grafana's check of Thanos Query fails here (nothing answers): registered, and said so.
     assert!(out.contains("key kr-mum.yaml: written"), "{out}\n{err}");
     let cm = central.get(CONFIGMAPS, "cmm-thanos-endpoints").unwrap();
-    let file: Value = serde_yaml::from_str(cm["data"]["kr-mum.yaml"].as_str().unwrap()).unwrap();
+    let file: Value = serde_saphyr::from_str(cm["data"]["kr-mum.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(file, json!([{"targets": ["10.0.0.11:30901"]}]));
     // Another cluster's key is untouched: each writes only its own.
     assert_eq!(

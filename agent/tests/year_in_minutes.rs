@@ -90,21 +90,17 @@ fn rendered_with_args(
     }
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let objects: Vec<Value> = serde_yaml::Deserializer::from_slice(&o.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .collect();
+    let objects: Vec<Value> =
+        cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
+            .unwrap()
+            .objects
+            .into_iter()
+            .collect();
     let cm = objects
         .iter()
         .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == cm)
         .expect("the proxy's ConfigMap");
-    let args = objects
-        .iter()
-        .find(|v| v["kind"] == "StatefulSet" && v["metadata"]["name"] == "cmm-receiver-vm")
-        .map(|s| {
-            serde_json::from_value(s["spec"]["template"]["spec"]["containers"][0]["args"].clone())
-                .unwrap()
-        })
-        .unwrap_or_default();
+    let args = cmm_testkit::remote_write::rendered_vm_args(&objects).unwrap_or_default();
     (
         cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
         cm["data"]["run.sh"].as_str().unwrap().to_owned(),

@@ -92,7 +92,7 @@ pub const FLEET_GROUP: &str = "fleet-health";
 /// The shipped rules, parsed (the source is embedded, so a parse error is a build defect that
 /// the unit tests catch).
 pub fn source() -> Source {
-    serde_yaml::from_str(CLUSTER_RULES_YAML).expect("content/rules/cluster-rules.yaml parses")
+    serde_saphyr::from_str(CLUSTER_RULES_YAML).expect("content/rules/cluster-rules.yaml parses")
 }
 
 pub fn folder_uid(cluster: &ClusterName) -> String {

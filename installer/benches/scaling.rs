@@ -67,13 +67,7 @@ async fn rendered_receiver(receiver: Receiver) -> (String, String, Vec<String>) 
     .await
     .expect("helm template of the central push release (CMM_HELM, CMM_CHART)");
     let data = &r.find("ConfigMap", "cmm-receiver-mtls-proxy").unwrap()["data"];
-    let vm_args = r
-        .find("StatefulSet", "cmm-receiver-vm")
-        .map(|s| {
-            serde_json::from_value(s["spec"]["template"]["spec"]["containers"][0]["args"].clone())
-                .unwrap()
-        })
-        .unwrap_or_default();
+    let vm_args = cmm_testkit::remote_write::rendered_vm_args(&r.objects).unwrap_or_default();
     (
         data["nginx.conf"].as_str().unwrap().to_owned(),
         data["run.sh"].as_str().unwrap().to_owned(),

@@ -58,7 +58,7 @@ impl Fix {
             reason,
             overlay: file.name,
             // The overlays are CMM's own files; a parse failure is a build defect caught by tests.
-            values: serde_yaml::from_str::<Value>(file.text).unwrap_or(Value::Null),
+            values: serde_saphyr::from_str::<Value>(file.text).unwrap_or(Value::Null),
             which,
         }
     }

@@ -55,15 +55,14 @@ pub async fn chart_crds(helm: &Helm, chart: &ChartSource) -> Result<Vec<Value>> 
     let mut args = vec!["show".to_owned(), "crds".to_owned()];
     args.extend(chart.helm_args());
     let text = helm.run(&args).await?;
-    let mut out = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let v: Value = serde::Deserialize::deserialize(doc)
-            .map_err(|source| Error::RenderParse { index, source })?;
-        if v["kind"] == "CustomResourceDefinition" {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, crate::yaml::large())
+        .map_err(|e| Error::RenderParse {
+            place: crate::yaml::place(&e),
+        })?;
+    Ok(docs
+        .into_iter()
+        .filter(|v| v["kind"] == "CustomResourceDefinition")
+        .collect())
 }
 
 /// The command the chart's upgrade notes give, for someone who applies the CRDs by hand.

@@ -32,12 +32,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("helm rendered output that is not YAML (document {index}): {source}")]
-    RenderParse {
-        index: usize,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    #[error("helm printed output that is not YAML {place}")]
+    RenderParse { place: String },
     #[error("fleet file {path:?}: {message}")]
     Fleet { path: String, message: String },
     #[error("invalid cluster name in {field}: {source}")]

@@ -130,7 +130,13 @@ fn read_kubeconfig(files: &[PathBuf], setting: &'static str) -> Result<Kubeconfi
     for f in files {
         let kc = Kubeconfig::read_from(f).map_err(|e| Error::Kubeconfig {
             path: f.display().to_string(),
-            message: e.to_string(),
+            // kube's message for a parse error quotes the lines around it: a token, often.
+            message: match e {
+                kube::config::KubeconfigError::Parse(e) => {
+                    format!("is not YAML {}", crate::yaml::place(&e))
+                }
+                other => other.to_string(),
+            },
             setting,
         })?;
         merged = Some(match merged {

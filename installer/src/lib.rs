@@ -43,5 +43,6 @@ pub mod tls;
 pub mod topology;
 pub mod values;
 pub mod workloads;
+pub mod yaml;
 
 pub use error::{Error, Result};

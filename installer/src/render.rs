@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -52,9 +51,13 @@ impl Rendered {
     /// resource builder's `Flatten()`; the chart's servicePerReplica renders a v1 List).
     pub fn parse(stream: &str) -> Result<Self> {
         let mut objects = Vec::new();
-        for (index, doc) in serde_yaml::Deserializer::from_str(stream).enumerate() {
-            let value =
-                Value::deserialize(doc).map_err(|source| Error::RenderParse { index, source })?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple_with_options(stream, crate::yaml::large()).map_err(
+                |e| Error::RenderParse {
+                    place: crate::yaml::place(&e),
+                },
+            )?;
+        for value in docs {
             if value.is_null() {
                 continue;
             }
@@ -94,7 +97,7 @@ fn count_kinds(objects: &[Value]) -> BTreeMap<String, usize> {
 
 /// What bootstrap's decisions read of a render, and only that: each object's `apiVersion`,
 /// `kind` and `metadata` (the kind counts of the plan, the names `clash` compares), and a
-/// Service whole (its NodePorts). Parsing all of helm's 184 KB stream was a fifth of a dry
+/// Service whole (its NodePorts). Parsing all of helm's 184 KB stream was a quarter of a dry
 /// run's own CPU (issue 26); the skipped parts are cut out as text before the YAML parser
 /// sees them, so only the heads are scanned.
 ///
@@ -121,8 +124,8 @@ impl Heads {
         for doc in documents(stream) {
             match cut(doc).and_then(|text| parse_head(&text)) {
                 Some(head) => heads.objects.push(head),
-                // Whole, as Rendered::parse takes it; its error (with the document's index
-                // in the stream) is the one to show, so a failure starts over there.
+                // Whole, as Rendered::parse takes it; its error (with the line in the whole
+                // stream) is the one to show, so a failure starts over there.
                 None => match Rendered::parse(doc) {
                     Ok(whole) => {
                         heads.parsed_whole += 1;
@@ -247,7 +250,7 @@ fn plain_value(line: &str) -> Option<&str> {
 /// The cut text parsed; `None` unless it is the mapping `cut` promised (then the whole is
 /// parsed).
 fn parse_head(text: &str) -> Option<Value> {
-    let v: Value = serde_yaml::from_str(text).ok()?;
+    let v: Value = serde_saphyr::from_str(text).ok()?;
     (v["kind"].is_string() && v["metadata"].is_object()).then_some(v)
 }
 
@@ -332,12 +335,18 @@ mod tests {
     #[test]
     fn heads_of_a_stream_that_is_not_yaml_is_the_whole_parses_error() {
         let err = Heads::parse("kind: A\nmetadata: {name: a}\n---\nkind: [\n").unwrap_err();
-        assert!(matches!(err, Error::RenderParse { index: 1, .. }), "{err}");
+        assert!(
+            err.to_string().ends_with("not YAML at line 4, column 7"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn a_broken_document_is_an_error_with_its_index() {
+    fn a_broken_document_is_an_error_at_its_line() {
         let err = Rendered::parse("kind: A\n---\nkind: [\n").unwrap_err();
-        assert!(matches!(err, Error::RenderParse { index: 1, .. }), "{err}");
+        assert!(
+            err.to_string().ends_with("not YAML at line 3, column 7"),
+            "{err}"
+        );
     }
 }

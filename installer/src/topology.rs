@@ -491,7 +491,7 @@ mod tests {
                 RECEIVER_FILE
             ]
         );
-        let v: serde_json::Value = serde_yaml::from_str(&files[2].1).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&files[2].1).unwrap();
         assert_eq!(
             v["cmm"]["receiverUrl"],
             "https://10.0.0.5:30091/api/v1/write"
@@ -615,7 +615,7 @@ mod tests {
     #[test]
     fn the_endpoint_file_is_thanos_file_discovery() {
         let text = endpoint_file("10.0.0.11");
-        let v: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(v, serde_json::json!([{"targets": ["10.0.0.11:30901"]}]));
     }
 }

@@ -62,7 +62,7 @@ async fn rendered_receiver(receiver: Receiver) -> Option<RenderedReceiver> {
     let r = render_values(&helm, &chart, "monitor", &values)
         .await
         .unwrap();
-    let vm = r.find("StatefulSet", "cmm-receiver-vm");
+    let vm = cmm_testkit::remote_write::rendered_vm_args(&r.objects);
     let prom = r.find("Prometheus", cmm_core::naming::RECEIVER_FULLNAME);
     let vm_args = match receiver {
         Receiver::Prometheus => {
@@ -82,12 +82,7 @@ async fn rendered_receiver(receiver: Receiver) -> Option<RenderedReceiver> {
             assert!(r
                 .of_kind("Deployment")
                 .all(|d| !d["metadata"]["name"].as_str().unwrap().contains("operator")));
-            let vm = vm.expect(
-                "central-receiver-victoriametrics.yaml renders StatefulSet cmm-receiver-vm",
-            );
-            let c = &vm["spec"]["template"]["spec"]["containers"][0];
-            assert_eq!(c["name"], "victoria-metrics");
-            serde_json::from_value(c["args"].clone()).unwrap()
+            vm.expect("central-receiver-victoriametrics.yaml renders StatefulSet cmm-receiver-vm")
         }
     };
     let data = &r

@@ -48,12 +48,16 @@ pub fn from_helm(helm: &std::path::Path, chart: &std::path::Path) -> Vec<Value> 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_yaml_docs(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn serde_yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &Value| v["kind"] == "CustomResourceDefinition")
-        .collect()
+    // The operator's schemas nest deeper than serde-saphyr's default bound for hostile input.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_nodes: 20_000_000, max_events: 80_000_000, max_depth: 512 },
+    };
+    serde_saphyr::from_multiple_with_options::<Value>(
+        &String::from_utf8_lossy(&out.stdout),
+        options,
+    )
+    .expect("helm show crds prints YAML")
+    .into_iter()
+    .filter(|v| v["kind"] == "CustomResourceDefinition")
+    .collect()
 }

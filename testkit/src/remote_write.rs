@@ -329,6 +329,21 @@ pub async fn metric_sum(base: &str, name: &str) -> f64 {
 }
 
 /// CPU time (user + system) a process has used so far (from /proc; clock ticks of 10 ms).
+/// The VictoriaMetrics container's arguments in a render of the central push release
+/// (central-receiver-victoriametrics.yaml's StatefulSet), or `None` when the render holds
+/// the other receiver: what [`Receiver::start_victoriametrics`] runs with.
+pub fn rendered_vm_args(objects: &[serde_json::Value]) -> Option<Vec<String>> {
+    let vm = objects
+        .iter()
+        .find(|v| v["kind"] == "StatefulSet" && v["metadata"]["name"] == "cmm-receiver-vm")?;
+    let c = &vm["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["name"], "victoria-metrics",
+        "the StatefulSet's first container"
+    );
+    Some(serde_json::from_value(c["args"].clone()).expect("the container's args are strings"))
+}
+
 pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.

@@ -68,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: RbacArgs) -> anyhow::Result<()> {
     ));
     for o in &objects {
         text.push_str("---\n");
-        text.push_str(&serde_yaml::to_string(o)?);
+        text.push_str(&serde_saphyr::to_string(o)?);
     }
     let json = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
     render::emit(global.output, &Document { json, text })

@@ -125,13 +125,13 @@ pub fn wiring(
     .classify(ExitCode::Usage)
 }
 
-/// Every YAML document of `text` parses (a values file may hold several, or none).
-fn yaml_documents(text: &str) -> Result<(), serde_yaml::Error> {
-    use serde::Deserialize;
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        serde_yaml::Value::deserialize(doc)?;
-    }
-    Ok(())
+/// Every YAML document of `text` parses (a values file may hold several, or none); the error
+/// is where, never what (a values file may hold a password). Nothing is built: any key or
+/// value YAML allows is taken, as helm takes it.
+fn yaml_documents(text: &str) -> Result<(), String> {
+    serde_saphyr::from_multiple::<serde::de::IgnoredAny>(text)
+        .map(drop)
+        .map_err(|e| cmm_installer::yaml::place(&e))
 }
 
 /// What decides a release's plan besides the chart (bootstrap installs it, check compares).

@@ -34,8 +34,10 @@ pub fn rendered_proxy(helm: &Path, chart: &Path) -> (String, String) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cm = serde_yaml::Deserializer::from_slice(&o.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+    let cm = cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
+        .unwrap()
+        .objects
+        .into_iter()
         .find(|v: &serde_json::Value| {
             v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-mtls-proxy"
         })
