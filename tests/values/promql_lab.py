@@ -370,18 +370,20 @@ class Lab:
         except urllib.error.HTTPError as e:  # 400/422 carry Prometheus' error as JSON
             return json.load(e)
 
-    def query(self, promql: str) -> tuple[list, str | None]:
-        body = self._get("/api/v1/query", [("query", promql)])
+    def query(self, promql: str, at: float | None = None) -> tuple[list, str | None]:
+        """An instant query, now or at the Unix time `at`."""
+        body = self._get("/api/v1/query", [("query", promql)] + ([("time", f"{at:.3f}")] if at else []))
         if body.get("status") != "success":
             return [], body.get("error", str(body))
         return body["data"]["result"], None
 
-    def query_vm(self, promql: str) -> tuple[list, str | None]:
+    def query_vm(self, promql: str, at: float | None = None) -> tuple[list, str | None]:
         """The same instant query at VictoriaMetrics. nocache=1: it otherwise answers as of 30 s
         ago (-search.latencyOffset), longer than this lab has run; Grafana and the check see that
         delay, which the push tests on real processes cover."""
         assert self.vm_base, "the lab runs no VictoriaMetrics"
-        url = f"{self.vm_base}/api/v1/query?" + urllib.parse.urlencode([("query", promql), ("nocache", "1")])
+        params = [("query", promql), ("nocache", "1")] + ([("time", f"{at:.3f}")] if at else [])
+        url = f"{self.vm_base}/api/v1/query?" + urllib.parse.urlencode(params)
         try:
             with urllib.request.urlopen(url, timeout=10) as resp:
                 body = json.load(resp)
