@@ -363,64 +363,34 @@ async fn helm_missing_or_too_old_exits_3_and_chart_path_set_syntax_or_values_fil
 async fn broken_yaml_is_named_by_line_and_its_secrets_never_show() {
     let Some(helm) = real_helm() else { return };
     let (fake, r) = cluster(&["kind.json"], "kind-cmm").await;
-    let r = r.env("CMM_HELM", &helm);
-    let values = r.home.path().join("values.yaml");
-    std::fs::write(
-        &values,
-        "grafana:\n  adminPassword: hunter2-not-real\n  x: [\n",
-    )
-    .unwrap();
-    let (r, o) = run(
-        r,
-        &[
-            "bootstrap",
-            "--cluster",
-            "kr-mum",
+    let mut r = r.env("CMM_HELM", &helm);
+    for (flag, text, place, secret) in [
+        (
             "--values",
-            values.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(code(&o), 2, "{}", err(&o));
-    assert!(
-        err(&o).contains("is not YAML (at line 3, column"),
-        "{}",
-        err(&o)
-    );
-    assert!(
-        !err(&o).contains("hunter2") && !out(&o).contains("hunter2"),
-        "{}",
-        err(&o)
-    );
-
-    let kubeconfig = r.home.path().join("broken-kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: sk-not-a-real-token\n    x: [\n",
-    )
-    .unwrap();
-    let (_r, o) = run(
-        r,
-        &[
-            "bootstrap",
-            "--cluster",
-            "kr-mum",
+            "grafana:\n  adminPassword: hunter2-not-real\n  x: [\n",
+            "is not YAML (at line 3, column",
+            "hunter2",
+        ),
+        (
             "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(code(&o), 2, "{}", err(&o));
-    assert!(
-        err(&o).contains("is not YAML at line 7, column"),
-        "{}",
-        err(&o)
-    );
-    assert!(
-        !err(&o).contains("sk-not") && !out(&o).contains("sk-not"),
-        "{}",
-        err(&o)
-    );
+            "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: sk-not-a-real-token\n    x: [\n",
+            "is not YAML at line 7, column",
+            "sk-not",
+        ),
+    ] {
+        let file = r.home.path().join(format!("broken{flag}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let args = ["bootstrap", "--cluster", "kr-mum", flag, file.to_str().unwrap()];
+        let (back, o) = run(r, &args).await;
+        r = back;
+        assert_eq!(code(&o), 2, "{flag}: {}", err(&o));
+        assert!(err(&o).contains(place), "{flag}: {}", err(&o));
+        assert!(
+            !err(&o).contains(secret) && !out(&o).contains(secret),
+            "{flag}: {}",
+            err(&o)
+        );
+    }
     assert!(
         fake.requests().is_empty(),
         "bad input must not reach the API"

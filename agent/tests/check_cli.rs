@@ -1061,42 +1061,22 @@ async fn push_check_on(test: &str, receiver_file: &str) {
     };
     // The receiver proxy's configuration as the real helm renders the central push release.
     let dir = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(&helm)
-        .args(["template", "monitor"])
-        .arg(&chart)
-        .args(["-n", "monitor", "-f"])
-        .arg(support::workspace_root().join("values/central_monitor.yaml"))
-        .arg("-f")
-        .arg(support::workspace_root().join(receiver_file))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let objects: Vec<Value> =
-        cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
-            .unwrap()
-            .objects
-            .into_iter()
-            .collect();
-    let cm = objects
-        .iter()
-        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "cmm-receiver-mtls-proxy")
-        .expect("the receiver proxy's ConfigMap");
-    let store = match cmm_testkit::remote_write::rendered_vm_args(&objects) {
-        Some(args) => Store::start_victoriametrics(test, &args, "10s").await,
-        None => Store::start(test, "10s").await,
+    let (nginx_conf, run_sh, vm_args) = support::rendered_central(
+        &helm,
+        &chart,
+        &["values/central_monitor.yaml", receiver_file],
+        "cmm-receiver-mtls-proxy",
+    );
+    let store = if vm_args.is_empty() {
+        Store::start(test, "10s").await
+    } else {
+        Store::start_victoriametrics(test, &vm_args, "10s").await
     };
     let Some(store) = store else {
         return;
     };
     let material = cmm_testkit::pki::CentralMaterial::new();
-    let store = ProtectedReceiver::around(
-        store,
-        cm["data"]["nginx.conf"].as_str().unwrap(),
-        cm["data"]["run.sh"].as_str().unwrap(),
-        &material.ca,
-        30,
-    )
-    .await;
+    let store = ProtectedReceiver::around(store, &nginx_conf, &run_sh, &material.ca, 30).await;
     let rw = store.remote_write(&material.ca, "kr-mum", 2000, "1s");
     let mut sender = Sender::start(test, "kr-mum", &rw, false, "1s")
         .await

@@ -73,41 +73,6 @@ fn text_of(kube: &FakeKube, name: &str, key: &str) -> Option<String> {
     cmm_testkit::pki::secret_text(&s, key)
 }
 
-/// The proxy ConfigMap `cm` of the central release these files make, and VictoriaMetrics'
-/// container arguments when they render it.
-fn rendered_with_args(
-    helm: &std::path::Path,
-    chart: &std::path::Path,
-    files: &[&str],
-    cm: &str,
-) -> (String, String, Vec<String>) {
-    let mut cmd = std::process::Command::new(helm);
-    cmd.args(["template", "monitor"])
-        .arg(chart)
-        .args(["-n", "monitor"]);
-    for f in files {
-        cmd.arg("-f").arg(support::workspace_root().join(f));
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let objects: Vec<Value> =
-        cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
-            .unwrap()
-            .objects
-            .into_iter()
-            .collect();
-    let cm = objects
-        .iter()
-        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == cm)
-        .expect("the proxy's ConfigMap");
-    let args = cmm_testkit::remote_write::rendered_vm_args(&objects).unwrap_or_default();
-    (
-        cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
-        cm["data"]["run.sh"].as_str().unwrap().to_owned(),
-        args,
-    )
-}
-
 fn config(dir: &std::path::Path, name: &str, lines: &str) -> String {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, lines).unwrap();
@@ -161,7 +126,7 @@ async fn a_year_of_renewals_and_a_ca_rotation_pass_with_no_dark_minute() {
     };
 
     // The receiver (push, the default VictoriaMetrics), behind the rendered receiver proxy.
-    let (rconf, rrun, rargs) = rendered_with_args(
+    let (rconf, rrun, rargs) = support::rendered_central(
         &helm,
         &chart,
         &[

@@ -10,7 +10,7 @@ use cmm_installer::detect::{detect, Observed};
 use cmm_installer::helm::Helm;
 use cmm_installer::render::Rendered;
 use cmm_installer::topology::Role;
-use cmm_installer::topology::{Topology, Wiring};
+use cmm_installer::topology::{Choice, Receiver, Topology, Wiring};
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 use support::{render_values, root, tools};
@@ -239,46 +239,49 @@ fn assert_covered(role: Role, topology: Topology, rendered: &Rendered) {
     }
 }
 
+/// Each role of the growth paths (push with either receiver, thanos).
+const GROWTH_PATHS: [(Topology, Role, Option<Receiver>); 5] = [
+    (Topology::Push, Role::Cluster, None),
+    (
+        Topology::Push,
+        Role::Central,
+        Some(Receiver::VictoriaMetrics),
+    ),
+    (Topology::Push, Role::Central, Some(Receiver::Prometheus)),
+    (Topology::Thanos, Role::Cluster, None),
+    (Topology::Thanos, Role::Central, None),
+];
+
+/// The wiring bootstrap makes for `role` in `topology` (a push cluster sends to a receiver URL
+/// in agent mode).
+fn wiring_of(topology: Topology, role: Role, receiver: Option<Receiver>) -> Wiring {
+    Wiring::new(&Choice {
+        topology,
+        receiver,
+        receiver_url: (role == Role::Cluster && topology == Topology::Push)
+            .then_some("https://10.0.0.5:30091/api/v1/write"),
+        agent_mode: role == Role::Cluster && topology == Topology::Push,
+        central: role == Role::Central,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// The same for the growth paths: what each topology adds is in the table of its role.
 #[tokio::test]
 async fn the_access_table_covers_every_topology() {
-    use cmm_installer::topology::Choice;
     let Some((helm, chart)) = tools() else { return };
-    use cmm_installer::topology::Receiver;
-    let cases = [
-        (Topology::Push, Role::Cluster, None),
-        (
-            Topology::Push,
-            Role::Central,
-            Some(Receiver::VictoriaMetrics),
-        ),
-        (Topology::Push, Role::Central, Some(Receiver::Prometheus)),
-        (Topology::Thanos, Role::Cluster, None),
-        (Topology::Thanos, Role::Central, None),
-    ];
-    for (topology, role, receiver) in cases {
-        {
-            let wiring = Wiring::new(&Choice {
-                topology,
-                receiver,
-                receiver_url: (role == Role::Cluster && topology == Topology::Push)
-                    .then_some("https://10.0.0.5:30091/api/v1/write"),
-                agent_mode: role == Role::Cluster && topology == Topology::Push,
-                central: role == Role::Central,
-                ..Default::default()
-            })
+    for (topology, role, receiver) in GROWTH_PATHS {
+        let values = values_for(role, None, None, &wiring_of(topology, role, receiver), &[]);
+        let release = if role == Role::Central {
+            "monitor"
+        } else {
+            "kr-mum"
+        };
+        let r = support::render_values(&helm, &chart, release, &values)
+            .await
             .unwrap();
-            let values = values_for(role, None, None, &wiring, &[]);
-            let release = if role == Role::Central {
-                "monitor"
-            } else {
-                "kr-mum"
-            };
-            let r = support::render_values(&helm, &chart, release, &values)
-                .await
-                .unwrap();
-            assert_covered(role, topology, &r);
-        }
+        assert_covered(role, topology, &r);
     }
 }
 
@@ -288,32 +291,13 @@ async fn the_access_table_covers_every_topology() {
 #[tokio::test]
 async fn bootstraps_heads_of_every_render_are_the_whole_render_cut_down() {
     use cmm_installer::render::{stream, Heads};
-    use cmm_installer::topology::{Choice, Receiver};
     let Some((helm, chart)) = tools() else { return };
-    let cases = [
+    let pull = [
         (Topology::Pull, Role::Cluster, None),
         (Topology::Pull, Role::Central, None),
-        (Topology::Push, Role::Cluster, None),
-        (
-            Topology::Push,
-            Role::Central,
-            Some(Receiver::VictoriaMetrics),
-        ),
-        (Topology::Push, Role::Central, Some(Receiver::Prometheus)),
-        (Topology::Thanos, Role::Cluster, None),
-        (Topology::Thanos, Role::Central, None),
     ];
-    for (topology, role, receiver) in cases {
-        let wiring = Wiring::new(&Choice {
-            topology,
-            receiver,
-            receiver_url: (role == Role::Cluster && topology == Topology::Push)
-                .then_some("https://10.0.0.5:30091/api/v1/write"),
-            agent_mode: role == Role::Cluster && topology == Topology::Push,
-            central: role == Role::Central,
-            ..Default::default()
-        })
-        .unwrap();
+    for (topology, role, receiver) in pull.into_iter().chain(GROWTH_PATHS) {
+        let wiring = wiring_of(topology, role, receiver);
         let nodes = [node("kubeadm-onprem.json")];
         let env = detect(&Observed {
             nodes: &nodes,

@@ -197,3 +197,35 @@ pub fn write_executable(path: &Path, text: &str) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 }
+
+/// The proxy ConfigMap `cm` of the central release these files make, and VictoriaMetrics'
+/// container arguments when they render it.
+pub fn rendered_central(
+    helm: &Path,
+    chart: &Path,
+    files: &[&str],
+    cm: &str,
+) -> (String, String, Vec<String>) {
+    let mut cmd = std::process::Command::new(helm);
+    cmd.args(["template", "monitor"])
+        .arg(chart)
+        .args(["-n", "monitor"]);
+    for f in files {
+        cmd.arg("-f").arg(workspace_root().join(f));
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let objects = cmm_installer::render::Rendered::parse(std::str::from_utf8(&o.stdout).unwrap())
+        .unwrap()
+        .objects;
+    let cm = objects
+        .iter()
+        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == cm)
+        .expect("the proxy's ConfigMap");
+    let args = cmm_testkit::remote_write::rendered_vm_args(&objects).unwrap_or_default();
+    (
+        cm["data"]["nginx.conf"].as_str().unwrap().to_owned(),
+        cm["data"]["run.sh"].as_str().unwrap().to_owned(),
+        args,
+    )
+}
